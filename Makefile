@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything lives in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUILD_DEPS := scikit-build-core pybind11 nlohmann-json ninja
+# Rebuild when any source of the package changes.
+SOURCES := $(shell find cpp python export cmake -type f -not -path '*/__pycache__/*' 2>/dev/null) CMakeLists.txt pyproject.toml
+
+.PHONY: install demo test test-cpp test-py clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Build tools first, then the package without build isolation (see pyproject.toml for why).
+$(VENV)/.installed: $(BIN)/python $(SOURCES)
+	$(BIN)/pip install -q $(BUILD_DEPS)
+	$(BIN)/pip install -q --no-build-isolation '.[train,test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/libfraud demo --out demo-out
+
+# C and C++ tests from the package's own CMake build, then every Python test against the install.
+test-cpp: install
+	ctest --test-dir build/py --output-on-failure
+
+test-py: install
+	$(BIN)/python -m pytest
+
+test: test-cpp test-py
+
+clean:
+	rm -rf build $(VENV) demo-out

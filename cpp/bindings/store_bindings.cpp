@@ -1,0 +1,261 @@
+// Python bindings for the store and the features: training replays history through the same C++
+// code that serves. Records come in as NumPy structured arrays of fraud_txn's layout, without a copy.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "features/features.h"
+#include "libfraud/fraud.h"
+#include "store/temporal_store.h"
+#include "store/validate.h"
+
+namespace py = pybind11;
+
+namespace libfraud {
+namespace {
+
+static_assert(sizeof(fraud_txn) == 64, "fraud_txn must be 64 bytes with no padding");
+
+const char* const kExpectedLayout =
+    "a C-contiguous 1-D NumPy structured array with itemsize 64 and fields txn_id <i8 @0, "
+    "timestamp_ms <i8 @8, amount <f8 @16, entity_id (<i8, (4,)) @24, country <i4 @56, mcc <i4 @60";
+
+struct FieldSpec {
+    const char* name;
+    const char* dtype;  // native byte order
+    size_t offset;
+};
+
+const FieldSpec kFields[] = {
+    {"txn_id", "=i8", offsetof(fraud_txn, txn_id)},
+    {"timestamp_ms", "=i8", offsetof(fraud_txn, timestamp_ms)},
+    {"amount", "=f8", offsetof(fraud_txn, amount)},
+    {"entity_id", "4=i8", offsetof(fraud_txn, entity_id)},
+    {"country", "=i4", offsetof(fraud_txn, country)},
+    {"mcc", "=i4", offsetof(fraud_txn, mcc)},
+};
+
+// A view of the records as fraud_txn, without copying unless the buffer is misaligned.
+class TxnView {
+public:
+    explicit TxnView(const py::array& records) : records_(records) {
+        auto fail = [](const std::string& got) {
+            throw py::value_error(std::string("records: expected ") + kExpectedLayout + "; got " +
+                                  got);
+        };
+        const py::dtype dt = records.dtype();
+        if (records.ndim() != 1) fail(std::to_string(records.ndim()) + " dimensions");
+        if (dt.itemsize() != static_cast<py::ssize_t>(sizeof(fraud_txn))) {
+            fail("dtype " + py::str(dt).cast<std::string>() + " with itemsize " +
+                 std::to_string(dt.itemsize()));
+        }
+        if (!dt.has_fields()) fail("dtype " + py::str(dt).cast<std::string>() + " without fields");
+        const py::dict fields = dt.attr("fields");
+        for (const FieldSpec& f : kFields) {
+            if (!fields.contains(f.name)) {
+                fail("dtype " + py::str(dt).cast<std::string>() + " without field '" + f.name + "'");
+            }
+            const py::tuple info = fields[f.name];
+            const py::dtype field_dt = info[0];
+            const auto offset = info[1].cast<size_t>();
+            if (offset != f.offset || !field_dt.equal(py::dtype(f.dtype))) {
+                fail("field '" + std::string(f.name) + "' of dtype " +
+                     py::str(field_dt).cast<std::string>() + " at offset " +
+                     std::to_string(offset));
+            }
+        }
+        if (!(records.flags() & py::array::c_style)) fail("a non-contiguous array");
+        n_ = static_cast<size_t>(records.shape(0));
+        const void* data = records.data();
+        if (n_ != 0 && reinterpret_cast<uintptr_t>(data) % alignof(fraud_txn) != 0) {
+            copy_.resize(n_);
+            std::memcpy(copy_.data(), data, n_ * sizeof(fraud_txn));
+            data = copy_.data();
+        }
+        txns_ = static_cast<const fraud_txn*>(data);
+    }
+    const fraud_txn* data() const { return txns_; }
+    size_t size() const { return n_; }
+
+private:
+    py::array records_;  // keeps the buffer alive while the GIL is released
+    std::vector<fraud_txn> copy_;
+    const fraud_txn* txns_ = nullptr;
+    size_t n_ = 0;
+};
+
+// The store and its feature computer. Readers (features) share the lock, writers (ingest) take it
+// exclusively, as the C engine does: Python threads may call in concurrently with the GIL released.
+class PyStore {
+public:
+    PyStore(const FeatureConfig& config, int64_t expected_transactions) : features_(config) {
+        if (expected_transactions < 0) {
+            throw py::value_error("expected_transactions: must be >= 0, got " +
+                                  std::to_string(expected_transactions));
+        }
+        if (expected_transactions > 0) store_.reserve(static_cast<size_t>(expected_transactions));
+    }
+
+    void ingest(const py::array& records) {
+        TxnView view(records);
+        py::gil_scoped_release release;
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        validate_for_append(store_, view.data(), view.size());
+        store_.reserve(store_.size() + view.size());
+        for (size_t i = 0; i < view.size(); ++i) store_.append(view.data()[i]);
+    }
+
+    py::array_t<float> features(const py::array& records) const {
+        TxnView view(records);
+        py::array_t<float> out = empty_rows(view.size());
+        float* dst = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::shared_lock<std::shared_mutex> lock(mutex_);
+            validate_fields(view.data(), view.size());
+            for (size_t i = 0; i < view.size(); ++i) {
+                features_.compute(store_, view.data()[i], dst + i * features_.size());
+            }
+        }
+        return out;
+    }
+
+    py::array_t<float> features_and_ingest(const py::array& records) {
+        TxnView view(records);
+        py::array_t<float> out = empty_rows(view.size());
+        float* dst = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::unique_lock<std::shared_mutex> lock(mutex_);
+            validate_for_append(store_, view.data(), view.size());
+            store_.reserve(store_.size() + view.size());
+            for (size_t i = 0; i < view.size(); ++i) {
+                features_.compute(store_, view.data()[i], dst + i * features_.size());
+                store_.append(view.data()[i]);
+            }
+        }
+        return out;
+    }
+
+    size_t size() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return store_.size();
+    }
+    int64_t watermark_ms() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return store_.watermark_ms();
+    }
+    const FeatureComputer& computer() const { return features_; }
+
+private:
+    py::array_t<float> empty_rows(size_t n) const {
+        return py::array_t<float>({static_cast<py::ssize_t>(n),
+                                   static_cast<py::ssize_t>(features_.size())});
+    }
+
+    TemporalStore store_;
+    const FeatureComputer features_;
+    mutable std::shared_mutex mutex_;
+};
+
+std::string config_repr(const FeatureConfig& c) {
+    std::ostringstream s;
+    s << "FeatureConfig(windows_ms=[";
+    for (size_t i = 0; i < c.windows_ms.size(); ++i) s << (i ? ", " : "") << c.windows_ms[i];
+    s << "], distinct_window_ms=" << c.distinct_window_ms << ", max_scan=" << c.max_scan << ")";
+    return s.str();
+}
+
+bool config_equal(const FeatureConfig& a, const FeatureConfig& b) {
+    return a.windows_ms == b.windows_ms && a.distinct_window_ms == b.distinct_window_ms &&
+           a.max_scan == b.max_scan;
+}
+
+FeatureConfig make_config(std::vector<int64_t> windows_ms, int64_t distinct_window_ms,
+                          int64_t max_scan) {
+    if (max_scan < 1 || max_scan > std::numeric_limits<uint32_t>::max()) {
+        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                         "max_scan: must be in 1..4294967295, got " + std::to_string(max_scan));
+    }
+    FeatureConfig c;
+    c.windows_ms = std::move(windows_ms);
+    c.distinct_window_ms = distinct_window_ms;
+    c.max_scan = static_cast<uint32_t>(max_scan);
+    validate_feature_config(c);
+    return c;
+}
+
+}  // namespace
+}  // namespace libfraud
+
+// Global, as module.cpp declares it.
+void bind_store(py::module_& m) {
+    using namespace libfraud;
+    const FeatureConfig defaults;
+
+    m.attr("TXN_ITEMSIZE") = py::int_(sizeof(fraud_txn));
+    py::dict offsets;
+    for (const FieldSpec& f : kFields) offsets[f.name] = py::int_(f.offset);
+    m.attr("TXN_OFFSETS") = offsets;
+
+    py::class_<FeatureConfig>(m, "FeatureConfig",
+                              "Feature configuration (immutable). Raises FraudError when invalid.")
+        .def(py::init(&make_config), py::arg("windows_ms") = defaults.windows_ms,
+             py::arg("distinct_window_ms") = defaults.distinct_window_ms,
+             py::arg("max_scan") = static_cast<int64_t>(defaults.max_scan))
+        .def_property_readonly("windows_ms",
+                               [](const FeatureConfig& c) { return c.windows_ms; })
+        .def_property_readonly("distinct_window_ms",
+                               [](const FeatureConfig& c) { return c.distinct_window_ms; })
+        .def_property_readonly("max_scan", [](const FeatureConfig& c) { return c.max_scan; })
+        .def("__repr__", &config_repr)
+        .def("__eq__", [](const FeatureConfig& a, const py::object& b) -> py::object {
+            if (!py::isinstance<FeatureConfig>(b)) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+            return py::bool_(config_equal(a, b.cast<const FeatureConfig&>()));
+        })
+        .def("__hash__", [](const FeatureConfig& c) { return py::hash(py::str(config_repr(c))); })
+        .def(py::pickle(
+            [](const FeatureConfig& c) {
+                return py::make_tuple(c.windows_ms, c.distinct_window_ms, c.max_scan);
+            },
+            [](const py::tuple& t) {
+                return make_config(t[0].cast<std::vector<int64_t>>(), t[1].cast<int64_t>(),
+                                   t[2].cast<int64_t>());
+            }));
+
+    m.def("feature_names", [](const FeatureConfig& c) { return feature_names(c); },
+          py::arg("config") = defaults, "Feature names for a config, in column order.");
+    m.def("window_label", &window_label, py::arg("ms"),
+          "Label of a window in feature names: 3600000 -> '1h', 604800000 -> '7d'.");
+
+    py::class_<PyStore>(m, "Store",
+                        "The temporal store and the point-in-time features over it. records: a "
+                        "NumPy structured array of fraud_txn's layout (TXN_ITEMSIZE, TXN_OFFSETS).")
+        .def(py::init<const FeatureConfig&, int64_t>(), py::arg("config") = defaults,
+             py::arg("expected_transactions") = 0)
+        .def("ingest", &PyStore::ingest, py::arg("records"),
+             "Append records (all or nothing: validated first).")
+        .def("features", &PyStore::features, py::arg("records"),
+             "float32 [n, num_features]: features against the store as it stands; stores nothing.")
+        .def("features_and_ingest", &PyStore::features_and_ingest, py::arg("records"),
+             "Per record in order: its features, then append it. Validated as a whole first.")
+        .def_property_readonly("size", &PyStore::size)
+        .def_property_readonly("watermark_ms", &PyStore::watermark_ms)
+        .def_property_readonly("num_features",
+                               [](const PyStore& s) { return s.computer().size(); })
+        .def_property_readonly("feature_names",
+                               [](const PyStore& s) { return s.computer().names(); })
+        .def_property_readonly("config", [](const PyStore& s) { return s.computer().config(); });
+}

@@ -1,0 +1,50 @@
+// _core.TreeLibrary: the serving engine's tree loader, for parity checks and benchmarks.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "engine/tree_library.h"
+
+namespace py = pybind11;
+
+void bind_trees(py::module_& m) {
+    using libfraud::TreeLibrary;
+    py::class_<TreeLibrary>(m, "TreeLibrary",
+                            "A compiled tree library (bundle target tl2cgen-c-shared).")
+        .def(py::init<const std::string&>(), py::arg("path"),
+             "Load the shared library at path; raises FraudError naming the path on failure.")
+        .def_property_readonly("num_features", &TreeLibrary::num_features)
+        .def_property_readonly("path", &TreeLibrary::path)
+        .def(
+            "predict",
+            [](const TreeLibrary& self, py::array X) {
+                if (X.ndim() != 2) {
+                    throw py::value_error("X must be 2-D (rows, features), got " +
+                                          std::to_string(X.ndim()) + " dimensions");
+                }
+                if (!py::isinstance<py::array_t<float>>(X) ||
+                    !(X.flags() & py::array::c_style)) {
+                    throw py::value_error("X must be a C-contiguous float32 array, got dtype " +
+                                          std::string(py::str(X.dtype())));
+                }
+                const auto n = static_cast<size_t>(X.shape(0));
+                const auto f = static_cast<size_t>(X.shape(1));
+                if (f != self.num_features()) {
+                    throw py::value_error("X has " + std::to_string(f) +
+                                          " columns, the library expects " +
+                                          std::to_string(self.num_features()));
+                }
+                py::array_t<float> out(static_cast<py::ssize_t>(n));
+                const auto* rows = static_cast<const float*>(X.data());
+                float* dst = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    self.predict_rows(rows, n, dst);
+                }
+                return out;
+            },
+            py::arg("X"),
+            "Probabilities for X (C-contiguous float32 [n, num_features], NaN = missing); "
+            "float32 [n]. Releases the GIL.");
+}

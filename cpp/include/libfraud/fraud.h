@@ -1,0 +1,171 @@
+/*
+ * libfraud: real-time payment-fraud scoring. The C API, and the library's only ABI promise.
+ *
+ * The path of one transaction: validate -> temporal store (each entity's time-ordered history)
+ * -> point-in-time features -> compiled trees (from the bundle) -> probability of fraud.
+ *
+ * Errors: every function returns a fraud_status; on failure, fraud_last_error() gives a message
+ * for the calling thread naming what is wrong. No C++ exception ever crosses this boundary.
+ *
+ * Threading (per engine): fraud_engine_score() may run from many threads at once. Functions that
+ * change the store (ingest, score_and_ingest) take the engine exclusively: they wait for running
+ * scores, and scores wait for them, so a score always sees the store after a whole number of
+ * ingest calls (a consistent prefix of the stream).
+ *
+ * Ownership: the caller owns every buffer it passes; the library never keeps a pointer to one
+ * after the call returns. An engine is freed by fraud_engine_free(); nothing else needs freeing.
+ */
+#ifndef LIBFRAUD_FRAUD_H
+#define LIBFRAUD_FRAUD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define FRAUD_API __declspec(dllexport)
+#else
+#define FRAUD_API __attribute__((visibility("default")))
+#endif
+
+/* Bumped when this header changes incompatibly. */
+#define FRAUD_API_VERSION 1
+/* The bundle format version this library reads (see export/BUNDLE.md). */
+#define FRAUD_BUNDLE_FORMAT_VERSION 1
+
+typedef enum fraud_status {
+    FRAUD_STATUS_OK = 0,
+    FRAUD_STATUS_INVALID_ARGUMENT = 1,    /* a NULL pointer, a bad size or parameter */
+    FRAUD_STATUS_INVALID_TRANSACTION = 2, /* a field out of its domain (NaN amount, negative id...) */
+    FRAUD_STATUS_OUT_OF_ORDER = 3,        /* timestamp older than the store's watermark */
+    FRAUD_STATUS_DUPLICATE_TRANSACTION = 4, /* txn_id already in the store or twice in a batch */
+    FRAUD_STATUS_IO_ERROR = 5,            /* a file that cannot be opened or read */
+    FRAUD_STATUS_BUNDLE_INVALID = 6,      /* manifest unparsable, or inconsistent with this library */
+    FRAUD_STATUS_BUNDLE_VERSION = 7,      /* a format version this library does not read */
+    FRAUD_STATUS_BUNDLE_CHECKSUM = 8,     /* an artifact missing, of the wrong size or sha256 */
+    FRAUD_STATUS_LOAD_ERROR = 9,          /* an artifact verified but could not be loaded */
+    FRAUD_STATUS_INTERNAL = 10            /* a bug or out of memory; the message says which */
+} fraud_status;
+
+/* Entities a transaction links; the order of fraud_txn.entity_id. */
+typedef enum fraud_entity {
+    FRAUD_ENTITY_CARD = 0,
+    FRAUD_ENTITY_DEVICE = 1,
+    FRAUD_ENTITY_MERCHANT = 2,
+    FRAUD_ENTITY_IP = 3,
+    FRAUD_ENTITY_COUNT = 4
+} fraud_entity;
+
+/* An entity id meaning "not present" (allowed for device and IP only). */
+#define FRAUD_ENTITY_ABSENT (-1)
+
+/*
+ * One transaction. 64 bytes, no padding: Python passes NumPy records of this layout without copying.
+ * Rules (checked at every entry point): amount finite and > 0; card and merchant ids >= 0; device
+ * and IP ids >= 0 or FRAUD_ENTITY_ABSENT; country 1..999 (ISO 3166 numeric); mcc 0..9999. An entity
+ * never seen before is not an error: it has an empty history (cold start).
+ */
+typedef struct fraud_txn {
+    int64_t txn_id;                        /* unique within the store */
+    int64_t timestamp_ms;                  /* unix epoch, milliseconds */
+    double amount;
+    int64_t entity_id[FRAUD_ENTITY_COUNT]; /* indexed by fraud_entity */
+    int32_t country;
+    int32_t mcc;
+} fraud_txn;
+
+/* Options for fraud_engine_open(). Get defaults from fraud_engine_default_params(), then change. */
+typedef struct fraud_engine_params {
+    uint32_t struct_size; /* sizeof(fraud_engine_params): lets fields be appended compatibly */
+    uint32_t reserved;
+    int64_t expected_transactions; /* capacity hint for the store; 0 = none */
+} fraud_engine_params;
+
+typedef struct fraud_engine fraud_engine;
+
+/* Message for the last failed call on this thread ("" if none). Valid until the next call on
+ * this thread; the library owns it. */
+FRAUD_API const char* fraud_last_error(void);
+
+/* Static name of a status, e.g. "FRAUD_STATUS_BUNDLE_CHECKSUM"; "FRAUD_STATUS_UNKNOWN" otherwise. */
+FRAUD_API const char* fraud_status_name(fraud_status status);
+
+/* Library version, "MAJOR.MINOR.PATCH"; static storage. */
+FRAUD_API const char* fraud_version(void);
+
+FRAUD_API fraud_engine_params fraud_engine_default_params(void);
+
+/*
+ * Open the bundle directory at bundle_dir: checks the manifest's format version and every
+ * artifact's size and sha256 before loading anything, then loads the compiled trees, and starts
+ * an empty temporal store. params may be NULL (defaults). On success *out owns a new engine
+ * (free with fraud_engine_free); on failure *out is NULL.
+ */
+FRAUD_API fraud_status fraud_engine_open(const char* bundle_dir, const fraud_engine_params* params,
+                                         fraud_engine** out);
+
+/* Frees the engine and everything it holds. NULL does nothing. No call on it may be running. */
+FRAUD_API void fraud_engine_free(fraud_engine* engine);
+
+/* Number of features the bundle's model reads (the length of a row from fraud_engine_features). */
+FRAUD_API fraud_status fraud_engine_num_features(const fraud_engine* engine, size_t* out);
+
+/* Name of feature i (static for the engine's life), in the model's feature order. */
+FRAUD_API fraud_status fraud_engine_feature_name(const fraud_engine* engine, size_t i,
+                                                 const char** out);
+
+/* The bundle's decision threshold on the probability (score >= threshold: flag). */
+FRAUD_API fraud_status fraud_engine_threshold(const fraud_engine* engine, double* out);
+
+/*
+ * Append n transactions to the store, in order. The batch is all or nothing: every transaction is
+ * validated (fields, time order against the watermark and within the batch, duplicate ids) before
+ * any is stored; on failure the store is exactly as it was and the message names the batch index,
+ * the txn_id and the field. Exclusive (see Threading).
+ */
+FRAUD_API fraud_status fraud_engine_ingest(fraud_engine* engine, const fraud_txn* txns, size_t n);
+
+/*
+ * Score n transactions against the store as it stands, without storing them: scores_out[i] is the
+ * probability of fraud of txns[i], from features that see only stored transactions strictly
+ * earlier than txns[i].timestamp_ms. All-or-nothing validation of fields as for ingest (time order
+ * and duplicates are not checked, nothing is stored). Safe from many threads at once.
+ */
+FRAUD_API fraud_status fraud_engine_score(const fraud_engine* engine, const fraud_txn* txns,
+                                          size_t n, float* scores_out);
+
+/*
+ * The serving call: for each transaction in order, score it, then store it; the same scores as
+ * calling fraud_engine_score and fraud_engine_ingest one transaction at a time. Validated as a
+ * whole first, as fraud_engine_ingest. Exclusive.
+ */
+FRAUD_API fraud_status fraud_engine_score_and_ingest(fraud_engine* engine, const fraud_txn* txns,
+                                                     size_t n, float* scores_out);
+
+/*
+ * The model's input rows for n transactions, as fraud_engine_score would compute them (NaN marks a
+ * missing value): features_out holds n * num_features floats, row-major. Safe from many threads.
+ */
+FRAUD_API fraud_status fraud_engine_features(const fraud_engine* engine, const fraud_txn* txns,
+                                             size_t n, float* features_out);
+
+/*
+ * The model alone on n rows the caller computed (n * num_features floats, row-major, in the
+ * feature order; NaN = missing): for a caller with its own features, and to time the trees.
+ * Safe from many threads.
+ */
+FRAUD_API fraud_status fraud_engine_score_features(const fraud_engine* engine, const float* rows,
+                                                   size_t n, float* scores_out);
+
+/* Number of transactions in the store, and its watermark (latest timestamp; INT64_MIN if empty). */
+FRAUD_API fraud_status fraud_engine_store_size(const fraud_engine* engine, uint64_t* n_out,
+                                               int64_t* watermark_ms_out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBFRAUD_FRAUD_H */

@@ -1,0 +1,175 @@
+// The C boundary: statuses and a thread-local message out, never an exception.
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "common/error.h"
+#include "engine/engine.h"
+#include "libfraud/fraud.h"
+
+struct fraud_engine {
+    std::unique_ptr<libfraud::Engine> impl;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+fraud_status fail(fraud_status status, const char* message) {
+    last_error = message;
+    return status;
+}
+
+void require(bool ok, const char* what) {
+    if (!ok) throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT, what);
+}
+
+}  // namespace
+
+// Every entry point's body goes between these: no exception crosses into C.
+#define FRAUD_API_BEGIN() \
+    try {                 \
+        last_error.clear();
+#define FRAUD_API_END()                                                          \
+    }                                                                            \
+    catch (const libfraud::FraudError& e) {                                      \
+        return fail(e.status(), e.what());                                       \
+    }                                                                            \
+    catch (const std::bad_alloc&) {                                              \
+        return fail(FRAUD_STATUS_INTERNAL, "out of memory");                     \
+    }                                                                            \
+    catch (const std::exception& e) {                                            \
+        return fail(FRAUD_STATUS_INTERNAL, e.what());                            \
+    }                                                                            \
+    catch (...) {                                                                \
+        return fail(FRAUD_STATUS_INTERNAL, "unknown exception inside libfraud"); \
+    }                                                                            \
+    return FRAUD_STATUS_OK;
+
+extern "C" {
+
+const char* fraud_last_error(void) { return last_error.c_str(); }
+
+const char* fraud_status_name(fraud_status status) {
+    switch (status) {
+        case FRAUD_STATUS_OK: return "FRAUD_STATUS_OK";
+        case FRAUD_STATUS_INVALID_ARGUMENT: return "FRAUD_STATUS_INVALID_ARGUMENT";
+        case FRAUD_STATUS_INVALID_TRANSACTION: return "FRAUD_STATUS_INVALID_TRANSACTION";
+        case FRAUD_STATUS_OUT_OF_ORDER: return "FRAUD_STATUS_OUT_OF_ORDER";
+        case FRAUD_STATUS_DUPLICATE_TRANSACTION: return "FRAUD_STATUS_DUPLICATE_TRANSACTION";
+        case FRAUD_STATUS_IO_ERROR: return "FRAUD_STATUS_IO_ERROR";
+        case FRAUD_STATUS_BUNDLE_INVALID: return "FRAUD_STATUS_BUNDLE_INVALID";
+        case FRAUD_STATUS_BUNDLE_VERSION: return "FRAUD_STATUS_BUNDLE_VERSION";
+        case FRAUD_STATUS_BUNDLE_CHECKSUM: return "FRAUD_STATUS_BUNDLE_CHECKSUM";
+        case FRAUD_STATUS_LOAD_ERROR: return "FRAUD_STATUS_LOAD_ERROR";
+        case FRAUD_STATUS_INTERNAL: return "FRAUD_STATUS_INTERNAL";
+    }
+    return "FRAUD_STATUS_UNKNOWN";
+}
+
+const char* fraud_version(void) { return LIBFRAUD_VERSION; }
+
+fraud_engine_params fraud_engine_default_params(void) {
+    fraud_engine_params params;
+    std::memset(&params, 0, sizeof params);
+    params.struct_size = sizeof params;
+    return params;
+}
+
+fraud_status fraud_engine_open(const char* bundle_dir, const fraud_engine_params* params,
+                               fraud_engine** out) {
+    FRAUD_API_BEGIN()
+    require(out != nullptr, "fraud_engine_open: out is NULL");
+    *out = nullptr;
+    require(bundle_dir != nullptr, "fraud_engine_open: bundle_dir is NULL");
+    fraud_engine_params effective = fraud_engine_default_params();
+    if (params) {
+        // An older caller's smaller struct keeps the defaults for the fields it does not know.
+        require(params->struct_size >= offsetof(fraud_engine_params, expected_transactions) &&
+                    params->struct_size <= sizeof effective,
+                "fraud_engine_open: params->struct_size is not a fraud_engine_params size "
+                "(set it from fraud_engine_default_params())");
+        std::memcpy(&effective, params, params->struct_size);
+    }
+    auto engine = std::make_unique<fraud_engine>();
+    engine->impl = std::make_unique<libfraud::Engine>(bundle_dir, effective);
+    *out = engine.release();
+    FRAUD_API_END()
+}
+
+void fraud_engine_free(fraud_engine* engine) { delete engine; }
+
+fraud_status fraud_engine_num_features(const fraud_engine* engine, size_t* out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_num_features: NULL argument");
+    *out = engine->impl->num_features();
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_feature_name(const fraud_engine* engine, size_t i, const char** out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_feature_name: NULL argument");
+    const auto& names = engine->impl->feature_names();
+    if (i >= names.size())
+        throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                                   "fraud_engine_feature_name: index " + std::to_string(i) +
+                                       " is out of range (" + std::to_string(names.size()) + " features)");
+    *out = names[i].c_str();
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_threshold(const fraud_engine* engine, double* out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_threshold: NULL argument");
+    *out = engine->impl->threshold();
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_ingest(fraud_engine* engine, const fraud_txn* txns, size_t n) {
+    FRAUD_API_BEGIN()
+    require(engine && (txns || n == 0), "fraud_engine_ingest: NULL argument");
+    engine->impl->ingest(txns, n);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_score(const fraud_engine* engine, const fraud_txn* txns, size_t n,
+                                float* scores_out) {
+    FRAUD_API_BEGIN()
+    require(engine && ((txns && scores_out) || n == 0), "fraud_engine_score: NULL argument");
+    engine->impl->score(txns, n, scores_out);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_score_and_ingest(fraud_engine* engine, const fraud_txn* txns, size_t n,
+                                           float* scores_out) {
+    FRAUD_API_BEGIN()
+    require(engine && ((txns && scores_out) || n == 0), "fraud_engine_score_and_ingest: NULL argument");
+    engine->impl->score_and_ingest(txns, n, scores_out);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_features(const fraud_engine* engine, const fraud_txn* txns, size_t n,
+                                   float* features_out) {
+    FRAUD_API_BEGIN()
+    require(engine && ((txns && features_out) || n == 0), "fraud_engine_features: NULL argument");
+    engine->impl->features(txns, n, features_out);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_score_features(const fraud_engine* engine, const float* rows, size_t n,
+                                         float* scores_out) {
+    FRAUD_API_BEGIN()
+    require(engine && ((rows && scores_out) || n == 0), "fraud_engine_score_features: NULL argument");
+    engine->impl->score_features(rows, n, scores_out);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_store_size(const fraud_engine* engine, uint64_t* n_out,
+                                     int64_t* watermark_ms_out) {
+    FRAUD_API_BEGIN()
+    require(engine != nullptr, "fraud_engine_store_size: engine is NULL");
+    engine->impl->store_size(n_out, watermark_ms_out);
+    FRAUD_API_END()
+}
+
+}  // extern "C"

@@ -1,0 +1,135 @@
+#include "engine/manifest.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/error.h"
+#include "engine/sha256.h"
+
+namespace libfraud {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void invalid(const std::string& what) {
+    throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "manifest.json: " + what);
+}
+
+const json& require(const json& object, const char* key, const std::string& where) {
+    if (!object.is_object() || !object.contains(key)) invalid("missing key '" + where + key + "'");
+    return object.at(key);
+}
+
+template <typename T>
+T get_as(const json& object, const char* key, const std::string& where) {
+    const json& value = require(object, key, where);
+    try {
+        return value.get<T>();
+    } catch (const json::exception&) {
+        invalid("key '" + where + key + "' has the wrong type: " + value.dump());
+    }
+}
+
+// A bundle is code: an artifact path that climbs out of the bundle is refused outright.
+void check_relative_path(const std::string& path, const std::string& name) {
+    bool escapes = path.empty() || path[0] == '/' || path == ".." || path.rfind("../", 0) == 0 ||
+                   path.find("/../") != std::string::npos ||
+                   (path.size() >= 3 && path.compare(path.size() - 3, 3, "/..") == 0);
+    if (escapes) invalid("artifact '" + name + "' has a path outside the bundle: '" + path + "'");
+}
+
+}  // namespace
+
+const ArtifactEntry& Manifest::artifact(const std::string& name) const {
+    for (const ArtifactEntry& entry : artifacts)
+        if (entry.name == name) return entry;
+    throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
+                     "manifest.json: no artifact named '" + name + "' in 'artifacts'");
+}
+
+std::string Manifest::artifact_path(const ArtifactEntry& entry) const {
+    return bundle_dir + "/" + entry.path;
+}
+
+Manifest read_manifest(const std::string& bundle_dir) {
+    struct stat info {};
+    if (stat(bundle_dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode))
+        throw FraudError(FRAUD_STATUS_IO_ERROR, bundle_dir + ": not a bundle directory");
+    const std::string path = bundle_dir + "/manifest.json";
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw FraudError(FRAUD_STATUS_IO_ERROR, path + ": cannot open (is this a bundle?)");
+    std::stringstream text;
+    text << in.rdbuf();
+
+    json doc;
+    try {
+        doc = json::parse(text.str());
+    } catch (const json::parse_error& e) {
+        invalid(std::string("not valid JSON: ") + e.what());
+    }
+    if (!doc.is_object()) invalid("the top level is not an object");
+
+    Manifest m;
+    m.bundle_dir = bundle_dir;
+    if (get_as<std::string>(doc, "format", "") != "libfraud-bundle")
+        invalid("'format' is not \"libfraud-bundle\"");
+    m.format_version = get_as<int64_t>(doc, "format_version", "");
+    if (m.format_version != FRAUD_BUNDLE_FORMAT_VERSION)
+        throw FraudError(FRAUD_STATUS_BUNDLE_VERSION,
+                         "manifest.json: format_version " + std::to_string(m.format_version) +
+                             " is not supported; this libfraud reads version " +
+                             std::to_string(FRAUD_BUNDLE_FORMAT_VERSION));
+
+    const json& features = require(doc, "features", "");
+    const json& config = require(features, "config", "features.");
+    m.feature_config.windows_ms = get_as<std::vector<int64_t>>(config, "windows_ms", "features.config.");
+    m.feature_config.distinct_window_ms = get_as<int64_t>(config, "distinct_window_ms", "features.config.");
+    m.feature_config.max_scan = get_as<uint32_t>(config, "max_scan", "features.config.");
+    m.feature_order = get_as<std::vector<std::string>>(features, "order", "features.");
+
+    const json& model = require(doc, "model", "");
+    m.model_artifact = get_as<std::string>(model, "artifact", "model.");
+    m.threshold = get_as<double>(doc, "threshold", "");
+
+    const json& artifacts = require(doc, "artifacts", "");
+    if (!artifacts.is_array() || artifacts.empty()) invalid("'artifacts' is not a non-empty list");
+    for (size_t i = 0; i < artifacts.size(); ++i) {
+        const std::string where = "artifacts[" + std::to_string(i) + "].";
+        ArtifactEntry entry;
+        entry.name = get_as<std::string>(artifacts[i], "name", where);
+        entry.path = get_as<std::string>(artifacts[i], "path", where);
+        entry.target = get_as<std::string>(artifacts[i], "target", where);
+        entry.sha256 = get_as<std::string>(artifacts[i], "sha256", where);
+        entry.size = get_as<uint64_t>(artifacts[i], "size", where);
+        check_relative_path(entry.path, entry.name);
+        if (entry.sha256.size() != 64) invalid("'" + where + "sha256' is not 64 hex digits");
+        m.artifacts.push_back(entry);
+    }
+    m.artifact(m.model_artifact);  // the model must name an artifact that exists in the list
+    return m;
+}
+
+void verify_artifacts(const Manifest& manifest) {
+    for (const ArtifactEntry& entry : manifest.artifacts) {
+        const std::string path = manifest.artifact_path(entry);
+        struct stat info {};
+        if (stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode))
+            throw FraudError(FRAUD_STATUS_BUNDLE_CHECKSUM,
+                             "artifact '" + entry.name + "': file " + path + " is missing");
+        if (static_cast<uint64_t>(info.st_size) != entry.size)
+            throw FraudError(FRAUD_STATUS_BUNDLE_CHECKSUM,
+                             "artifact '" + entry.name + "': " + path + " has " +
+                                 std::to_string(info.st_size) + " bytes, the manifest says " +
+                                 std::to_string(entry.size) + " (truncated or replaced)");
+        const std::string found = sha256_file_hex(path);
+        if (found != entry.sha256)
+            throw FraudError(FRAUD_STATUS_BUNDLE_CHECKSUM,
+                             "artifact '" + entry.name + "': sha256 of " + path + " is " + found +
+                                 ", the manifest says " + entry.sha256 + " (altered)");
+    }
+}
+
+}  // namespace libfraud

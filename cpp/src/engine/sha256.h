@@ -1,0 +1,11 @@
+// File digests for bundle verification (OpenSSL's SHA-256: a library, not a hand-rolled hash).
+#pragma once
+
+#include <string>
+
+namespace libfraud {
+
+// Lower-case hex SHA-256 of the file's bytes. Throws FraudError(IO_ERROR) if it cannot be read.
+std::string sha256_file_hex(const std::string& path);
+
+}  // namespace libfraud

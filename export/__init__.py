@@ -1,0 +1,18 @@
+"""The compiler: a trained model -> bundle artifacts (see BUNDLE.md), with parity checks."""
+
+from .bundle import BundleError, build_bundle, read_manifest, verify_bundle
+from .parity import ParityError, ParityReport, check_tree_parity
+from .trees import CompileResult, TreeCompileError, compile_trees
+
+__all__ = [
+    "BundleError",
+    "CompileResult",
+    "ParityError",
+    "ParityReport",
+    "TreeCompileError",
+    "build_bundle",
+    "check_tree_parity",
+    "compile_trees",
+    "read_manifest",
+    "verify_bundle",
+]

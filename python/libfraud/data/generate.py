@@ -1,0 +1,442 @@
+"""Seeded synthetic payment network with labelled fraud, generated in time-ordered chunks.
+
+The simulation runs hour by hour over about 30 days (entity populations scale with ``n``):
+
+- Legitimate: cards with heavy-tailed (lognormal) activity, so a few are very active.
+- Legitimate: each card has 1-2 home devices (a few households share one), 1-2 home IPs, a
+  home country, 3 favourite merchants; some traffic goes through shared carrier-NAT IPs.
+- Legitimate: merchants have Zipf popularity and one mcc each; amounts are lognormal with a
+  location and spread set by the mcc, shifted by the card's spending level.
+- Legitimate: arrivals follow a daily cycle (busiest mid-afternoon UTC, fewest around 02:00).
+- Legitimate noise that looks like fraud: card-present purchases without device/IP, a new
+  device or IP now and then, travel abroad, small digital-goods amounts, large purchases.
+- Fraud rings: 10-50 cards (half compromised real cards, half synthetic) share 2-6 devices and
+  1-4 IPs, buy in bursts of 5-30 within 10-120 minutes at 2-4 high-value merchants, mostly
+  from a foreign country, medium-high amounts.
+- Card testing: 5-25 amounts under 5 on one card within 2-15 minutes, from a tester device/IP
+  (reused across many stolen cards) or a fresh one, at low-value merchants; 40% of episodes
+  end with a large cash-out purchase 0.5-6 hours later.
+- Account takeover: an existing card (chosen by activity, so it has history) suddenly uses a
+  new device and IP at an unusual high-value merchant, 1-5 purchases in 3 hours; most with
+  amounts well above its normal, some (30%) not.
+- Colluding merchants: a few low-traffic mule merchants receive bursts from ring cards
+  (``fraud_type`` "merchant_collusion").
+- Labels: 1 on exactly the fraud transactions (no label noise). Fraud is flat over the day
+  and is scheduled so that its share tracks ``fraud_rate`` closely.
+
+Determinism: the world comes from ``seed``; hour ``k`` from ``(seed, k)``; rows are merged in
+time order independently of ``chunk_size``, so any chunking yields the same rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .schema import ABSENT_ID, FRAUD_TYPES
+
+__all__ = ["DEFAULT_START_MS", "generate_transactions", "write_transactions"]
+
+DEFAULT_START_MS = 1_767_225_600_000
+"""2026-01-01T00:00:00Z."""
+
+_HOUR_MS = 3_600_000
+_MIN_MS = 60_000
+_SPAN_HOURS = 30 * 24
+
+# mcc, share of merchants, typical amount, log-spread
+_MCC = np.array([
+    (5411, 0.20, 45, 0.7), (5812, 0.12, 35, 0.6), (5814, 0.10, 12, 0.5), (5541, 0.10, 40, 0.4),
+    (5311, 0.06, 70, 0.8), (5912, 0.06, 25, 0.7), (5999, 0.06, 40, 1.0), (4121, 0.06, 20, 0.5),
+    (5815, 0.06, 9, 0.8), (4899, 0.04, 15, 0.4), (5732, 0.04, 180, 0.9), (5944, 0.02, 300, 1.0),
+    (4511, 0.03, 350, 0.6), (7011, 0.03, 200, 0.6), (5691, 0.02, 80, 0.7),
+])
+_MCC_CODE = _MCC[:, 0].astype(np.int32)
+_MCC_P = _MCC[:, 1] / _MCC[:, 1].sum()
+_MCC_MU = np.log(_MCC[:, 2])
+_MCC_SIGMA = _MCC[:, 3]
+_LOW_VALUE_MCC = (5815, 5814, 4899)
+_HIGH_VALUE_MCC = (5732, 5944, 4511, 7011)
+_MULE_MCC = 5999
+
+_HOME_COUNTRIES = np.array([840, 826, 124, 276, 250, 36, 392, 484], dtype=np.int32)
+_HOME_P = np.array([0.60, 0.10, 0.08, 0.07, 0.05, 0.04, 0.03, 0.03])
+_FRAUD_COUNTRIES = np.array([566, 643, 804, 156, 76, 608, 642, 360], dtype=np.int32)
+
+# Fraud typologies: code in FRAUD_TYPES, share of fraud rows, mean rows per episode.
+_RING, _CARD_TESTING, _ATO, _COLLUSION = (FRAUD_TYPES.index(t) for t in
+                                          ("ring", "card_testing", "account_takeover",
+                                           "merchant_collusion"))
+_EP_TYPES = np.array([_RING, _COLLUSION, _CARD_TESTING, _ATO])
+_EP_SHARE = np.array([0.35, 0.15, 0.30, 0.20])
+_CASHOUT_P = 0.4
+_EP_MEAN = np.array([17.5, 17.5, 15.0 + _CASHOUT_P, 3.0])
+_EP_P = (_EP_SHARE / _EP_MEAN) / (_EP_SHARE / _EP_MEAN).sum()
+
+# Ids are scrambled by an odd-multiplier bijection of [0, 2**40) so that they carry no order.
+_ID_MASK = np.uint64(2 ** 40 - 1)
+_ID_MUL = {"card": 0x9E3779B97F, "device": 0xC2B2AE3D27, "merchant": 0x165667B19F, "ip": 0x27D4EB2F17}
+
+
+def _scramble(ids: np.ndarray, kind: str) -> np.ndarray:
+    absent = ids < 0
+    u = ids.astype(np.uint64) * np.full(1, _ID_MUL[kind], np.uint64) + np.uint64(_ID_MUL[kind] >> 7)
+    out = (u & _ID_MASK).astype(np.int64)
+    out[absent] = ABSENT_ID
+    return out
+
+
+def _pick(rng: np.random.Generator, base: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """base[i] + uniform integer in [0, count[i]) for each i."""
+    return base + (rng.random(len(base)) * count).astype(np.int64)
+
+
+class _World:
+    """Entity populations and the per-hour event generator."""
+
+    def __init__(self, n: int, seed: int, fraud_rate: float):
+        rng = np.random.default_rng([seed, 0])
+        self.seed, self.fraud_rate = seed, fraud_rate
+        self.rate = n / _SPAN_HOURS  # expected transactions per hour, all kinds
+
+        # Merchants: Zipf popularity (random rank order), one mcc each, a few mules.
+        nm = max(32, n // 150)
+        self.merchant_mcc = rng.choice(len(_MCC), size=nm, p=_MCC_P)
+        for codes in (_LOW_VALUE_MCC, _HIGH_VALUE_MCC):
+            if not np.isin(_MCC_CODE[self.merchant_mcc], codes).any():
+                self.merchant_mcc[rng.integers(nm)] = int(np.flatnonzero(np.isin(_MCC_CODE, codes))[0])
+        pop = 1.0 / rng.permutation(np.arange(1, nm + 1)) ** 1.05
+        n_mules = max(2, nm // 400)
+        self.mules = rng.choice(nm, size=n_mules, replace=False)
+        pop[self.mules] *= 0.05
+        self.merchant_mcc[self.mules] = int(np.flatnonzero(_MCC_CODE == _MULE_MCC)[0])
+        self.merchant_cdf = np.cumsum(pop) / pop.sum()
+        ordinary = np.ones(nm, bool)
+        ordinary[self.mules] = False
+        mcc_codes = _MCC_CODE[self.merchant_mcc]
+        self.low_merchants = np.flatnonzero(np.isin(mcc_codes, _LOW_VALUE_MCC) & ordinary)
+        self.high_merchants = np.flatnonzero(np.isin(mcc_codes, _HIGH_VALUE_MCC) & ordinary)
+
+        # Cards: heavy-tailed activity, home devices/IPs/country, favourite merchants.
+        nc = max(64, n // 25)
+        self.n_cards = nc
+        act = rng.lognormal(0.0, 1.3, size=nc)
+        self.card_cdf = np.cumsum(act) / act.sum()
+        self.card_ndev = 1 + (rng.random(nc) < 0.35).astype(np.int64)
+        self.card_dev = np.concatenate([[0], np.cumsum(self.card_ndev)[:-1]])
+        n_home_dev = int(self.card_ndev.sum())
+        household = rng.random(nc) < 0.05  # shares its partner's first device
+        partner = rng.integers(nc, size=nc)
+        self.card_dev[household] = self.card_dev[partner[household]]
+        self.card_ndev[household] = 1
+        self.card_nip = 1 + (rng.random(nc) < 0.5).astype(np.int64)
+        self.card_ip = np.concatenate([[0], np.cumsum(self.card_nip)[:-1]])
+        n_home_ip = int(self.card_nip.sum())
+        self.n_nat = max(4, nc // 300)
+        self.nat_base = n_home_ip
+        self.card_spend = rng.normal(0.0, 0.35, size=nc)
+        self.card_fav = np.searchsorted(self.merchant_cdf, rng.random((nc, 3)))
+
+        # Rings: member cards (CSR), contiguous devices and IPs, targets, a foreign country.
+        n_rings = max(2, round(n * fraud_rate * 0.5 / 100))
+        size = rng.integers(10, 51, size=n_rings)
+        synthetic = rng.random(int(size.sum())) < 0.5
+        members = rng.integers(nc, size=len(synthetic))
+        members[synthetic] = nc + np.arange(int(synthetic.sum()))
+        n_synth = int(synthetic.sum())
+        self.ring_cards, self.ring_size = members, size
+        self.ring_card_ptr = np.concatenate([[0], np.cumsum(size)[:-1]])
+        self.ring_ndev = rng.integers(2, 7, size=n_rings)
+        self.ring_dev = n_home_dev + np.concatenate([[0], np.cumsum(self.ring_ndev)[:-1]])
+        self.ring_nip = rng.integers(1, 5, size=n_rings)
+        self.ring_ip = self.nat_base + self.n_nat + np.concatenate([[0], np.cumsum(self.ring_nip)[:-1]])
+        self.ring_nmerch = rng.integers(2, 5, size=n_rings)
+        self.ring_merch = rng.choice(self.high_merchants, size=(n_rings, 4))
+        self.ring_mule = rng.choice(self.mules, size=n_rings)
+        self.ring_country = rng.choice(_FRAUD_COUNTRIES, size=n_rings)
+        self.n_rings = n_rings
+
+        # Synthetic cards get a home country and spending level like real ones.
+        self.card_country = rng.choice(_HOME_COUNTRIES, size=nc + n_synth, p=_HOME_P)
+        self.card_spend = np.concatenate([self.card_spend, rng.normal(0.0, 0.35, size=n_synth)])
+
+        # Card-testing tools, reused across stolen cards.
+        self.n_testers = max(2, round(n * fraud_rate * 0.3 / 15.4 / 8))
+        self.tester_dev = int(self.ring_dev[-1] + self.ring_ndev[-1])
+        self.tester_ip = int(self.ring_ip[-1] + self.ring_nip[-1])
+        self.next_dev = self.tester_dev + self.n_testers  # fresh one-off devices from here on
+        self.next_ip = self.tester_ip + self.n_testers
+
+        self.fraud_target = 0.0  # fraud rows owed so far
+        self.fraud_made = 0
+        h = np.arange(24) + 0.5
+        self.cycle = 1.0 + 0.75 * np.cos(2 * np.pi * (h - 14.0) / 24.0)
+
+    def _fresh(self, what: str, count: int) -> np.ndarray:
+        attr = "next_dev" if what == "device" else "next_ip"
+        first = getattr(self, attr)
+        setattr(self, attr, first + count)
+        return np.arange(first, first + count, dtype=np.int64)
+
+    def _amount(self, rng, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        return np.maximum(np.round(rng.lognormal(mu, sigma), 2), 0.01)
+
+    def hour(self, k: int, start_ms: int) -> dict[str, np.ndarray]:
+        """All events of hour ``k`` (some fraud spills into later hours), unsorted."""
+        rng = np.random.default_rng([self.seed, 1, k])
+        t0 = start_ms + k * _HOUR_MS
+        parts = [self._legit(rng, t0, k)]
+        self.fraud_target += self.fraud_rate * self.rate
+        deficit = self.fraud_target - self.fraud_made
+        if deficit > 0:
+            parts.append(self._fraud(rng, t0, deficit))
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def _legit(self, rng, t0: int, k: int) -> dict[str, np.ndarray]:
+        m = int(rng.poisson((1.0 - self.fraud_rate) * self.rate * self.cycle[k % 24]))
+        ts = t0 + rng.integers(0, _HOUR_MS, size=m)
+        card = np.searchsorted(self.card_cdf, rng.random(m))
+        dev = _pick(rng, self.card_dev[card], self.card_ndev[card])
+        ip = _pick(rng, self.card_ip[card], self.card_nip[card])
+        nat = rng.random(m) < 0.12
+        ip[nat] = self.nat_base + rng.integers(self.n_nat, size=int(nat.sum()))
+        new_dev = rng.random(m) < 0.01
+        dev[new_dev] = self._fresh("device", int(new_dev.sum()))
+        new_ip = rng.random(m) < 0.04
+        ip[new_ip] = self._fresh("ip", int(new_ip.sum()))
+        present = rng.random(m) < 0.08  # card-present: no device or IP
+        dev[present] = ABSENT_ID
+        ip[present] = ABSENT_ID
+        fav = rng.random(m) < 0.5
+        merchant = np.searchsorted(self.merchant_cdf, rng.random(m))
+        merchant[fav] = self.card_fav[card[fav], rng.integers(3, size=int(fav.sum()))]
+        mi = self.merchant_mcc[merchant]
+        amount = self._amount(rng, _MCC_MU[mi] + self.card_spend[card], _MCC_SIGMA[mi])
+        country = self.card_country[card].copy()
+        travel = rng.random(m) < 0.03
+        country[travel] = rng.choice(_HOME_COUNTRIES, size=int(travel.sum()))
+        exotic = rng.random(m) < 0.004
+        country[exotic] = rng.choice(_FRAUD_COUNTRIES, size=int(exotic.sum()))
+        return dict(ts=ts, card=card, dev=dev, merchant=merchant, ip=ip, country=country,
+                    mcc=_MCC_CODE[mi], amount=amount, ftype=np.zeros(m, np.int8))
+
+    def _fraud(self, rng, t0: int, deficit: float) -> dict[str, np.ndarray]:
+        cand = int(np.ceil(deficit)) + 1
+        kind = rng.choice(len(_EP_TYPES), size=cand, p=_EP_P)
+        size = np.where(kind < 2, rng.integers(5, 31, size=cand),
+                        np.where(kind == 2, rng.integers(5, 26, size=cand), rng.integers(1, 6, size=cand)))
+        cashout = (kind == 2) & (rng.random(cand) < _CASHOUT_P)
+        size = size + cashout
+        take = int(np.searchsorted(np.cumsum(size), deficit)) + 1
+        kind, size, cashout = kind[:take], size[:take], cashout[:take]
+        self.fraud_made += int(size.sum())
+        start = t0 + rng.integers(0, _HOUR_MS, size=take)
+        parts = []
+        ring = kind < 2
+        if ring.any():
+            parts.append(self._ring(rng, start[ring], size[ring], kind[ring] == 1))
+        if (kind == 2).any():
+            parts.append(self._card_testing(rng, start[kind == 2], size[kind == 2], cashout[kind == 2]))
+        if (kind == 3).any():
+            parts.append(self._ato(rng, start[kind == 3], size[kind == 3]))
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def _ring(self, rng, start, size, collusion) -> dict[str, np.ndarray]:
+        e = len(start)
+        r = rng.integers(self.n_rings, size=e)
+        dur = rng.integers(10 * _MIN_MS, 120 * _MIN_MS, size=e)
+        ep = np.repeat(np.arange(e), size)
+        m, rr = len(ep), r[ep]
+        ts = start[ep] + (rng.random(m) * dur[ep]).astype(np.int64)
+        card = self.ring_cards[_pick(rng, self.ring_card_ptr[rr], self.ring_size[rr])]
+        dev = _pick(rng, self.ring_dev[rr], self.ring_ndev[rr])
+        ip = _pick(rng, self.ring_ip[rr], self.ring_nip[rr])
+        merchant = self.ring_merch[rr, (rng.random(m) * self.ring_nmerch[rr]).astype(np.int64)]
+        coll = collusion[ep]
+        merchant[coll] = self.ring_mule[rr[coll]]
+        mi = self.merchant_mcc[merchant]
+        mu = np.where(coll, np.log(150.0), np.log(250.0))
+        amount = self._amount(rng, mu, np.where(coll, 0.8, 0.6))
+        country = np.where(rng.random(m) < 0.7, self.ring_country[rr], self.card_country[card])
+        ftype = np.where(coll, _COLLUSION, _RING).astype(np.int8)
+        return dict(ts=ts, card=card, dev=dev, merchant=merchant, ip=ip, country=country,
+                    mcc=_MCC_CODE[mi], amount=amount, ftype=ftype)
+
+    def _card_testing(self, rng, start, size, cashout) -> dict[str, np.ndarray]:
+        e = len(start)
+        card = rng.integers(self.n_cards, size=e)
+        tester = rng.integers(self.n_testers, size=e)
+        fresh = rng.random(e) < 0.3
+        dev = self.tester_dev + tester
+        dev[fresh] = self._fresh("device", int(fresh.sum()))
+        ip = self.tester_ip + tester
+        ip[fresh] = self._fresh("ip", int(fresh.sum()))
+        dur = rng.integers(2 * _MIN_MS, 15 * _MIN_MS, size=e)
+        shops = rng.choice(self.low_merchants, size=(e, 2))
+        abroad = rng.random(e) < 0.5
+        country = np.where(abroad, rng.choice(_FRAUD_COUNTRIES, size=e), self.card_country[card])
+        ep = np.repeat(np.arange(e), size)
+        m = len(ep)
+        # The last row of an episode with a cash-out is the cash-out.
+        last = np.cumsum(size) - 1
+        is_cash = np.zeros(m, bool)
+        is_cash[last[cashout]] = True
+        ts = start[ep] + (rng.random(m) * dur[ep]).astype(np.int64)
+        wait = rng.integers(30 * _MIN_MS, 6 * 60 * _MIN_MS, size=m)
+        ts = np.where(is_cash, start[ep] + dur[ep] + wait, ts)
+        merchant = shops[ep, rng.integers(2, size=m)]
+        merchant[is_cash] = rng.choice(self.high_merchants, size=int(is_cash.sum()))
+        amount = np.round(rng.uniform(0.5, 4.99, size=m), 2)
+        amount[is_cash] = self._amount(rng, np.full(int(is_cash.sum()), np.log(600.0)), 0.5)
+        mi = self.merchant_mcc[merchant]
+        return dict(ts=ts, card=card[ep], dev=dev[ep], merchant=merchant, ip=ip[ep],
+                    country=country[ep], mcc=_MCC_CODE[mi], amount=amount,
+                    ftype=np.full(m, _CARD_TESTING, np.int8))
+
+    def _ato(self, rng, start, size) -> dict[str, np.ndarray]:
+        e = len(start)
+        card = np.searchsorted(self.card_cdf, rng.random(e))
+        dev = self._fresh("device", e)
+        ip = self._fresh("ip", e)
+        lift = np.where(rng.random(e) < 0.7, 0.9, 0.0)
+        abroad = rng.random(e) < 0.4
+        country = np.where(abroad, rng.choice(_FRAUD_COUNTRIES, size=e), self.card_country[card])
+        ep = np.repeat(np.arange(e), size)
+        m = len(ep)
+        ts = start[ep] + rng.integers(0, 3 * 60 * _MIN_MS, size=m)
+        merchant = rng.choice(self.high_merchants, size=m)
+        mi = self.merchant_mcc[merchant]
+        amount = self._amount(rng, _MCC_MU[mi] + self.card_spend[card[ep]] + lift[ep], _MCC_SIGMA[mi])
+        return dict(ts=ts, card=card[ep], dev=dev[ep], merchant=merchant, ip=ip[ep],
+                    country=country[ep], mcc=_MCC_CODE[mi], amount=amount,
+                    ftype=np.full(m, _ATO, np.int8))
+
+
+_FRAUD_TYPE_ARRAY = np.array(FRAUD_TYPES, dtype=object)
+
+
+def _frame(ev: dict[str, np.ndarray], first_id: int) -> pd.DataFrame:
+    m = len(ev["ts"])
+    return pd.DataFrame({
+        "txn_id": np.arange(first_id, first_id + m, dtype=np.int64),
+        "timestamp_ms": ev["ts"].astype(np.int64),
+        "amount": ev["amount"].astype(np.float64),
+        "card_id": _scramble(ev["card"], "card"),
+        "device_id": _scramble(ev["dev"], "device"),
+        "merchant_id": _scramble(ev["merchant"], "merchant"),
+        "ip_id": _scramble(ev["ip"], "ip"),
+        "country": ev["country"].astype(np.int32),
+        "mcc": ev["mcc"].astype(np.int32),
+        "label": (ev["ftype"] != 0).astype(np.int8),
+        "fraud_type": pd.Series(_FRAUD_TYPE_ARRAY[ev["ftype"]], dtype="str"),
+    })
+
+
+_EMPTY = dict(ts=np.zeros(0, np.int64), card=np.zeros(0, np.int64), dev=np.zeros(0, np.int64),
+              merchant=np.zeros(0, np.int64), ip=np.zeros(0, np.int64),
+              country=np.zeros(0, np.int32), mcc=np.zeros(0, np.int32),
+              amount=np.zeros(0), ftype=np.zeros(0, np.int8))
+
+
+def generate_transactions(n: int, *, seed: int = 0, fraud_rate: float = 0.01,
+                          start_ms: int = DEFAULT_START_MS,
+                          chunk_size: int = 100_000) -> Iterator[pd.DataFrame]:
+    """Yield ``n`` synthetic transactions as frames of ``chunk_size`` rows (the last may be short).
+
+    Rows are globally sorted by timestamp_ms, with txn_id = 0..n-1 in that order; columns are the
+    schema's (with ``label``) plus ``fraud_type``. Memory is proportional to the entity
+    populations and one chunk, not to ``n``. Same ``seed`` gives the same rows whatever
+    ``chunk_size``. ``seed`` must be >= 0 and ``fraud_rate`` in [0, 0.5].
+    """
+    if n < 0 or chunk_size < 1:
+        raise ValueError(f"need n >= 0 and chunk_size >= 1, got n={n}, chunk_size={chunk_size}")
+    if not 0.0 <= fraud_rate <= 0.5:
+        raise ValueError(f"fraud_rate must be in [0, 0.5], got {fraud_rate}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if n == 0:
+        return
+    world = _World(n, seed, fraud_rate)
+    pending = _EMPTY
+    out: list[dict[str, np.ndarray]] = []
+    buffered = emitted = 0
+    k = 0
+    while emitted < n:
+        ev = world.hour(k, start_ms)
+        ev = {key: np.concatenate([pending[key], ev[key]]) for key in ev}
+        order = np.argsort(ev["ts"], kind="stable")
+        cut = int(np.searchsorted(ev["ts"][order], start_ms + (k + 1) * _HOUR_MS))
+        ready = {key: v[order[:cut]] for key, v in ev.items()}
+        pending = {key: v[order[cut:]] for key, v in ev.items()}
+        k += 1
+        if cut:
+            out.append(ready)
+            buffered += cut
+        while buffered >= chunk_size or (buffered and emitted + buffered >= n):
+            cat = {key: np.concatenate([o[key] for o in out]) for key in out[0]}
+            take = min(chunk_size, n - emitted)
+            yield _frame({key: v[:take] for key, v in cat.items()}, emitted)
+            emitted += take
+            if emitted >= n:
+                return
+            out = [{key: v[take:] for key, v in cat.items()}]
+            buffered -= take
+
+
+def write_transactions(path: str | os.PathLike, n: int, *, seed: int = 0,
+                       fraud_rate: float = 0.01, fmt: str | None = None, progress: bool = False,
+                       chunk_size: int = 100_000) -> Path:
+    """Generate ``n`` transactions into a .csv or .parquet file, chunk by chunk; returns the path.
+
+    ``fmt`` ("csv" or "parquet") defaults to the suffix of ``path``. In CSV an absent
+    device_id/ip_id is an empty cell. ``progress`` shows a tqdm bar.
+    """
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".")).lower()
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"unsupported format {fmt!r} for {path}: use 'csv' or 'parquet' "
+                         f"(or a .csv/.parquet suffix)")
+    from tqdm.auto import tqdm
+
+    chunks = generate_transactions(n, seed=seed, fraud_rate=fraud_rate, chunk_size=chunk_size)
+    with tqdm(total=n, unit="txn", disable=not progress, desc=path.name) as bar:
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            writer = None
+            try:
+                for chunk in chunks:
+                    table = pa.Table.from_pandas(chunk, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(path, table.schema)
+                    writer.write_table(table)
+                    bar.update(len(chunk))
+                if writer is None:
+                    empty = _frame(_EMPTY, 0)
+                    pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), path)
+            finally:
+                if writer is not None:
+                    writer.close()
+        else:
+            first = True
+            for chunk in chunks:
+                _csv_view(chunk).to_csv(path, mode="w" if first else "a", header=first, index=False)
+                first = False
+                bar.update(len(chunk))
+            if first:
+                _csv_view(_frame(_EMPTY, 0)).to_csv(path, index=False)
+    return path
+
+
+def _csv_view(df: pd.DataFrame) -> pd.DataFrame:
+    """Absent optional ids as empty CSV cells."""
+    df = df.copy()
+    for col in ("device_id", "ip_id"):
+        v = df[col]
+        df[col] = v.astype("Int64").mask(v == ABSENT_ID)
+    return df

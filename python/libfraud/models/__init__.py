@@ -1,0 +1,1 @@
+"""Fraud models: gradient-boosted trees (``gbdt``)."""

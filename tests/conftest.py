@@ -1,0 +1,38 @@
+"""Shared fixtures: a small synthetic data set, a model trained on it, and its bundle.
+Built once per session from the project's own generator (never ../shared/data)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from libfraud.data import generate_transactions
+from libfraud.models.gbdt import GbdtParams
+from libfraud.train import train
+
+
+@pytest.fixture(scope="session")
+def small_transactions() -> pd.DataFrame:
+    return pd.concat(list(generate_transactions(20_000, seed=7, fraud_rate=0.03)), ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def small_training(small_transactions):
+    return train(small_transactions, params=GbdtParams(n_estimators=60, max_depth=4, seed=1))
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory, small_training):
+    from libfraud.export import build_bundle
+    r = small_training
+    return build_bundle(tmp_path_factory.mktemp("bundles") / "small",
+                        booster=r.model.booster, feature_names=list(r.model.feature_names),
+                        feature_config=r.feature_config.to_dict(), X_holdout=r.X_test,
+                        threshold=r.threshold, threshold_rule=r.threshold_rule, metrics=r.metrics)
+
+
+@pytest.fixture(scope="session")
+def small_transactions_csv(tmp_path_factory, small_transactions):
+    path = tmp_path_factory.mktemp("csv") / "transactions.csv"
+    small_transactions.head(3_000).to_csv(path, index=False)
+    return path

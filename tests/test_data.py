@@ -1,0 +1,313 @@
+"""Tests of libfraud.data: schema, synthetic generator, file I/O."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from libfraud.data import (
+    COLUMN_NAMES,
+    ENTITY_COLUMNS,
+    FRAUD_TYPES,
+    TXN_DTYPE,
+    SchemaError,
+    coerce_transactions,
+    generate_transactions,
+    iter_transactions,
+    load_transactions,
+    to_txn_records,
+    validate_transactions,
+    write_transactions,
+)
+
+
+def gen(n, **kw) -> pd.DataFrame:
+    return pd.concat(list(generate_transactions(n, **kw)), ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def big() -> pd.DataFrame:
+    return gen(50_000, seed=7, fraud_rate=0.05)
+
+
+# ---------------------------------------------------------------- generator
+
+
+def test_same_seed_same_frame_and_chunking_does_not_matter():
+    a = gen(12_000, seed=3)
+    pd.testing.assert_frame_equal(a, gen(12_000, seed=3))
+    pd.testing.assert_frame_equal(a, gen(12_000, seed=3, chunk_size=777))
+    b = gen(12_000, seed=4)
+    assert not a[["timestamp_ms", "amount", "card_id"]].equals(b[["timestamp_ms", "amount", "card_id"]])
+
+
+def test_chunks_have_requested_size():
+    sizes = [len(c) for c in generate_transactions(2_500, seed=1, chunk_size=1_000)]
+    assert sizes == [1_000, 1_000, 500]
+    assert list(generate_transactions(0)) == []
+
+
+def test_time_order_unique_ids_schema(big):
+    assert list(big.columns) == [*COLUMN_NAMES, "fraud_type"]
+    assert np.array_equal(big["txn_id"].to_numpy(), np.arange(len(big)))
+    assert big["timestamp_ms"].is_monotonic_increasing
+    validate_transactions(big)  # must not raise
+    pd.testing.assert_frame_equal(coerce_transactions(big), big)
+    assert (big["device_id"] == -1).any() and (big["ip_id"] == -1).any()
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.05])
+def test_fraud_rate_close_to_requested(rate):
+    df = gen(50_000, seed=11, fraud_rate=rate)
+    assert abs(df["label"].mean() / rate - 1) < 0.3
+
+
+def test_each_typology_present_with_label(big):
+    counts = big["fraud_type"].value_counts()
+    for t in FRAUD_TYPES[1:]:
+        assert counts.get(t, 0) >= 20, t
+    assert set(big["fraud_type"]) == set(FRAUD_TYPES)
+    assert np.array_equal(big["label"].to_numpy() == 1, (big["fraud_type"] != "").to_numpy())
+
+
+def test_ring_devices_shared_by_many_cards(big):
+    ring = big[big["fraud_type"] == "ring"]
+    cards_per_ring_dev = ring.groupby("device_id")["card_id"].nunique()
+    legit = big[(big["label"] == 0) & (big["device_id"] >= 0)]
+    cards_per_legit_dev = legit.groupby("device_id")["card_id"].nunique()
+    assert cards_per_ring_dev.median() >= 5
+    assert cards_per_legit_dev.median() == 1
+    assert (ring["country"] != 840).mean() > 0.5  # mostly foreign
+
+
+def test_card_testing_small_amounts_in_minutes(big):
+    ct = big[big["fraud_type"] == "card_testing"]
+    small = ct[ct["amount"] < 5]
+    assert len(small) / len(ct) > 0.9
+    assert (ct["amount"] >= 100).any()  # some cash-outs
+    per_card = small.groupby("card_id").agg(n=("amount", "size"),
+                                            span=("timestamp_ms", lambda t: t.max() - t.min()))
+    # Most tested cards see one burst: >= 5 small amounts within 15 minutes.
+    assert ((per_card["n"] >= 5) & (per_card["span"] <= 15 * 60_000)).mean() > 0.8
+    # Tester devices are not the card's own.
+    legit_pairs = set(map(tuple, big.loc[big["label"] == 0, ["card_id", "device_id"]].to_numpy()))
+    assert not any(tuple(p) in legit_pairs for p in ct[["card_id", "device_id"]].to_numpy())
+
+
+def test_account_takeover_uses_new_device(big):
+    ato = big[big["fraud_type"] == "account_takeover"]
+    legit = big[big["label"] == 0]
+    seen = set(legit["device_id"])
+    assert not ato["device_id"].isin(seen).any()
+    assert ato["card_id"].isin(set(legit["card_id"])).mean() > 0.9
+    assert ato["amount"].median() > 2 * legit["amount"].median()
+
+
+def test_colluding_merchants_receive_many_ring_transactions(big):
+    col = big[big["fraud_type"] == "merchant_collusion"]
+    per_merchant = col.groupby("merchant_id")["card_id"].nunique()
+    assert len(per_merchant) <= 5
+    assert per_merchant.max() >= 10
+
+
+# ---------------------------------------------------------------- files
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_file_round_trip(tmp_path, suffix):
+    path = write_transactions(tmp_path / f"t{suffix}", 3_000, seed=5, fraud_rate=0.05)
+    expect = gen(3_000, seed=5, fraud_rate=0.05)
+    got = load_transactions(path)
+    pd.testing.assert_frame_equal(got, expect)
+    chunks = list(iter_transactions(path, chunk_size=1_000))
+    assert [len(c) for c in chunks] == [1_000, 1_000, 1_000]
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), expect)
+    if suffix == ".csv":
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        assert ((raw["device_id"] == "") == (expect["device_id"] == -1)).all()
+
+
+def test_unsupported_suffix(tmp_path):
+    with pytest.raises(ValueError, match=r"\.csv, \.parquet"):
+        load_transactions(tmp_path / "t.json")
+    with pytest.raises(ValueError, match="csv"):
+        write_transactions(tmp_path / "t.json", 10)
+
+
+# ---------------------------------------------------------------- C layout
+
+
+def test_txn_dtype_layout():
+    assert TXN_DTYPE.itemsize == 64
+    offsets = {name: TXN_DTYPE.fields[name][1] for name in TXN_DTYPE.names}
+    assert offsets == {"txn_id": 0, "timestamp_ms": 8, "amount": 16, "entity_id": 24,
+                       "country": 56, "mcc": 60}
+    assert TXN_DTYPE["entity_id"].shape == (4,) and TXN_DTYPE["entity_id"].base == np.dtype("<i8")
+    assert TXN_DTYPE["country"] == np.dtype("<i4") and TXN_DTYPE["amount"] == np.dtype("<f8")
+    assert ENTITY_COLUMNS == ("card_id", "device_id", "merchant_id", "ip_id")
+
+
+def test_to_txn_records_values():
+    df = gen(500, seed=2)
+    rec = to_txn_records(df)
+    assert rec.dtype == TXN_DTYPE and rec.flags["C_CONTIGUOUS"] and len(rec) == 500
+    assert np.array_equal(rec["txn_id"], df["txn_id"]) and np.array_equal(rec["amount"], df["amount"])
+    assert np.array_equal(rec["entity_id"], df[list(ENTITY_COLUMNS)].to_numpy())
+    assert np.array_equal(rec["country"], df["country"]) and np.array_equal(rec["mcc"], df["mcc"])
+    raw = rec.tobytes()[:64]  # first record, read as the C struct would
+    assert np.frombuffer(raw[24:32], "<i8")[0] == df["card_id"].iat[0]
+    assert np.frombuffer(raw[60:64], "<i4")[0] == df["mcc"].iat[0]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def small_frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "txn_id": [100, 101, 102, 103, 104],
+        "timestamp_ms": [1000, 2000, 2000, 3000, 4000],
+        "amount": [10.0, 20.5, 3.25, 99.0, 1.0],
+        "card_id": [1, 2, 3, 1, 2],
+        "device_id": [5, -1, 6, 5, 7],
+        "merchant_id": [9, 9, 8, 7, 9],
+        "ip_id": [11, 12, -1, 11, 13],
+        "country": [840, 826, 840, 1, 999],
+        "mcc": [5411, 0, 9999, 5812, 5814],
+        "label": [0, 0, 1, 0, 0],
+    })
+
+
+def test_small_frame_is_valid():
+    df = coerce_transactions(small_frame())
+    validate_transactions(df)
+    assert df["country"].dtype == np.int32 and df["label"].dtype == np.int8
+
+
+@pytest.mark.parametrize("column,row,value,txn_id,words", [
+    ("amount", 3, np.nan, 103, "NaN"),
+    ("amount", 1, np.inf, 101, "not finite"),
+    ("amount", 2, -3.0, 102, "> 0"),
+    ("amount", 4, 0.0, 104, "> 0"),
+    ("card_id", 2, -1, 102, "out of range"),
+    ("merchant_id", 0, -5, 100, "out of range"),
+    ("device_id", 3, -2, 103, "out of range"),
+    ("country", 1, 0, 101, "1..999"),
+    ("country", 4, 1000, 104, "1..999"),
+    ("mcc", 2, 10000, 102, "0..9999"),
+    ("label", 3, 2, 103, "0..1"),
+    ("timestamp_ms", 3, 1500, 103, "sorted"),
+    ("txn_id", 4, 101, None, "duplicate"),
+])
+def test_value_errors_name_row_and_column(column, row, value, txn_id, words):
+    df = small_frame()
+    df[column] = df[column].astype(float if isinstance(value, float) else df[column].dtype)
+    df.loc[row, column] = value
+    with pytest.raises(SchemaError) as ei:
+        validate_transactions(coerce_transactions(df))
+    e = ei.value
+    assert (e.row, e.column) == (row, column)
+    msg = str(e)
+    assert f"row {row}" in msg and repr(column) in msg and words in msg
+    if txn_id is not None:
+        assert f"txn_id={txn_id}" in msg
+
+
+def test_first_bad_row_wins_across_columns():
+    df = small_frame()
+    df.loc[3, "country"] = 0
+    df.loc[1, "mcc"] = 10000
+    with pytest.raises(SchemaError) as ei:
+        validate_transactions(df)
+    assert (ei.value.row, ei.value.column) == (1, "mcc")
+
+
+def test_missing_column_is_named():
+    with pytest.raises(SchemaError, match="'merchant_id'.*missing") as ei:
+        coerce_transactions(small_frame().drop(columns="merchant_id"))
+    assert ei.value.column == "merchant_id" and ei.value.row is None
+    coerce_transactions(small_frame().drop(columns="label"))  # label is optional
+
+
+@pytest.mark.parametrize("column,row,value,words", [
+    ("card_id", 2, 1.5, "not an integer"),
+    ("device_id", 1, np.inf, "not a finite integer"),
+    ("country", 0, 5e9, "overflows int32"),
+])
+def test_structural_errors_in_numeric_frames(column, row, value, words):
+    df = small_frame()
+    df[column] = df[column].astype(float)
+    df.loc[row, column] = value
+    with pytest.raises(SchemaError) as ei:
+        coerce_transactions(df)
+    assert (ei.value.row, ei.value.column) == (row, column) and words in str(ei.value)
+
+
+def test_nan_optional_ids_become_absent():
+    df = small_frame()
+    df["device_id"] = df["device_id"].astype(float)
+    df.loc[0, "device_id"] = np.nan
+    df["ip_id"] = pd.array([11, None, 3, None, 13], dtype="Int64")
+    out = coerce_transactions(df)
+    assert out["device_id"].tolist() == [-1, -1, 6, 5, 7] and out["device_id"].dtype == np.int64
+    assert out["ip_id"].tolist() == [11, -1, 3, -1, 13]
+
+
+def write_csv_with(tmp_path, row, column, text) -> str:
+    path = tmp_path / "bad.csv"
+    df = small_frame().astype(str)
+    df.loc[row, column] = text
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("column,row,text,words", [
+    ("amount", 3, "abc", "'abc' is not a number"),
+    ("card_id", 1, "", "empty cell"),
+    ("txn_id", 2, "99999999999999999999", "overflows int64"),
+    ("mcc", 4, "12x", "'12x' is not a number"),
+    ("merchant_id", 0, "7.5", "not an integer"),
+])
+def test_csv_bad_cell_names_row_line_and_column(tmp_path, column, row, text, words):
+    path = write_csv_with(tmp_path, row, column, text)
+    with pytest.raises(SchemaError) as ei:
+        load_transactions(path)
+    e = ei.value
+    assert (e.row, e.column) == (row, column)
+    msg = str(e)
+    assert f"row {row}" in msg and f"line {row + 2}" in msg and repr(column) in msg and words in msg
+    if column != "txn_id":
+        assert f"txn_id={100 + row}" in msg
+    with pytest.raises(SchemaError):
+        list(iter_transactions(path, chunk_size=2))
+
+
+def test_csv_empty_optional_id_is_absent(tmp_path):
+    path = write_csv_with(tmp_path, 2, "device_id", "")
+    df = load_transactions(path)
+    assert df["device_id"].tolist() == [5, -1, -1, 5, 7]
+    assert df.dtypes[list(COLUMN_NAMES)].tolist() == [np.dtype(t) for t in
+                                                      ["i8", "i8", "f8", "i8", "i8", "i8", "i8", "i4", "i4", "i1"]]
+
+
+def test_csv_value_error_reports_file_row(tmp_path):
+    path = write_csv_with(tmp_path, 4, "country", "1000")
+    with pytest.raises(SchemaError, match=r"row 4 \(line 6 of .*bad\.csv, txn_id=104\), column 'country'"):
+        load_transactions(path)
+    assert load_transactions(path, validate=False)["country"].iat[4] == 1000
+
+
+def test_iter_checks_order_and_ids_across_chunks(tmp_path):
+    df = small_frame()
+    df.loc[3, "timestamp_ms"] = 1500  # first row of the second chunk goes back in time
+    path = tmp_path / "a.parquet"
+    df.to_parquet(path, index=False)
+    with pytest.raises(SchemaError) as ei:
+        list(iter_transactions(path, chunk_size=3))
+    assert (ei.value.row, ei.value.column) == (3, "timestamp_ms")
+    df = small_frame()
+    df.loc[4, "txn_id"] = 100
+    df.to_parquet(path, index=False)
+    with pytest.raises(SchemaError) as ei:
+        list(iter_transactions(path, chunk_size=3))
+    assert (ei.value.row, ei.value.column) == (4, "txn_id")
