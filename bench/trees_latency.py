@@ -71,6 +71,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cpu", type=int, default=None, help="pin the whole run to this CPU")
     p.add_argument("--bundle-dir", type=Path, default=ROOT / "build" / "bench",
                    help="where trained bundles are kept (reused when the same model is asked again)")
+    p.add_argument("--rebuild", action="store_true", help="train and compile even if a bundle is kept")
     p.add_argument("--out", type=Path, default=None,
                    help="result JSON (default bench/results/<date>-trees.json)")
     a = p.parse_args()
@@ -93,7 +94,7 @@ def transactions(n: int, seed: int):
 def train_bundle(a: argparse.Namespace) -> Path:
     """A bundle for a model of exactly --trees trees of --depth, trained on synthetic data."""
     out = a.bundle_dir / f"trees-{a.trees}x{a.depth}-n{a.train_txns}-seed{a.seed}"
-    if (out / "manifest.json").is_file():
+    if (out / "manifest.json").is_file() and not a.rebuild:
         m = read_manifest(out)
         if m["model"]["n_trees"] == a.trees and m["tools"].get("libfraud") == libfraud.__version__:
             print(f"reusing bundle {out}", file=sys.stderr)

@@ -12,7 +12,7 @@
 #include "libfraud/fraud.h"
 
 namespace py = pybind11;
-using libfraud::bindings::txn_span;
+using libfraud::bindings::TxnView;
 
 namespace {
 
@@ -50,37 +50,37 @@ public:
     }
 
     void ingest(const py::array& records) {
-        auto span = txn_span(records);
+        TxnView span(records);
         fraud_status status;
         {
             py::gil_scoped_release release;
-            status = fraud_engine_ingest(engine_.get(), span.data, span.size);
+            status = fraud_engine_ingest(engine_.get(), span.data(), span.size());
         }
         check(status);
     }
 
     py::array_t<float> score(const py::array& records, bool ingest) {
-        auto span = txn_span(records);
-        py::array_t<float> scores(static_cast<py::ssize_t>(span.size));
+        TxnView span(records);
+        py::array_t<float> scores(static_cast<py::ssize_t>(span.size()));
         float* out = scores.mutable_data();
         fraud_status status;
         {
             py::gil_scoped_release release;
-            status = ingest ? fraud_engine_score_and_ingest(engine_.get(), span.data, span.size, out)
-                            : fraud_engine_score(engine_.get(), span.data, span.size, out);
+            status = ingest ? fraud_engine_score_and_ingest(engine_.get(), span.data(), span.size(), out)
+                            : fraud_engine_score(engine_.get(), span.data(), span.size(), out);
         }
         check(status);
         return scores;
     }
 
     py::array_t<float> features(const py::array& records) const {
-        auto span = txn_span(records);
-        py::array_t<float> rows({static_cast<py::ssize_t>(span.size), static_cast<py::ssize_t>(num_features_)});
+        TxnView span(records);
+        py::array_t<float> rows({static_cast<py::ssize_t>(span.size()), static_cast<py::ssize_t>(num_features_)});
         float* out = rows.mutable_data();
         fraud_status status;
         {
             py::gil_scoped_release release;
-            status = fraud_engine_features(engine_.get(), span.data, span.size, out);
+            status = fraud_engine_features(engine_.get(), span.data(), span.size(), out);
         }
         check(status);
         return rows;
@@ -103,17 +103,17 @@ public:
     // One C API call per transaction, each timed inside C++: the latency a switch sees, without
     // Python's own overhead in the figure.
     py::tuple score_and_ingest_timed(const py::array& records) {
-        auto span = txn_span(records);
-        py::array_t<float> scores(static_cast<py::ssize_t>(span.size));
-        py::array_t<int64_t> latency_ns(static_cast<py::ssize_t>(span.size));
+        TxnView span(records);
+        py::array_t<float> scores(static_cast<py::ssize_t>(span.size()));
+        py::array_t<int64_t> latency_ns(static_cast<py::ssize_t>(span.size()));
         float* out = scores.mutable_data();
         int64_t* ns = latency_ns.mutable_data();
         fraud_status status = FRAUD_STATUS_OK;
         {
             py::gil_scoped_release release;
-            for (size_t i = 0; i < span.size && status == FRAUD_STATUS_OK; ++i) {
+            for (size_t i = 0; i < span.size() && status == FRAUD_STATUS_OK; ++i) {
                 auto start = std::chrono::steady_clock::now();
-                status = fraud_engine_score_and_ingest(engine_.get(), span.data + i, 1, out + i);
+                status = fraud_engine_score_and_ingest(engine_.get(), span.data() + i, 1, out + i);
                 ns[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(
                             std::chrono::steady_clock::now() - start).count();
             }
