@@ -9,6 +9,8 @@ namespace py = pybind11;
 void bind_engine(py::module_& m);
 void bind_store(py::module_& m);
 void bind_trees(py::module_& m);
+void bind_sampler(py::module_& m);
+void bind_gnn(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "libfraud's C++ core: temporal store, features, compiled trees, engine";
@@ -30,5 +32,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("BUNDLE_FORMAT_VERSION") = FRAUD_BUNDLE_FORMAT_VERSION;
     bind_store(m);
     bind_trees(m);
+    bind_sampler(m);
+    bind_gnn(m);
     bind_engine(m);
 }

@@ -47,7 +47,9 @@ typedef enum fraud_status {
     FRAUD_STATUS_BUNDLE_VERSION = 7,      /* a format version this library does not read */
     FRAUD_STATUS_BUNDLE_CHECKSUM = 8,     /* an artifact missing, of the wrong size or sha256 */
     FRAUD_STATUS_LOAD_ERROR = 9,          /* an artifact verified but could not be loaded */
-    FRAUD_STATUS_INTERNAL = 10            /* a bug or out of memory; the message says which */
+    FRAUD_STATUS_INTERNAL = 10,           /* a bug or out of memory; the message says which */
+    FRAUD_STATUS_OUT_OF_RETENTION = 11,   /* a time older than the store keeps history for */
+    FRAUD_STATUS_BACKEND_UNAVAILABLE = 12 /* a GNN backend plugin missing or not loadable here */
 } fraud_status;
 
 /* Entities a transaction links; the order of fraud_txn.entity_id. */

@@ -52,16 +52,20 @@ _SPAN_HOURS = 30 * 24
 _MCC = np.array([
     (5411, 0.20, 45, 0.7), (5812, 0.12, 35, 0.6), (5814, 0.10, 12, 0.5), (5541, 0.10, 40, 0.4),
     (5311, 0.06, 70, 0.8), (5912, 0.06, 25, 0.7), (5999, 0.06, 40, 1.0), (4121, 0.06, 20, 0.5),
-    (5815, 0.06, 9, 0.8), (4899, 0.04, 15, 0.4), (5732, 0.04, 180, 0.9), (5944, 0.02, 300, 1.0),
+    (5815, 0.06, 9, 0.8), (4899, 0.04, 15, 0.4), (4111, 0.03, 3, 0.4), (5732, 0.04, 180, 0.9), (5944, 0.02, 300, 1.0),
     (4511, 0.03, 350, 0.6), (7011, 0.03, 200, 0.6), (5691, 0.02, 80, 0.7),
 ])
 _MCC_CODE = _MCC[:, 0].astype(np.int32)
 _MCC_P = _MCC[:, 1] / _MCC[:, 1].sum()
 _MCC_MU = np.log(_MCC[:, 2])
 _MCC_SIGMA = _MCC[:, 3]
-_LOW_VALUE_MCC = (5815, 5814, 4899)
+_LOW_VALUE_MCC = (5815, 5814, 4899, 4111)
 _HIGH_VALUE_MCC = (5732, 5944, 4511, 7011)
-_MULE_MCC = 5999
+_TRAVEL_MCC = (4511, 7011, 5812)
+_RESALE_MCC = (5732, 5944, 5311, 5999, 5691, 5411)  # goods and gift cards that resell easily
+# Legitimate small-amount bursts: share of a bursty card's rows that start one, extra rows per row.
+_BURST_P = 0.06
+_BURST_EXTRA = 0.2 * _BURST_P * 6.5
 
 _HOME_COUNTRIES = np.array([840, 826, 124, 276, 250, 36, 392, 484], dtype=np.int32)
 _HOME_P = np.array([0.60, 0.10, 0.08, 0.07, 0.05, 0.04, 0.03, 0.03])
@@ -103,23 +107,26 @@ class _World:
         self.seed, self.fraud_rate = seed, fraud_rate
         self.rate = n / _SPAN_HOURS  # expected transactions per hour, all kinds
 
-        # Merchants: Zipf popularity (random rank order), one mcc each, a few mules.
+        # Merchants: Zipf popularity (random rank order), one mcc each; mules look ordinary.
         nm = max(32, n // 150)
         self.merchant_mcc = rng.choice(len(_MCC), size=nm, p=_MCC_P)
-        for codes in (_LOW_VALUE_MCC, _HIGH_VALUE_MCC):
+        for codes in (_LOW_VALUE_MCC, _HIGH_VALUE_MCC, _TRAVEL_MCC):
             if not np.isin(_MCC_CODE[self.merchant_mcc], codes).any():
                 self.merchant_mcc[rng.integers(nm)] = int(np.flatnonzero(np.isin(_MCC_CODE, codes))[0])
         pop = 1.0 / rng.permutation(np.arange(1, nm + 1)) ** 1.05
         n_mules = max(2, nm // 400)
-        self.mules = rng.choice(nm, size=n_mules, replace=False)
-        pop[self.mules] *= 0.05
-        self.merchant_mcc[self.mules] = int(np.flatnonzero(_MCC_CODE == _MULE_MCC)[0])
+        # Mules are ordinary shops (own mcc, own legit trade), chosen ~ popularity ** 0.5.
+        w = pop ** 0.5
+        self.mules = rng.choice(nm, size=n_mules, replace=False, p=w / w.sum())
         self.merchant_cdf = np.cumsum(pop) / pop.sum()
         ordinary = np.ones(nm, bool)
         ordinary[self.mules] = False
         mcc_codes = _MCC_CODE[self.merchant_mcc]
         self.low_merchants = np.flatnonzero(np.isin(mcc_codes, _LOW_VALUE_MCC) & ordinary)
         self.high_merchants = np.flatnonzero(np.isin(mcc_codes, _HIGH_VALUE_MCC) & ordinary)
+        self.travel_merchants = np.flatnonzero(np.isin(mcc_codes, _TRAVEL_MCC) & ordinary)
+        resale = np.flatnonzero(np.isin(mcc_codes, _RESALE_MCC) & ordinary)
+        self.kiosk = rng.random(nm) < 0.25  # card-present through the merchant's own tablet
 
         # Cards: heavy-tailed activity, home devices/IPs/country, favourite merchants.
         nc = max(64, n // 25)
@@ -129,33 +136,57 @@ class _World:
         self.card_ndev = 1 + (rng.random(nc) < 0.35).astype(np.int64)
         self.card_dev = np.concatenate([[0], np.cumsum(self.card_ndev)[:-1]])
         n_home_dev = int(self.card_ndev.sum())
-        household = rng.random(nc) < 0.05  # shares its partner's first device
+        household = rng.random(nc) < 0.10  # shares its partner's first device
         partner = rng.integers(nc, size=nc)
         self.card_dev[household] = self.card_dev[partner[household]]
         self.card_ndev[household] = 1
         self.card_nip = 1 + (rng.random(nc) < 0.5).astype(np.int64)
         self.card_ip = np.concatenate([[0], np.cumsum(self.card_nip)[:-1]])
         n_home_ip = int(self.card_nip.sum())
-        self.n_nat = max(4, nc // 300)
-        self.nat_base = n_home_ip
         self.card_spend = rng.normal(0.0, 0.35, size=nc)
         self.card_fav = np.searchsorted(self.merchant_cdf, rng.random((nc, 3)))
+        # New phone: from hour upg_h on, the card's main device is a new one (upg_dev + card).
+        self.upg_h = np.where(rng.random(nc) < 0.25, rng.integers(0, _SPAN_HOURS, size=nc), 1 << 40)
+        self.upg_dev = n_home_dev
+        self.kiosk_dev = n_home_dev + nc
+        # Trips: 2-10 days abroad with a roaming/hotel IP (trip_ip + card) and travel merchants.
+        self.trip_h = np.where(rng.random(nc) < 0.25, rng.integers(-_SPAN_HOURS // 4, _SPAN_HOURS, size=nc),
+                               -(1 << 40))
+        self.trip_len = rng.integers(48, 240, size=nc)
+        self.trip_country = np.where(rng.random(nc) < 0.7, rng.choice(_HOME_COUNTRIES, size=nc),
+                                     rng.choice(_FRAUD_COUNTRIES, size=nc))
+        self.n_nat = max(4, nc // 300)
+        self.nat_base = n_home_ip
+        self.trip_ip = self.nat_base + self.n_nat
+        self.kiosk_ip = self.trip_ip + nc
+        # Public wifi hotspots and shared devices (office PCs, family tablets, a borrowed phone):
+        # each seen with a handful of unrelated cards, like a ring's devices and IPs.
+        self.n_hotspot = max(8, nc // 15)
+        self.hotspot_ip = self.kiosk_ip + nm
+        self.n_shared_dev = max(8, nc // 25)
+        self.shared_dev = self.kiosk_dev + nm
+        # Commuters/gamers make bursts of small amounts; many cards renew a subscription.
+        self.bursty = rng.random(nc) < 0.2
+        self.burst_merchant = rng.choice(self.low_merchants, size=nc)
+        self.sub_merchant = rng.choice(self.low_merchants, size=nc)
+        self.sub_amount = np.round(rng.lognormal(np.log(11.0), 0.5, size=nc), 0) - 0.01
 
-        # Rings: member cards (CSR), contiguous devices and IPs, targets, a foreign country.
+        # Rings: member cards (CSR; most are compromised real cards), several devices each holding
+        # a few of the cards, residential-proxy IPs, 3-6 target merchants, a mule, a home base.
         n_rings = max(2, round(n * fraud_rate * 0.5 / 100))
         size = rng.integers(10, 51, size=n_rings)
-        synthetic = rng.random(int(size.sum())) < 0.5
-        members = rng.integers(nc, size=len(synthetic))
+        synthetic = rng.random(int(size.sum())) < 0.2
+        members = np.searchsorted(self.card_cdf, rng.random(len(synthetic)))  # breached: busy cards too
         members[synthetic] = nc + np.arange(int(synthetic.sum()))
         n_synth = int(synthetic.sum())
         self.ring_cards, self.ring_size = members, size
         self.ring_card_ptr = np.concatenate([[0], np.cumsum(size)[:-1]])
-        self.ring_ndev = rng.integers(2, 7, size=n_rings)
-        self.ring_dev = n_home_dev + np.concatenate([[0], np.cumsum(self.ring_ndev)[:-1]])
-        self.ring_nip = rng.integers(1, 5, size=n_rings)
-        self.ring_ip = self.nat_base + self.n_nat + np.concatenate([[0], np.cumsum(self.ring_nip)[:-1]])
-        self.ring_nmerch = rng.integers(2, 5, size=n_rings)
-        self.ring_merch = rng.choice(self.high_merchants, size=(n_rings, 4))
+        self.ring_ndev = 1 + size // 4
+        self.ring_dev = self.shared_dev + self.n_shared_dev + np.concatenate([[0], np.cumsum(self.ring_ndev)[:-1]])
+        self.ring_nip = 1 + size // 4
+        self.ring_ip = self.hotspot_ip + self.n_hotspot + np.concatenate([[0], np.cumsum(self.ring_nip)[:-1]])
+        self.ring_nmerch = rng.integers(3, 7, size=n_rings)
+        self.ring_merch = rng.choice(resale, size=(n_rings, 6), p=pop[resale] / pop[resale].sum())
         self.ring_mule = rng.choice(self.mules, size=n_rings)
         self.ring_country = rng.choice(_FRAUD_COUNTRIES, size=n_rings)
         self.n_rings = n_rings
@@ -185,46 +216,90 @@ class _World:
     def _amount(self, rng, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         return np.maximum(np.round(rng.lognormal(mu, sigma), 2), 0.01)
 
+    def _main_device(self, card: np.ndarray, k: int) -> np.ndarray:
+        """The card's first home device, or its new phone once it has one."""
+        return np.where(k >= self.upg_h[card], self.upg_dev + card, self.card_dev[card])
+
     def hour(self, k: int, start_ms: int) -> dict[str, np.ndarray]:
-        """All events of hour ``k`` (some fraud spills into later hours), unsorted."""
+        """All events of hour ``k`` (some spill into later hours), unsorted."""
         rng = np.random.default_rng([self.seed, 1, k])
         t0 = start_ms + k * _HOUR_MS
         parts = [self._legit(rng, t0, k)]
-        self.fraud_target += self.fraud_rate * self.rate
+        # Fraud half follows the daily cycle (operators in the victims' time zones), half is flat.
+        self.fraud_target += self.fraud_rate * self.rate * (0.5 + 0.5 * self.cycle[k % 24])
         deficit = self.fraud_target - self.fraud_made
         if deficit > 0:
-            parts.append(self._fraud(rng, t0, deficit))
+            parts.append(self._fraud(rng, t0, k, deficit))
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
     def _legit(self, rng, t0: int, k: int) -> dict[str, np.ndarray]:
-        m = int(rng.poisson((1.0 - self.fraud_rate) * self.rate * self.cycle[k % 24]))
+        lam = (1.0 - self.fraud_rate) * self.rate * self.cycle[k % 24] / (1.0 + _BURST_EXTRA)
+        m = int(rng.poisson(lam))
         ts = t0 + rng.integers(0, _HOUR_MS, size=m)
         card = np.searchsorted(self.card_cdf, rng.random(m))
         dev = _pick(rng, self.card_dev[card], self.card_ndev[card])
+        upgraded = (k >= self.upg_h[card]) & (dev == self.card_dev[card])
+        dev[upgraded] = self.upg_dev + card[upgraded]
         ip = _pick(rng, self.card_ip[card], self.card_nip[card])
-        nat = rng.random(m) < 0.12
+        nat = rng.random(m) < 0.15  # carrier / corporate NAT: one IP for many cards
         ip[nat] = self.nat_base + rng.integers(self.n_nat, size=int(nat.sum()))
-        new_dev = rng.random(m) < 0.01
+        trip = (k >= self.trip_h[card]) & (k < self.trip_h[card] + self.trip_len[card])
+        ip[trip] = self.trip_ip + card[trip]
+        new_dev = rng.random(m) < 0.03  # browser/app reinstall
         dev[new_dev] = self._fresh("device", int(new_dev.sum()))
-        new_ip = rng.random(m) < 0.04
+        shared = rng.random(m) < 0.03
+        dev[shared] = self.shared_dev + rng.integers(self.n_shared_dev, size=int(shared.sum()))
+        new_ip = rng.random(m) < 0.10  # mobile data
         ip[new_ip] = self._fresh("ip", int(new_ip.sum()))
-        present = rng.random(m) < 0.08  # card-present: no device or IP
-        dev[present] = ABSENT_ID
-        ip[present] = ABSENT_ID
+        wifi = rng.random(m) < 0.08
+        ip[wifi] = self.hotspot_ip + rng.integers(self.n_hotspot, size=int(wifi.sum()))
         fav = rng.random(m) < 0.5
         merchant = np.searchsorted(self.merchant_cdf, rng.random(m))
         merchant[fav] = self.card_fav[card[fav], rng.integers(3, size=int(fav.sum()))]
+        trav = trip & (rng.random(m) < 0.3)
+        merchant[trav] = rng.choice(self.travel_merchants, size=int(trav.sum()))
+        present = rng.random(m) < 0.12  # card-present: no device/IP, or the merchant's tablet
+        tablet = present & self.kiosk[merchant]
+        dev[present] = ABSENT_ID
+        ip[present] = ABSENT_ID
+        dev[tablet] = self.kiosk_dev + merchant[tablet]
+        ip[tablet] = self.kiosk_ip + merchant[tablet]
+        lift = np.zeros(m)
+        big = rng.random(m) < 0.015  # a big one-off: new TV, flight, ring; often a new shop
+        merchant[big] = rng.choice(self.high_merchants, size=int(big.sum()))
+        lift[big] = 1.0
         mi = self.merchant_mcc[merchant]
-        amount = self._amount(rng, _MCC_MU[mi] + self.card_spend[card], _MCC_SIGMA[mi])
+        amount = self._amount(rng, _MCC_MU[mi] + self.card_spend[card] + lift, _MCC_SIGMA[mi])
+        renew = rng.random(m) < 0.04  # merchant-initiated subscription renewal
+        merchant[renew] = self.sub_merchant[card[renew]]
+        amount[renew] = self.sub_amount[card[renew]]
+        dev[renew] = ABSENT_ID
+        ip[renew] = ABSENT_ID
         country = self.card_country[card].copy()
-        travel = rng.random(m) < 0.03
+        country[trip] = self.trip_country[card[trip]]
+        travel = rng.random(m) < 0.01
         country[travel] = rng.choice(_HOME_COUNTRIES, size=int(travel.sum()))
-        exotic = rng.random(m) < 0.004
+        exotic = rng.random(m) < 0.002
         country[exotic] = rng.choice(_FRAUD_COUNTRIES, size=int(exotic.sum()))
-        return dict(ts=ts, card=card, dev=dev, merchant=merchant, ip=ip, country=country,
-                    mcc=_MCC_CODE[mi], amount=amount, ftype=np.zeros(m, np.int8))
+        base = dict(ts=ts, card=card, dev=dev, merchant=merchant, ip=ip, country=country,
+                    amount=amount)
 
-    def _fraud(self, rng, t0: int, deficit: float) -> dict[str, np.ndarray]:
+        # Small-amount bursts (transit taps, in-app purchases) on the card's own device.
+        head = np.flatnonzero(self.bursty[card] & ~present & ~renew & (rng.random(m) < _BURST_P))
+        size = rng.integers(3, 11, size=len(head))
+        ep = np.repeat(head, size)
+        b = len(ep)
+        burst = {key: v[ep] for key, v in base.items()}
+        dur = rng.integers(2 * _MIN_MS, 20 * _MIN_MS, size=len(head))
+        burst["ts"] = burst["ts"] + (rng.random(b) * np.repeat(dur, size)).astype(np.int64)
+        burst["merchant"] = self.burst_merchant[burst["card"]]
+        burst["amount"] = np.round(rng.uniform(0.75, 4.99, size=b), 2)
+        ev = {key: np.concatenate([base[key], burst[key]]) for key in base}
+        ev["mcc"] = _MCC_CODE[self.merchant_mcc[ev["merchant"]]]
+        ev["ftype"] = np.zeros(len(ev["ts"]), np.int8)
+        return ev
+
+    def _fraud(self, rng, t0: int, k: int, deficit: float) -> dict[str, np.ndarray]:
         cand = int(np.ceil(deficit)) + 1
         kind = rng.choice(len(_EP_TYPES), size=cand, p=_EP_P)
         size = np.where(kind < 2, rng.integers(5, 31, size=cand),
@@ -242,26 +317,33 @@ class _World:
         if (kind == 2).any():
             parts.append(self._card_testing(rng, start[kind == 2], size[kind == 2], cashout[kind == 2]))
         if (kind == 3).any():
-            parts.append(self._ato(rng, start[kind == 3], size[kind == 3]))
+            parts.append(self._ato(rng, k, start[kind == 3], size[kind == 3]))
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
     def _ring(self, rng, start, size, collusion) -> dict[str, np.ndarray]:
         e = len(start)
         r = rng.integers(self.n_rings, size=e)
-        dur = rng.integers(10 * _MIN_MS, 120 * _MIN_MS, size=e)
+        dur = rng.integers(12 * 60 * _MIN_MS, 120 * 60 * _MIN_MS, size=e)  # slow: over 0.5-5 days
         ep = np.repeat(np.arange(e), size)
         m, rr = len(ep), r[ep]
         ts = start[ep] + (rng.random(m) * dur[ep]).astype(np.int64)
-        card = self.ring_cards[_pick(rng, self.ring_card_ptr[rr], self.ring_size[rr])]
-        dev = _pick(rng, self.ring_dev[rr], self.ring_ndev[rr])
-        ip = _pick(rng, self.ring_ip[rr], self.ring_nip[rr])
+        j = _pick(rng, np.zeros(m, np.int64), self.ring_size[rr])
+        card = self.ring_cards[self.ring_card_ptr[rr] + j]
+        # Each fraudster holds a few of the cards on one device; now and then phones are swapped.
+        slot = np.where(rng.random(m) < 0.8, j % self.ring_ndev[rr],
+                        (rng.random(m) * self.ring_ndev[rr]).astype(np.int64))
+        dev = self.ring_dev[rr] + slot
+        ip = self.ring_ip[rr] + slot % self.ring_nip[rr]
+        # Residential proxies: exits through infected home machines, i.e. other cards' home IPs.
+        proxy = rng.random(m) < 0.8
+        ip[proxy] = rng.integers(self.nat_base, size=int(proxy.sum()))
         merchant = self.ring_merch[rr, (rng.random(m) * self.ring_nmerch[rr]).astype(np.int64)]
         coll = collusion[ep]
         merchant[coll] = self.ring_mule[rr[coll]]
         mi = self.merchant_mcc[merchant]
-        mu = np.where(coll, np.log(150.0), np.log(250.0))
-        amount = self._amount(rng, mu, np.where(coll, 0.8, 0.6))
-        country = np.where(rng.random(m) < 0.7, self.ring_country[rr], self.card_country[card])
+        # Amounts mimic what the card normally spends at such a shop, pushed up a little.
+        amount = self._amount(rng, _MCC_MU[mi] + self.card_spend[card] + 0.15, _MCC_SIGMA[mi])
+        country = np.where(rng.random(m) < 0.15, self.ring_country[rr], self.card_country[card])
         ftype = np.where(coll, _COLLUSION, _RING).astype(np.int8)
         return dict(ts=ts, card=card, dev=dev, merchant=merchant, ip=ip, country=country,
                     mcc=_MCC_CODE[mi], amount=amount, ftype=ftype)
@@ -270,14 +352,16 @@ class _World:
         e = len(start)
         card = rng.integers(self.n_cards, size=e)
         tester = rng.integers(self.n_testers, size=e)
-        fresh = rng.random(e) < 0.3
+        fresh = rng.random(e) < 0.5
         dev = self.tester_dev + tester
         dev[fresh] = self._fresh("device", int(fresh.sum()))
         ip = self.tester_ip + tester
         ip[fresh] = self._fresh("ip", int(fresh.sum()))
-        dur = rng.integers(2 * _MIN_MS, 15 * _MIN_MS, size=e)
+        slow = rng.random(e) < 0.4  # low and slow: spread over hours to dodge velocity rules
+        dur = np.where(slow, rng.integers(60 * _MIN_MS, 8 * 60 * _MIN_MS, size=e),
+                       rng.integers(2 * _MIN_MS, 15 * _MIN_MS, size=e))
         shops = rng.choice(self.low_merchants, size=(e, 2))
-        abroad = rng.random(e) < 0.5
+        abroad = rng.random(e) < 0.3
         country = np.where(abroad, rng.choice(_FRAUD_COUNTRIES, size=e), self.card_country[card])
         ep = np.repeat(np.arange(e), size)
         m = len(ep)
@@ -291,24 +375,31 @@ class _World:
         merchant = shops[ep, rng.integers(2, size=m)]
         merchant[is_cash] = rng.choice(self.high_merchants, size=int(is_cash.sum()))
         amount = np.round(rng.uniform(0.5, 4.99, size=m), 2)
-        amount[is_cash] = self._amount(rng, np.full(int(is_cash.sum()), np.log(600.0)), 0.5)
         mi = self.merchant_mcc[merchant]
+        cash_card = card[ep][is_cash]
+        amount[is_cash] = self._amount(rng, _MCC_MU[mi[is_cash]] + self.card_spend[cash_card] + 0.5,
+                                       _MCC_SIGMA[mi[is_cash]])
         return dict(ts=ts, card=card[ep], dev=dev[ep], merchant=merchant, ip=ip[ep],
                     country=country[ep], mcc=_MCC_CODE[mi], amount=amount,
                     ftype=np.full(m, _CARD_TESTING, np.int8))
 
-    def _ato(self, rng, start, size) -> dict[str, np.ndarray]:
+    def _ato(self, rng, k, start, size) -> dict[str, np.ndarray]:
         e = len(start)
         card = np.searchsorted(self.card_cdf, rng.random(e))
-        dev = self._fresh("device", e)
-        ip = self._fresh("ip", e)
-        lift = np.where(rng.random(e) < 0.7, 0.9, 0.0)
-        abroad = rng.random(e) < 0.4
+        # Stolen credentials: 40% used on the victim's own device (malware / remote access) and
+        # home IP, the rest on a new device and IP.
+        own = rng.random(e) < 0.3
+        dev = np.where(own, self._main_device(card, k), self._fresh("device", e))
+        ip = np.where(own, self.card_ip[card], self._fresh("ip", e))
+        lift = np.where(rng.random(e) < 0.5, 0.9, 0.2)
+        high = rng.random(e) < 0.5  # unusual high-value shop, or an ordinary popular one
+        abroad = rng.random(e) < 0.15
         country = np.where(abroad, rng.choice(_FRAUD_COUNTRIES, size=e), self.card_country[card])
         ep = np.repeat(np.arange(e), size)
         m = len(ep)
-        ts = start[ep] + rng.integers(0, 3 * 60 * _MIN_MS, size=m)
-        merchant = rng.choice(self.high_merchants, size=m)
+        ts = start[ep] + rng.integers(0, 6 * 60 * _MIN_MS, size=m)
+        merchant = np.where(high[ep], rng.choice(self.high_merchants, size=m),
+                            np.searchsorted(self.merchant_cdf, rng.random(m)))
         mi = self.merchant_mcc[merchant]
         amount = self._amount(rng, _MCC_MU[mi] + self.card_spend[card[ep]] + lift[ep], _MCC_SIGMA[mi])
         return dict(ts=ts, card=card[ep], dev=dev[ep], merchant=merchant, ip=ip[ep],

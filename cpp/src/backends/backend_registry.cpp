@@ -1,0 +1,2 @@
+// Placeholder until the backend registry lands.
+#include "backends/gnn_backend.h"

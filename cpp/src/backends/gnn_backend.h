@@ -1,0 +1,55 @@
+/*
+ * The GNN backend plugin interface: a C ABI, so a plugin (libfraud_torch.so, later ONNX Runtime,
+ * TensorRT, native) is built and shipped apart from libfraud.so and loaded only when a bundle
+ * asks for it. A plugin exports one symbol, fraud_gnn_backend_v1 (see below).
+ *
+ * Inputs are the neighbourhood arrays of cpp/src/sampler/neighbourhood.h for `batch` targets with
+ * fanout `fanout`; outputs are a logit per target and an embedding of embedding_dim per target.
+ * Threading: run() may be called from many threads at once on one model.
+ */
+#ifndef LIBFRAUD_GNN_BACKEND_H
+#define LIBFRAUD_GNN_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FRAUD_GNN_BACKEND_ABI 1
+
+typedef struct fraud_gnn_inputs {
+    int64_t batch;
+    int64_t fanout;
+    const float* target_x;  /* [B, 5] */
+    const float* ent1_x;    /* [B, 4, 5] */
+    const float* ent1_mask; /* [B, 4] */
+    const float* txn2_x;    /* [B, 4, K, 5] */
+    const float* txn2_mask; /* [B, 4, K] */
+    const float* ent3_x;    /* [B, 4, K, 4, 5] */
+    const float* ent3_mask; /* [B, 4, K, 4] */
+} fraud_gnn_inputs;
+
+typedef struct fraud_gnn_backend {
+    uint32_t abi_version; /* FRAUD_GNN_BACKEND_ABI */
+    const char* name;     /* e.g. "torch" */
+    /* Artifact kinds this plugin runs, e.g. "torchscript", "aoti". */
+    int (*supports)(const char* kind);
+    /* Loads an artifact; NULL on failure with a message in err (NUL-terminated, errlen bytes). */
+    void* (*load)(const char* kind, const char* path, int64_t embedding_dim, char* err, size_t errlen);
+    /* 0 on success; logits_out [B], embeddings_out [B, embedding_dim]. */
+    int (*run)(void* model, const fraud_gnn_inputs* inputs, float* logits_out, float* embeddings_out,
+               char* err, size_t errlen);
+    void (*free_model)(void* model);
+} fraud_gnn_backend;
+
+/* The one symbol a plugin exports. */
+typedef const fraud_gnn_backend* (*fraud_gnn_backend_entry_fn)(void);
+#define FRAUD_GNN_BACKEND_ENTRY "fraud_gnn_backend_v1"
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBFRAUD_GNN_BACKEND_H */

@@ -1,0 +1,2 @@
+// Placeholder until the sampler lands.
+#include "sampler/neighbourhood.h"
