@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 BUILD_DEPS := scikit-build-core pybind11 nlohmann-json ninja
+# The CPU wheel on this machine's disk; named exactly so pip never resolves a CUDA build.
+TORCH := torch==2.13.0
 # Rebuild when any source of the package changes.
 SOURCES := $(shell find cpp python export cmake -type f -not -path '*/__pycache__/*' 2>/dev/null) CMakeLists.txt pyproject.toml
 
@@ -14,8 +16,8 @@ $(BIN)/python:
 
 # Build tools first, then the package without build isolation (see pyproject.toml for why).
 $(VENV)/.installed: $(BIN)/python $(SOURCES)
-	$(BIN)/pip install -q $(BUILD_DEPS)
-	$(BIN)/pip install -q --no-build-isolation '.[train,test]'
+	$(BIN)/pip install -q $(BUILD_DEPS) $(TORCH)
+	$(BIN)/pip install -q --no-build-isolation '.[train,gnn,test]'
 	touch $@
 
 install: $(VENV)/.installed

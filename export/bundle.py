@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
-from .parity import check_tree_parity
+from .parity import ParityError, check_tree_parity
 from .trees import compile_trees
 
 __all__ = [
@@ -210,6 +210,7 @@ def build_bundle(
     threshold_rule: str,
     metrics: dict,
     extra: dict | None = None,
+    gnn: dict | None = None,
     jobs: int = 2,
     progress: bool = False,
 ) -> Path:
@@ -219,6 +220,11 @@ def build_bundle(
     added when too few) must hold within 1e-5, else ParityError and nothing is written. An existing
     bundle at ``out_dir`` is replaced; any other existing non-empty directory or file is refused
     (BundleError). ``extra``: more top-level manifest keys (not the spec's own).
+
+    ``gnn`` (optional; see BUNDLE.md "gnn"): ``sampler``, ``embedding_dim``, ``output_features``
+    (the trailing names of ``feature_names``), ``default_backend`` and ``backends``: a list of
+    ``{kind, path, parity, cpu_flags?}`` whose ``path`` is the exported artifact to copy in and
+    whose ``parity`` (C++ backend against PyTorch) must have passed.
     """
     out = Path(out_dir).absolute()
     names = [feature_names] if isinstance(feature_names, str) else list(feature_names)
@@ -241,6 +247,8 @@ def build_bundle(
     if clash:
         raise ValueError(f"extra may not set the manifest's own keys {clash}")
     json.dumps({"metrics": metrics, "extra": extra}, allow_nan=False)  # fail before compiling
+    if gnn is not None:
+        _check_gnn(gnn, names)
     _check_target(out)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +274,8 @@ def build_bundle(
                 "sha256": _sha256(path),
                 "size": path.stat().st_size,
             })
+        gnn_section, gnn_parity = (_add_gnn_artifacts(gnn, tmp, artifacts) if gnn is not None
+                                   else (None, {}))
         best_iteration, scale_pos_weight = _booster_facts(booster)
         parity = {k: v for k, v in report.to_dict().items()
                   if k in ("reference", "rows", "rows_with_missing", "max_abs_diff", "tolerance", "passed")}
@@ -286,7 +296,8 @@ def build_bundle(
             "threshold": float(threshold),
             "threshold_rule": threshold_rule,
             "artifacts": artifacts,
-            "parity": {TREES_ARTIFACT: parity},
+            "parity": {TREES_ARTIFACT: parity, **gnn_parity},
+            **({"gnn": gnn_section} if gnn_section else {}),
             "metrics": metrics,
             "tools": _tool_versions(compiled.compiler),
             **extra,
@@ -302,6 +313,50 @@ def build_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+GNN_KINDS = {"torchscript": "gnn/model.ts.pt", "aoti": "gnn/model.aoti.pt2"}
+
+
+def _check_gnn(gnn: dict, names: list[str]) -> None:
+    missing = [k for k in ("sampler", "embedding_dim", "output_features", "default_backend", "backends")
+               if k not in gnn]
+    if missing:
+        raise ValueError(f"gnn: missing keys {missing}")
+    outputs = list(gnn["output_features"])
+    if names[-len(outputs):] != outputs:
+        raise ValueError("gnn.output_features must be the last names of feature_names")
+    kinds = [b["kind"] for b in gnn["backends"]]
+    unknown = sorted(set(kinds) - set(GNN_KINDS))
+    if unknown:
+        raise ValueError(f"gnn: unknown backend kinds {unknown}; known: {sorted(GNN_KINDS)}")
+    if gnn["default_backend"] not in kinds:
+        raise ValueError(f"gnn.default_backend {gnn['default_backend']!r} is not among {kinds}")
+    for b in gnn["backends"]:
+        if not b.get("parity", {}).get("passed"):
+            raise ParityError(f"gnn backend {b['kind']!r} did not pass parity: {b.get('parity')}")
+
+
+def _add_gnn_artifacts(gnn: dict, tmp: Path, artifacts: list) -> tuple[dict, dict]:
+    """Copy the GNN artifacts in, checksum them; the manifest's gnn section and parity entries."""
+    (tmp / "gnn").mkdir(exist_ok=True)
+    backends, parity = [], {}
+    for b in gnn["backends"]:
+        name = f"gnn_{b['kind']}"
+        dest = tmp / GNN_KINDS[b["kind"]]
+        shutil.copyfile(b["path"], dest)
+        artifacts.append({"name": name, "path": dest.relative_to(tmp).as_posix(),
+                          "target": b["kind"], "precision": "float32",
+                          "sha256": _sha256(dest), "size": dest.stat().st_size})
+        entry = {"kind": b["kind"], "artifact": name}
+        if b.get("cpu_flags") is not None:
+            entry["cpu_flags"] = list(b["cpu_flags"])
+        backends.append(entry)
+        parity[name] = b["parity"]
+    section = {"sampler": dict(gnn["sampler"]), "embedding_dim": int(gnn["embedding_dim"]),
+               "output_features": list(gnn["output_features"]),
+               "default_backend": gnn["default_backend"], "backends": backends}
+    return section, parity
 
 
 def read_manifest(path: str | os.PathLike) -> dict:

@@ -22,9 +22,12 @@ void check(fraud_status status) {
 
 class PyEngine {
 public:
-    PyEngine(const std::string& bundle_dir, int64_t expected_transactions) {
+    PyEngine(const std::string& bundle_dir, int64_t expected_transactions, const std::string& gnn_backend,
+             const std::string& plugin_dir) {
         fraud_engine_params params = fraud_engine_default_params();
         params.expected_transactions = expected_transactions;
+        params.gnn_backend = gnn_backend.c_str();
+        params.plugin_dir = plugin_dir.empty() ? nullptr : plugin_dir.c_str();
         fraud_engine* raw = nullptr;
         check(fraud_engine_open(bundle_dir.c_str(), &params, &raw));
         engine_.reset(raw);
@@ -41,6 +44,12 @@ public:
             names.emplace_back(name);
         }
         return names;
+    }
+
+    std::string gnn_backend() const {
+        const char* name = nullptr;
+        check(fraud_engine_gnn_backend(engine_.get(), &name));
+        return name;
     }
 
     double threshold() const {
@@ -141,7 +150,9 @@ private:
 
 void bind_engine(py::module_& m) {
     py::class_<PyEngine>(m, "Engine", "A loaded bundle with its temporal store (the C API's fraud_engine).")
-        .def(py::init<const std::string&, int64_t>(), py::arg("bundle_dir"), py::arg("expected_transactions") = 0)
+        .def(py::init<const std::string&, int64_t, const std::string&, const std::string&>(), py::arg("bundle_dir"),
+             py::arg("expected_transactions") = 0, py::arg("gnn_backend") = "", py::arg("plugin_dir") = "")
+        .def_property_readonly("gnn_backend", &PyEngine::gnn_backend)
         .def_property_readonly("num_features", &PyEngine::num_features)
         .def_property_readonly("feature_names", &PyEngine::feature_names)
         .def_property_readonly("threshold", &PyEngine::threshold)

@@ -29,9 +29,18 @@ class Scorer:
     `ingest` and `score_and_ingest` are exclusive (the core serialises them).
     """
 
-    def __init__(self, bundle: str | os.PathLike, *, expected_transactions: int = 0):
+    def __init__(self, bundle: str | os.PathLike, *, expected_transactions: int = 0,
+                 gnn_backend: str = "", plugin_dir: str | os.PathLike = ""):
+        """gnn_backend: "aoti", "torchscript"... for a GNN bundle; "" = the first of the bundle's
+        backends (its default first) that loads on this machine. See `gnn_backend` for the choice."""
         self.bundle = os.fspath(bundle)
-        self._engine = _core.Engine(self.bundle, expected_transactions)
+        self._engine = _core.Engine(self.bundle, expected_transactions, gnn_backend,
+                                    os.fspath(plugin_dir))
+
+    @property
+    def gnn_backend(self) -> str:
+        """The GNN backend in use, or "none" for a tree-only bundle."""
+        return self._engine.gnn_backend
 
     @property
     def feature_names(self) -> list[str]:

@@ -84,6 +84,11 @@ typedef struct fraud_engine_params {
     uint32_t struct_size; /* sizeof(fraud_engine_params): lets fields be appended compatibly */
     uint32_t reserved;
     int64_t expected_transactions; /* capacity hint for the store; 0 = none */
+    /* GNN bundles: the backend to run ("aoti", "torchscript"); NULL or "" = the first of the
+     * bundle's backends, default first, that loads on this machine. Copied; not kept. */
+    const char* gnn_backend;
+    /* Where backend plugins (libfraud_torch.so...) are; NULL = next to this library. Copied. */
+    const char* plugin_dir;
 } fraud_engine_params;
 
 typedef struct fraud_engine fraud_engine;
@@ -118,6 +123,10 @@ FRAUD_API fraud_status fraud_engine_num_features(const fraud_engine* engine, siz
 /* Name of feature i (static for the engine's life), in the model's feature order. */
 FRAUD_API fraud_status fraud_engine_feature_name(const fraud_engine* engine, size_t i,
                                                  const char** out);
+
+/* The GNN backend in use ("aoti", "torchscript"...), or "none" for a tree-only bundle; static for
+ * the engine's life. */
+FRAUD_API fraud_status fraud_engine_gnn_backend(const fraud_engine* engine, const char** out);
 
 /* The bundle's decision threshold on the probability (score >= threshold: flag). */
 FRAUD_API fraud_status fraud_engine_threshold(const fraud_engine* engine, double* out);

@@ -120,6 +120,13 @@ fraud_status fraud_engine_feature_name(const fraud_engine* engine, size_t i, con
     FRAUD_API_END()
 }
 
+fraud_status fraud_engine_gnn_backend(const fraud_engine* engine, const char** out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_gnn_backend: NULL argument");
+    *out = engine->impl->gnn_backend().c_str();
+    FRAUD_API_END()
+}
+
 fraud_status fraud_engine_threshold(const fraud_engine* engine, double* out) {
     FRAUD_API_BEGIN()
     require(engine && out, "fraud_engine_threshold: NULL argument");

@@ -41,6 +41,32 @@ void check_relative_path(const std::string& path, const std::string& name) {
     if (escapes) invalid("artifact '" + name + "' has a path outside the bundle: '" + path + "'");
 }
 
+void read_gnn_section(const json& gnn, Manifest& m) {
+    GnnSection& g = m.gnn;
+    g.present = true;
+    const json& sampler = require(gnn, "sampler", "gnn.");
+    g.fanout = get_as<uint32_t>(sampler, "fanout", "gnn.sampler.");
+    g.strategy = get_as<std::string>(sampler, "strategy", "gnn.sampler.");
+    g.seed = get_as<uint64_t>(sampler, "seed", "gnn.sampler.");
+    g.embedding_dim = get_as<int64_t>(gnn, "embedding_dim", "gnn.");
+    g.output_features = get_as<std::vector<std::string>>(gnn, "output_features", "gnn.");
+    g.default_backend = get_as<std::string>(gnn, "default_backend", "gnn.");
+    const json& backends = require(gnn, "backends", "gnn.");
+    if (!backends.is_array() || backends.empty()) invalid("'gnn.backends' is not a non-empty list");
+    for (size_t i = 0; i < backends.size(); ++i) {
+        const std::string where = "gnn.backends[" + std::to_string(i) + "].";
+        GnnBackendEntry entry;
+        entry.kind = get_as<std::string>(backends[i], "kind", where);
+        entry.artifact = get_as<std::string>(backends[i], "artifact", where);
+        if (backends[i].contains("cpu_flags"))
+            entry.cpu_flags = get_as<std::vector<std::string>>(backends[i], "cpu_flags", where);
+        m.artifact(entry.artifact);  // must be a listed (so checksummed) artifact
+        g.backends.push_back(entry);
+    }
+    if (g.embedding_dim < 1 || g.output_features.size() != static_cast<size_t>(g.embedding_dim) + 1)
+        invalid("'gnn.output_features' must hold the logit and embedding_dim embedding columns");
+}
+
 }  // namespace
 
 const ArtifactEntry& Manifest::artifact(const std::string& name) const {
@@ -109,6 +135,7 @@ Manifest read_manifest(const std::string& bundle_dir) {
         m.artifacts.push_back(entry);
     }
     m.artifact(m.model_artifact);  // the model must name an artifact that exists in the list
+    if (doc.contains("gnn")) read_gnn_section(doc.at("gnn"), m);
     return m;
 }
 

@@ -17,6 +17,24 @@ struct ArtifactEntry {
     uint64_t size = 0;
 };
 
+// The optional "gnn" section: a GNN scored on the sampled neighbourhood feeds the trees.
+struct GnnBackendEntry {
+    std::string kind;      // "torchscript", "aoti", ...
+    std::string artifact;  // an artifact name
+    std::vector<std::string> cpu_flags;  // ISA the artifact needs (AOTInductor), empty if none
+};
+
+struct GnnSection {
+    bool present = false;
+    uint32_t fanout = 10;
+    std::string strategy = "most_recent";
+    uint64_t seed = 0;
+    int64_t embedding_dim = 0;
+    std::vector<std::string> output_features;  // the trailing names of features.order
+    std::string default_backend;
+    std::vector<GnnBackendEntry> backends;
+};
+
 struct Manifest {
     std::string bundle_dir;
     int64_t format_version = 0;
@@ -25,6 +43,7 @@ struct Manifest {
     std::string model_artifact;  // the artifact that scores
     double threshold = 0.5;
     std::vector<ArtifactEntry> artifacts;
+    GnnSection gnn;
 
     const ArtifactEntry& artifact(const std::string& name) const;
     std::string artifact_path(const ArtifactEntry& entry) const;

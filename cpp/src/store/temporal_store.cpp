@@ -23,6 +23,7 @@ double EntityHistory::amount_sq_sum(size_t begin, size_t end) const {
 
 void TemporalStore::reserve(size_t n_txns) {
     txns_.reserve(n_txns);
+    degrees_before_.reserve(n_txns);
     txn_ids_.reserve(n_txns);
     // Entities repeat: a quarter of the transaction count is a generous guess for any one type,
     // and buckets are cheap (one pointer each).
@@ -51,10 +52,17 @@ void TemporalStore::append(const fraud_txn& txn) {
     txn_ids_.insert(txn.txn_id);
     if (txn.timestamp_ms > watermark_ms_) watermark_ms_ = txn.timestamp_ms;
     const double sq = txn.amount * txn.amount;
+    std::array<uint32_t, FRAUD_ENTITY_COUNT> before{};
     for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
         const int64_t id = txn.entity_id[e];
         if (id < 0) continue;  // absent
         EntityHistory& h = histories_[e][id];
+        // Appends are time-ordered, so only a tie with the newest event can make the count differ
+        // from the history's size: then it is that tied event's own count.
+        if (!h.ts_ms.empty()) {
+            before[e] = h.ts_ms.back() == txn.timestamp_ms ? degrees_before_[h.txn_rows.back()][e]
+                                                           : static_cast<uint32_t>(h.size());
+        }
         const double prev = h.amount_cumsum.empty() ? 0.0 : h.amount_cumsum.back();
         const double prev_sq = h.amount_sq_cumsum.empty() ? 0.0 : h.amount_sq_cumsum.back();
         h.ts_ms.push_back(txn.timestamp_ms);
@@ -62,6 +70,7 @@ void TemporalStore::append(const fraud_txn& txn) {
         h.amount_cumsum.push_back(prev + txn.amount);
         h.amount_sq_cumsum.push_back(prev_sq + sq);
     }
+    degrees_before_.push_back(before);
 }
 
 }  // namespace libfraud

@@ -2,6 +2,7 @@
 // One store serves the features and the GNN sampler, so both see the same past.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <unordered_map>
@@ -39,6 +40,10 @@ public:
     bool contains_txn_id(int64_t txn_id) const { return txn_ids_.count(txn_id) != 0; }
     // Precondition: row < size().
     const fraud_txn& txn(uint32_t row) const { return txns_[row]; }
+    // For transaction `row` and each entity type e: how many of that entity's stored transactions
+    // have ts strictly before this one's (its degree as this transaction saw it; 0 when absent).
+    // Fixed at append, so later appends never change it. 16 bytes per transaction.
+    const uint32_t* degrees_before(uint32_t row) const { return degrees_before_[row].data(); }
     // nullptr when the entity was never seen (or type is out of range, or id is absent).
     const EntityHistory* history(fraud_entity type, int64_t id) const;
     // Number of distinct entities of this type with a history.
@@ -51,6 +56,7 @@ public:
 
 private:
     std::vector<fraud_txn> txns_;
+    std::vector<std::array<uint32_t, FRAUD_ENTITY_COUNT>> degrees_before_;  // parallel to txns_
     std::unordered_map<int64_t, EntityHistory> histories_[FRAUD_ENTITY_COUNT];
     std::unordered_set<int64_t> txn_ids_;
     int64_t watermark_ms_ = INT64_MIN;

@@ -1,28 +1,33 @@
 """Seeded synthetic payment network with labelled fraud, generated in time-ordered chunks.
 
-The simulation runs hour by hour over about 30 days (entity populations scale with ``n``):
+The simulation runs hour by hour over about 30 days (entity populations scale with ``n``).
+Fraud is meant to be hard per transaction (realistic tree AUPRC ~0.6-0.8 at 1%), without label noise:
 
-- Legitimate: cards with heavy-tailed (lognormal) activity, so a few are very active.
-- Legitimate: each card has 1-2 home devices (a few households share one), 1-2 home IPs, a
-  home country, 3 favourite merchants; some traffic goes through shared carrier-NAT IPs.
-- Legitimate: merchants have Zipf popularity and one mcc each; amounts are lognormal with a
-  location and spread set by the mcc, shifted by the card's spending level.
-- Legitimate: arrivals follow a daily cycle (busiest mid-afternoon UTC, fewest around 02:00).
-- Legitimate noise that looks like fraud: card-present purchases without device/IP, a new
-  device or IP now and then, travel abroad, small digital-goods amounts, large purchases.
-- Fraud rings: 10-50 cards (half compromised real cards, half synthetic) share 2-6 devices and
-  1-4 IPs, buy in bursts of 5-30 within 10-120 minutes at 2-4 high-value merchants, mostly
-  from a foreign country, medium-high amounts.
-- Card testing: 5-25 amounts under 5 on one card within 2-15 minutes, from a tester device/IP
-  (reused across many stolen cards) or a fresh one, at low-value merchants; 40% of episodes
-  end with a large cash-out purchase 0.5-6 hours later.
-- Account takeover: an existing card (chosen by activity, so it has history) suddenly uses a
-  new device and IP at an unusual high-value merchant, 1-5 purchases in 3 hours; most with
-  amounts well above its normal, some (30%) not.
-- Colluding merchants: a few low-traffic mule merchants receive bursts from ring cards
-  (``fraud_type`` "merchant_collusion").
-- Labels: 1 on exactly the fraud transactions (no label noise). Fraud is flat over the day
-  and is scheduled so that its share tracks ``fraud_rate`` closely.
+- Legitimate: cards with heavy-tailed (lognormal) activity; 1-2 home devices, 1-2 home IPs, a home
+  country, 3 favourite merchants; Zipf merchant popularity, one mcc each; lognormal amounts set
+  by the mcc and the card's spending level; a daily cycle (busiest mid-afternoon UTC).
+- Legitimate look-alikes: shared household devices (10% of cards); new phones (25% of cards switch
+  device mid-month); browser reinstalls and borrowed/office/family devices shared by unrelated
+  cards; carrier/corporate NAT IPs shared by many cards; public wifi hotspots; new mobile IPs;
+  2-10 day trips abroad (some to "fraud" countries) with roaming IPs and travel merchants;
+  card-present sales via a merchant's tablet (one device/IP for many cards); bursts of 3-10
+  small amounts within minutes (transit taps, in-app) on the card's own device; subscription
+  renewals without device/IP; big one-off purchases at high-value merchants.
+- Fraud rings (``ring``): 10-50 cards (80% breached real cards, chosen by activity so they have
+  history; 20% synthetic), each held by a fraudster on one of ~size/4 ring devices, acting slowly
+  (episodes of 5-30 rows over 0.5-5 days), 80% through residential proxies (other cards' home
+  IPs), amounts mimicking the card's normal spend at 3-6 popular resale merchants, mostly in the
+  card's home country. Hard per row; a graph reveals it (devices shared with other fraud cards).
+- Colluding merchants (``merchant_collusion``): ring episodes at the ring's mule, an ordinary shop
+  (own mcc and legit trade) with ring cards paying it normal-looking amounts.
+- Card testing: 5-25 amounts under 5 on one card at low-value merchants (the ones legit bursts
+  use), fast (2-15 min) or low-and-slow (1-8 h), from a tester device/IP reused across stolen
+  cards or a fresh one; 40% end with a cash-out at a high-value merchant 0.5-6 h later.
+- Account takeover: an existing card (chosen by activity), 1-5 purchases within 6 hours; 25% on
+  the victim's own device and home IP (malware / remote access), the rest on a new device and IP;
+  half at high-value merchants, half at ordinary ones; most amounts above the card's normal.
+- Labels: 1 on exactly the fraud rows (no label noise). Fraud rows are scheduled so that their
+  share tracks ``fraud_rate``; half follow the daily cycle, half are flat over the day.
 
 Determinism: the world comes from ``seed``; hour ``k`` from ``(seed, k)``; rows are merged in
 time order independently of ``chunk_size``, so any chunking yields the same rows.
@@ -330,7 +335,7 @@ class _World:
         j = _pick(rng, np.zeros(m, np.int64), self.ring_size[rr])
         card = self.ring_cards[self.ring_card_ptr[rr] + j]
         # Each fraudster holds a few of the cards on one device; now and then phones are swapped.
-        slot = np.where(rng.random(m) < 0.8, j % self.ring_ndev[rr],
+        slot = np.where(rng.random(m) < 0.9, j % self.ring_ndev[rr],
                         (rng.random(m) * self.ring_ndev[rr]).astype(np.int64))
         dev = self.ring_dev[rr] + slot
         ip = self.ring_ip[rr] + slot % self.ring_nip[rr]
@@ -342,8 +347,8 @@ class _World:
         merchant[coll] = self.ring_mule[rr[coll]]
         mi = self.merchant_mcc[merchant]
         # Amounts mimic what the card normally spends at such a shop, pushed up a little.
-        amount = self._amount(rng, _MCC_MU[mi] + self.card_spend[card] + 0.15, _MCC_SIGMA[mi])
-        country = np.where(rng.random(m) < 0.15, self.ring_country[rr], self.card_country[card])
+        amount = self._amount(rng, _MCC_MU[mi] + self.card_spend[card] + 0.1, _MCC_SIGMA[mi])
+        country = np.where(rng.random(m) < 0.1, self.ring_country[rr], self.card_country[card])
         ftype = np.where(coll, _COLLUSION, _RING).astype(np.int8)
         return dict(ts=ts, card=card, dev=dev, merchant=merchant, ip=ip, country=country,
                     mcc=_MCC_CODE[mi], amount=amount, ftype=ftype)
@@ -388,10 +393,10 @@ class _World:
         card = np.searchsorted(self.card_cdf, rng.random(e))
         # Stolen credentials: 40% used on the victim's own device (malware / remote access) and
         # home IP, the rest on a new device and IP.
-        own = rng.random(e) < 0.3
+        own = rng.random(e) < 0.25
         dev = np.where(own, self._main_device(card, k), self._fresh("device", e))
         ip = np.where(own, self.card_ip[card], self._fresh("ip", e))
-        lift = np.where(rng.random(e) < 0.5, 0.9, 0.2)
+        lift = np.where(rng.random(e) < 0.65, 0.9, 0.2)
         high = rng.random(e) < 0.5  # unusual high-value shop, or an ordinary popular one
         abroad = rng.random(e) < 0.15
         country = np.where(abroad, rng.choice(_FRAUD_COUNTRIES, size=e), self.card_country[card])
