@@ -36,33 +36,8 @@ static const char* const predict_config =
     "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, \"iteration_end\": 0, "
     "\"strict_shape\": false, \"missing\": NaN, \"cache_id\": 0}";
 
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+#include "bench_timing.h"
 
-static int cmp_i64(const void* a, const void* b) {
-    int64_t x = *(const int64_t*)a, y = *(const int64_t*)b;
-    return (x > y) - (x < y);
-}
-
-static double pct_us(int64_t* ns, size_t n, double p) {
-    size_t rank = (size_t)(p / 100.0 * (double)n + 0.999999999);
-    qsort(ns, n, sizeof *ns, cmp_i64);
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
-    return (double)ns[rank - 1] / 1000.0;
-}
-
-static void print_list(const char* key, const double* v, long n, const char* sep) {
-    long i;
-    printf("\"%s\": [", key);
-    for (i = 0; i < n; ++i) printf("%s%.4f", i ? ", " : "", v[i]);
-    printf("]%s", sep);
-}
-
-/* Predicts n rows starting at rows; returns XGBoost's result buffer (valid until the next call). */
 static const float* predict(BoosterHandle bst, const float* rows, size_t n, size_t nf) {
     char iface[256];
     const bst_ulong* shape;

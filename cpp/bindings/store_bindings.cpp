@@ -94,6 +94,14 @@ public:
     }
     const FeatureComputer& computer() const { return features_; }
 
+    // fn(store) with the GIL released, under the read lock: for other bindings (the sampler).
+    template <class Fn>
+    void read(Fn&& fn) const {
+        py::gil_scoped_release release;
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        fn(store_);
+    }
+
 private:
     py::array_t<float> empty_rows(size_t n) const {
         return py::array_t<float>({static_cast<py::ssize_t>(n),
@@ -134,6 +142,17 @@ FeatureConfig make_config(std::vector<int64_t> windows_ms, int64_t distinct_wind
 
 }  // namespace
 }  // namespace libfraud
+
+// For the sampler's bindings (declared there): runs fn(store, ctx) on a _core.Store's store with the
+// GIL released and the store's lock held as a reader. TypeError when `store` is not a _core.Store.
+void with_store_read_locked(const py::handle& store,
+                            void (*fn)(const libfraud::TemporalStore&, void*), void* ctx) {
+    if (!py::isinstance<libfraud::PyStore>(store)) {
+        throw py::type_error("store: expected a libfraud._core.Store, got " +
+                             py::str(py::type::of(store)).cast<std::string>());
+    }
+    store.cast<const libfraud::PyStore&>().read([&](const libfraud::TemporalStore& s) { fn(s, ctx); });
+}
 
 // Global, as module.cpp declares it.
 void bind_store(py::module_& m) {

@@ -46,10 +46,12 @@ public:
     const std::string& plugin_path() const { return plugin_path_; }  // the library loaded
 
 private:
-    GnnModel() = default;
+    GnnModel();
     struct Freer {
-        const fraud_gnn_backend* backend = nullptr;
+        Freer() noexcept : backend(nullptr) {}
+        explicit Freer(const fraud_gnn_backend* b) noexcept : backend(b) {}
         void operator()(void* model) const;
+        const fraud_gnn_backend* backend;
     };
 
     std::string kind_;

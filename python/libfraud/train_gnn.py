@@ -1,0 +1,305 @@
+"""Training the GNN over sampled neighbourhoods, and stacking its outputs under the trees.
+
+Neighbourhoods come from the C++ sampler replayed over the whole history (``sample_neighbourhoods``):
+each transaction sees only transactions strictly before it, exactly as when it is served.
+
+Stacking without leakage (``train_stacked``). Trees that consume GNN outputs must never be trained
+on rows the GNN was fit on: there its outputs are over-confident, and the trees would learn to trust
+them more than they deserve on new data. The training period (time-ordered) is therefore cut in two:
+
+    training period:  [ GNN part (first gnn_fraction)  |  tree part (the rest)  ]  validation  test
+    GNN               fit on the first 80% of its part, early-stopped on the last 20%
+    stacked trees     fit on the tree part with [features, GNN outputs], early-stopped on validation
+    GBDT-only         fit on the whole training period, early-stopped on validation (the baseline)
+
+Both tree models are scored on the same test rows, which neither the GNN nor the trees have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import metrics
+from .models.gbdt import GbdtParams, TrainedGbdt, train_gbdt
+from .models.gnn import INPUT_NAMES, FraudGnn
+
+__all__ = [
+    "GnnParams",
+    "StackedResult",
+    "TrainedGnn",
+    "gnn_outputs",
+    "sample_neighbourhoods",
+    "stacked_feature_names",
+    "train_gnn",
+    "train_stacked",
+]
+
+Arrays = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class GnnParams:
+    """GNN training configuration; every field is range-checked on construction."""
+
+    hidden: int = 48
+    embedding_dim: int = 16
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    lr: float = 3e-3
+    batch_size: int = 256
+    patience: int = 5  # epochs without a validation AUPRC gain before stopping
+    seed: int = 0
+    dropout: float = 0.1
+    weight_decay: float = 1e-5
+    threads: int = 1  # torch intra-op threads while training (restored afterwards)
+
+    def __post_init__(self) -> None:
+        for name, lo in (("hidden", 1), ("embedding_dim", 1), ("epochs", 1), ("batch_size", 1),
+                         ("patience", 1), ("seed", 0), ("threads", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"GnnParams.{name} must be an integer >= {lo}, got {v!r}")
+        for name, lo, hi in (("lr", 0.0, 1.0), ("dropout", 0.0, 1.0), ("weight_decay", 0.0, 1.0)):
+            v = getattr(self, name)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or not (lo <= v < hi) or (name == "lr" and v == 0):
+                raise ValueError(f"GnnParams.{name} must be a number in [{lo}, {hi}), got {v!r}"
+                                 + (" and > 0" if name == "lr" else ""))
+
+
+@dataclass(frozen=True)
+class TrainedGnn:
+    """A trained model (eval mode, CPU) and how it got there."""
+
+    model: FraudGnn
+    params: GnnParams
+    best_epoch: int  # 0-based epoch whose weights were kept
+    epochs_run: int
+    valid_auprc: float  # of the kept weights, on the early-stopping rows
+    pos_weight: float  # negatives/positives of the training rows, in BCEWithLogitsLoss
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.model.embedding_dim
+
+
+@dataclass(frozen=True)
+class StackedResult:
+    """Both tree models, the GNN under the stacked one, and their test metrics."""
+
+    gnn: TrainedGnn
+    gbdt_only: TrainedGbdt  # features only, whole training period
+    stacked: TrainedGbdt  # features + stacked_feature_names(D), tree part of the training period
+    metrics: dict  # {"gbdt_only": summary, "stacked": summary, "gnn_only": summary} on test rows
+    split_rows: dict  # {"gnn_fit", "gnn_stop", "trees", "valid", "test"}: row counts
+    feature_names: tuple[str, ...]  # the stacked model's input order
+
+
+def stacked_feature_names(embedding_dim: int) -> list[str]:
+    """Names of the GNN's outputs as tree features: ["gnn_logit", "gnn_emb_0", ...]."""
+    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, (int, np.integer)) or embedding_dim < 1:
+        raise ValueError(f"embedding_dim must be a positive integer, got {embedding_dim!r}")
+    return ["gnn_logit"] + [f"gnn_emb_{i}" for i in range(int(embedding_dim))]
+
+
+def sample_neighbourhoods(transactions: pd.DataFrame, sampler_config: Any,
+                          feature_store: Any = None) -> dict[str, np.ndarray]:
+    """Every transaction's sampled neighbourhood, as the serving engine would sample it.
+
+    All rows are replayed into a ``_core.Store`` (or ``feature_store``, when it already holds
+    exactly these rows, e.g. after ``features_and_ingest``), then sampled in one call; the sampler
+    uses only stored transactions strictly before each target's time. ``sampler_config`` is a
+    ``_core.SamplerConfig`` or anything with ``to_core()`` returning one. Returns the arrays of
+    ``INPUT_NAMES`` (float32) and the sampler's int64 id arrays (ent1_id, txn2_id, ent3_id).
+    """
+    from . import _core
+    from .data.schema import coerce_transactions, to_txn_records
+
+    if not hasattr(_core, "Sampler"):
+        raise RuntimeError("this libfraud build has no _core.Sampler; rebuild with the sampler bindings")
+    records = to_txn_records(coerce_transactions(transactions))
+    if feature_store is None:
+        store = _core.Store(expected_transactions=len(records))
+        store.ingest(records)
+    else:
+        store = feature_store
+        if store.size != len(records):
+            raise ValueError(f"feature_store holds {store.size} transactions, the frame has {len(records)}")
+    cfg = sampler_config.to_core() if hasattr(sampler_config, "to_core") else sampler_config
+    out = dict(_core.Sampler(cfg).sample(store, records))
+    _check_arrays(out)
+    return out
+
+
+def _check_arrays(arrays: Arrays) -> int:
+    """Validate the contract's shapes; return the number of rows."""
+    missing = [n for n in INPUT_NAMES if n not in arrays]
+    if missing:
+        raise ValueError(f"neighbourhood arrays lack {missing}; expected {list(INPUT_NAMES)}")
+    n = arrays["target_x"].shape[0]
+    k = arrays["txn2_x"].shape[2] if arrays["txn2_x"].ndim == 4 else -1
+    from .models.gnn import input_shapes
+
+    for name, shape in input_shapes(n, k).items():
+        if tuple(arrays[name].shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(arrays[name].shape)}, the contract says {shape}")
+    return n
+
+
+def _tensors(arrays: Arrays, idx: np.ndarray | slice) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.ascontiguousarray(arrays[n][idx], dtype=np.float32)) for n in INPUT_NAMES]
+
+
+class _Threads:
+    """Set torch's intra-op threads for a block, then restore them."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        self.saved = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.set_num_threads(self.saved)
+
+
+def gnn_outputs(model: FraudGnn, arrays: Arrays, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """(logits [N] float32, embeddings [N, D] float32), in eval mode without gradients."""
+    n = _check_arrays(arrays)
+    was_training = model.training
+    model.eval()
+    logits, embs = [], []
+    try:
+        with torch.no_grad():
+            for lo in range(0, n, batch_size):
+                logit, emb = model(*_tensors(arrays, slice(lo, lo + batch_size)))
+                logits.append(logit.numpy())
+                embs.append(emb.numpy())
+    finally:
+        model.train(was_training)
+    if not logits:
+        return np.zeros(0, np.float32), np.zeros((0, model.embedding_dim), np.float32)
+    return np.concatenate(logits), np.concatenate(embs)
+
+
+def _labels(y: Any, idx: np.ndarray, what: str) -> np.ndarray:
+    y = np.asarray(y)[idx]
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError(f"{what} labels must be 0/1")
+    if y.sum() == 0 or y.sum() == y.size:
+        raise ValueError(f"{what} rows have only one class; need both fraud (1) and legitimate (0)")
+    return y.astype(np.float32)
+
+
+def train_gnn(arrays: Arrays, y: Any, train_idx: Sequence[int], valid_idx: Sequence[int],
+              params: GnnParams = GnnParams(), progress: bool = False) -> TrainedGnn:
+    """Fit a FraudGnn with Adam on ``train_idx``, early-stopped on validation AUPRC.
+
+    Class imbalance: ``pos_weight`` = negatives/positives of the training rows. Deterministic for a
+    given ``params.seed`` (and thread count). The weights of the best validation epoch are kept.
+    """
+    if not isinstance(params, GnnParams):
+        raise TypeError(f"params must be a GnnParams, got {type(params).__name__}")
+    _check_arrays(arrays)
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    valid_idx = np.asarray(valid_idx, dtype=np.int64)
+    yt = _labels(y, train_idx, "training")
+    yv = _labels(y, valid_idx, "validation").astype(np.int8)
+    pos_weight = float((yt.size - yt.sum()) / yt.sum())
+    valid_arrays = {n: arrays[n][valid_idx] for n in INPUT_NAMES}
+
+    with _Threads(params.threads):
+        torch.manual_seed(params.seed)
+        model = FraudGnn(params.hidden, params.embedding_dim, params.dropout)
+        optimiser = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight))
+        rng = np.random.default_rng(params.seed)
+        best = (-1.0, -1, {k: v.clone() for k, v in model.state_dict().items()})
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=params.epochs, desc="gnn", unit="epoch")
+        epoch = -1
+        try:
+            for epoch in range(params.epochs):
+                model.train()
+                order = train_idx[rng.permutation(train_idx.size)]
+                for lo in range(0, order.size, params.batch_size):
+                    batch = np.sort(order[lo:lo + params.batch_size])
+                    logit, _ = model(*_tensors(arrays, batch))
+                    loss = loss_fn(logit, torch.from_numpy(np.asarray(y)[batch].astype(np.float32)))
+                    optimiser.zero_grad()
+                    loss.backward()
+                    optimiser.step()
+                scores, _ = gnn_outputs(model, valid_arrays)
+                auprc = metrics.auprc(yv, scores)
+                if auprc > best[0]:
+                    best = (auprc, epoch, {k: v.clone() for k, v in model.state_dict().items()})
+                if bar is not None:
+                    bar.set_postfix(valid_auprc=f"{auprc:.4f}", refresh=False)
+                    bar.update(1)
+                if epoch - best[1] >= params.patience:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+    model.load_state_dict(best[2])
+    model.eval()
+    return TrainedGnn(model=model, params=params, best_epoch=best[1], epochs_run=epoch + 1,
+                      valid_auprc=float(best[0]), pos_weight=pos_weight)
+
+
+def train_stacked(features: pd.DataFrame, arrays: Arrays, y: Any,
+                  splits: tuple[Sequence[int], Sequence[int], Sequence[int]], *,
+                  gnn_fraction: float = 0.5, gnn_params: GnnParams = GnnParams(),
+                  gbdt_params: GbdtParams = GbdtParams(), progress: bool = False) -> StackedResult:
+    """GBDT-only and GNN-stacked trees on the same time split, with test metrics for both.
+
+    ``features``: one row per transaction (e.g. ``replay_features``), columns = tree features.
+    ``arrays``: ``sample_neighbourhoods`` of the same rows. ``splits``: (train, valid, test) indices
+    from ``splits.time_split`` (time-ordered within each part). See the module docstring for which
+    model sees which rows.
+    """
+    if not (isinstance(gnn_fraction, float) and 0.0 < gnn_fraction < 1.0):
+        raise ValueError(f"gnn_fraction must be a float in (0, 1), got {gnn_fraction!r}")
+    train_idx, valid_idx, test_idx = (np.asarray(s, dtype=np.int64) for s in splits)
+    n = _check_arrays(arrays)
+    if len(features) != n:
+        raise ValueError(f"features has {len(features)} rows, arrays {n}")
+    y = np.asarray(y)
+    X = np.ascontiguousarray(features.to_numpy(dtype=np.float32))
+    names = [str(c) for c in features.columns]
+
+    cut = int(round(train_idx.size * gnn_fraction))
+    gnn_part, tree_part = train_idx[:cut], train_idx[cut:]
+    stop = int(round(gnn_part.size * 0.8))
+    gnn_fit, gnn_stop = gnn_part[:stop], gnn_part[stop:]
+    gnn = train_gnn(arrays, y, gnn_fit, gnn_stop, gnn_params, progress=progress)
+
+    logits, embs = gnn_outputs(gnn.model, arrays)
+    stacked_names = names + stacked_feature_names(gnn.embedding_dim)
+    XS = np.concatenate([X, logits[:, None], embs], axis=1)
+
+    gbdt_only = train_gbdt(X[train_idx], y[train_idx], X[valid_idx], y[valid_idx], names, gbdt_params,
+                           progress=progress)
+    stacked = train_gbdt(XS[tree_part], y[tree_part], XS[valid_idx], y[valid_idx], stacked_names,
+                         gbdt_params, progress=progress)
+    yt = y[test_idx]
+    result_metrics = {
+        "gbdt_only": metrics.summary(yt, gbdt_only.predict_proba(X[test_idx])),
+        "stacked": metrics.summary(yt, stacked.predict_proba(XS[test_idx])),
+        "gnn_only": metrics.summary(yt, logits[test_idx]),
+    }
+    return StackedResult(
+        gnn=gnn, gbdt_only=gbdt_only, stacked=stacked, metrics=result_metrics,
+        split_rows={"gnn_fit": int(gnn_fit.size), "gnn_stop": int(gnn_stop.size),
+                    "trees": int(tree_part.size), "valid": int(valid_idx.size), "test": int(test_idx.size)},
+        feature_names=tuple(stacked_names),
+    )
