@@ -36,3 +36,14 @@ def small_transactions_csv(tmp_path_factory, small_transactions):
     path = tmp_path_factory.mktemp("csv") / "transactions.csv"
     small_transactions.head(3_000).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    """A whole `libfraud demo` on a small data set with the graph path: (report, output dir)."""
+    pytest.importorskip("torch", reason="the graph path needs torch")
+    pytest.importorskip("torch_geometric", reason="the graph path needs torch_geometric")
+    from libfraud.demo import run_demo
+    out = tmp_path_factory.mktemp("demo")
+    report = run_demo(out, n=20_000, seed=3, trees=60, gnn=True, gnn_epochs=3, progress=False)
+    return report, out

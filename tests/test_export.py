@@ -152,6 +152,21 @@ def test_exports_only_the_entry_points(compiled):
     assert symbols <= ALLOWED_SYMBOLS, symbols - ALLOWED_SYMBOLS
 
 
+def test_each_load_gets_its_own_library(compiled, tmp_path):
+    # glibc returns an already-loaded object when a name it was ever opened under (or the file's
+    # identity) matches. Two live loads of one library, then a different library: it must be the
+    # different one, whatever names and fd numbers the loader reused.
+    X, y = _data(500, seed=5)
+    other = xgb.train({"objective": "binary:logistic", "max_depth": 2, "nthread": 1},
+                      xgb.DMatrix(X[:, :3], label=y), num_boost_round=5)
+    other_so = compile_trees(other, tmp_path / "other.so", jobs=1).path
+    first, second = _core.TreeLibrary(str(compiled.path)), _core.TreeLibrary(str(compiled.path))
+    del first
+    assert _core.TreeLibrary(str(other_so)).num_features == 3
+    del second
+    assert _core.TreeLibrary(str(other_so)).num_features == 3
+
+
 def test_load_errors_name_the_path(tmp_path):
     missing = tmp_path / "nope.so"
     with pytest.raises(_core.FraudError, match=str(missing)):

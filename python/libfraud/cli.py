@@ -18,27 +18,28 @@ def _generate(args) -> int:
 def _train(args) -> int:
     from .data import load_transactions
     from .models.gbdt import GbdtParams
-    from .train import train
+    from .train import SamplerSettings, train
     transactions = load_transactions(args.data)
     params = GbdtParams(n_estimators=args.trees, max_depth=args.depth, nthread=args.threads)
-    result = train(transactions, params=params, progress=not args.quiet)
+    gnn_params = None
+    if not args.no_gnn:
+        from .train_gnn import GnnParams
+        gnn_params = GnnParams(epochs=args.gnn_epochs)
+    result = train(transactions, params=params, gnn_params=gnn_params,
+                   sampler=SamplerSettings(fanout=args.fanout, strategy=args.strategy),
+                   progress=not args.quiet)
     out = result.save(args.out)
     test = result.metrics["test"]
-    print(f"trained {result.model.n_trees} trees; test AUPRC {test['auprc']:.4f}, "
-          f"AUROC {test['auroc']:.4f}; saved to {out}")
+    print(f"trained {result.model.n_trees} trees{' on GNN outputs' if gnn_params else ''}; "
+          f"test AUPRC {test['auprc']:.4f}, AUROC {test['auroc']:.4f}; saved to {out}")
+    if "test_gbdt_only" in result.metrics:
+        print(f"  trees alone: test AUPRC {result.metrics['test_gbdt_only']['auprc']:.4f}")
     return 0
 
 
 def _compile(args) -> int:
-    from .export import build_bundle
-    from .features import FeatureConfig
-    from .train import load_trained
-    model, info, holdout = load_trained(args.model_dir)
-    bundle = build_bundle(args.out, booster=model.booster, feature_names=list(model.feature_names),
-                          feature_config=FeatureConfig.from_dict(info["feature_config"]).to_dict(),
-                          X_holdout=holdout, threshold=info["threshold"],
-                          threshold_rule=info["threshold_rule"], metrics=info["metrics"],
-                          jobs=args.jobs, progress=not args.quiet)
+    from .compile import compile_model_dir
+    bundle = compile_model_dir(args.model_dir, args.out, jobs=args.jobs, progress=not args.quiet)
     print(f"bundle written to {bundle}")
     return 0
 
@@ -49,7 +50,7 @@ def _score(args) -> int:
 
     from .data import load_transactions
     from .scorer import Scorer
-    scorer = Scorer(args.bundle)
+    scorer = Scorer(args.bundle, gnn_backend=args.backend or "")
     transactions = load_transactions(args.input, validate=False)  # the core validates values
     scores = (scorer.score(transactions) if args.no_ingest
               else scorer.score_and_ingest(transactions))
@@ -66,12 +67,18 @@ def _score(args) -> int:
 
 def _demo(args) -> int:
     from .demo import run_demo
-    report = run_demo(args.out, n=args.n, seed=args.seed, trees=args.trees, progress=not args.quiet)
+    report = run_demo(args.out, n=args.n, seed=args.seed, trees=args.trees, gnn=not args.no_gnn,
+                      progress=not args.quiet)
     print(f"demo report: {Path(args.out) / 'report.json'}")
     m = report["metrics"]["test"]
     print(f"  test AUPRC {m['auprc']:.4f}  AUROC {m['auroc']:.4f}  "
           f"tree parity {report['parity']['trees']['max_abs_diff']:.2e}  "
           f"latency p50 {report['latency_us']['p50']:.1f} us  p99 {report['latency_us']['p99']:.1f} us")
+    if "test_gbdt_only" in report["metrics"]:
+        print(f"  trees alone: test AUPRC {report['metrics']['test_gbdt_only']['auprc']:.4f}; "
+              f"GNN backend {report['gnn_backend']}; parity aoti "
+              f"{report['parity']['aoti']['max_abs_diff']:.2e}, torchscript "
+              f"{report['parity']['torchscript']['max_abs_diff']:.2e}")
     return 0
 
 
@@ -93,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", type=int, default=500, help="maximum boosting rounds")
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-gnn", action="store_true", help="trees on the core's features only")
+    p.add_argument("--gnn-epochs", type=int, default=30)
+    p.add_argument("--fanout", type=int, default=10, help="sampled earlier transactions per entity")
+    p.add_argument("--strategy", choices=("most_recent", "uniform"), default="most_recent")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("compile", help="compile a trained model into a checked bundle")
@@ -106,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="transactions (.csv or .parquet), in time order")
     p.add_argument("--out", help="write CSV here instead of standard output")
     p.add_argument("--no-ingest", action="store_true",
-                   help="score each against an empty store (do not store the transactions)")
+                   help="score against the store as it is, storing nothing (each sees none of the others)")
+    p.add_argument("--backend", help="GNN backend for a GNN bundle (aoti, torchscript); default: "
+                                     "the bundle's first that loads")
     p.set_defaults(run=_score)
 
     p = sub.add_parser("demo", help="generate -> train -> compile -> score, with a report")
@@ -114,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=200_000, help="transactions (default 200000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trees", type=int, default=500)
+    p.add_argument("--no-gnn", action="store_true", help="the tree model alone")
     p.set_defaults(run=_demo)
     return parser
 

@@ -1,11 +1,12 @@
-"""Training: replay history through the core's features, split by time, fit the trees, evaluate,
-and save everything `libfraud compile` needs (model, feature configuration, threshold, held-out rows)."""
+"""Training: replay history through the core's features (and, for the graph path, its temporal
+sampler), split by time, fit the models, evaluate, and save everything `libfraud compile` needs."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,20 +18,42 @@ from .splits import time_split
 
 #: The decision threshold flags at most this false-positive rate on validation data.
 THRESHOLD_FPR = 0.01
+#: Rows of sampled test neighbourhoods kept for the GNN artifacts' parity check at compile time.
+GNN_PARITY_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Mirrors the core's SamplerConfig; written into the bundle's manifest (gnn.sampler)."""
+
+    fanout: int = 10
+    strategy: str = "most_recent"  # or "uniform"
+    seed: int = 0
+
+    def to_core(self):
+        from . import _core
+        return _core.SamplerConfig(fanout=self.fanout, strategy=self.strategy, seed=self.seed)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    model: TrainedGbdt
+    model: TrainedGbdt  # the trees that ship: stacked on the GNN's outputs when there is a GNN
     feature_config: FeatureConfig
-    metrics: dict  # {"valid": summary, "test": summary}
+    metrics: dict  # valid, test (the shipped model); test_gbdt_only, test_gnn_only with a GNN
     threshold: float
     threshold_rule: str
-    X_test: np.ndarray
+    X_test: np.ndarray  # the shipped trees' input rows of the test period
     y_test: np.ndarray
     test_scores: np.ndarray
-    split_rows: dict  # {"train": n, "valid": n, "test": n}
+    split_rows: dict
     test_start_ms: int
+    gnn: Any = None  # train_gnn.TrainedGnn
+    sampler: SamplerSettings | None = None
+    gnn_parity_arrays: dict | None = None  # sampled test neighbourhoods, for the artifacts' parity
+    gbdt_only_test_scores: np.ndarray | None = None  # the trees-alone baseline, with a GNN
 
     def save(self, out_dir: str | Path) -> Path:
         out = Path(out_dir)
@@ -38,13 +61,22 @@ class TrainResult:
         self.model.save(out / "model.ubj")
         np.save(out / "holdout_X.npy", self.X_test)
         np.save(out / "holdout_y.npy", self.y_test)
-        (out / "training.json").write_text(json.dumps({
+        info = {
             "feature_config": self.feature_config.to_dict(),
             "feature_order": list(self.model.feature_names),
             "threshold": self.threshold, "threshold_rule": self.threshold_rule,
             "metrics": self.metrics, "split_rows": self.split_rows,
             "test_start_ms": self.test_start_ms,
-        }, indent=2))
+        }
+        if self.gnn is not None:
+            import torch
+            torch.save({"state_dict": self.gnn.model.state_dict(), "params": asdict(self.gnn.params)},
+                       out / "gnn.pt")
+            np.savez(out / "gnn_parity_arrays.npz", **self.gnn_parity_arrays)
+            info["sampler"] = self.sampler.to_dict()
+            info["gnn"] = {"best_epoch": self.gnn.best_epoch, "epochs_run": self.gnn.epochs_run,
+                           "valid_auprc": self.gnn.valid_auprc}
+        (out / "training.json").write_text(json.dumps(info, indent=2))
         return out
 
 
@@ -54,29 +86,83 @@ def _labels(transactions: pd.DataFrame) -> np.ndarray:
     return transactions["label"].to_numpy(dtype=np.int8)
 
 
+def _threshold(y_valid: np.ndarray, valid_scores: np.ndarray) -> float:
+    # +inf means "flag nothing"; probabilities never exceed 1, and JSON has no infinity.
+    return float(min(metrics.threshold_at_fpr(y_valid, valid_scores, THRESHOLD_FPR), 1.0))
+
+
+THRESHOLD_RULE = f"highest recall at <= {THRESHOLD_FPR:.0%} false-positive rate on validation"
+
+
 def train(transactions: pd.DataFrame, *, feature_config: FeatureConfig = FeatureConfig(),
           params: GbdtParams = GbdtParams(), fractions=(0.7, 0.15, 0.15),
+          gnn_params: Any = None, sampler: SamplerSettings | None = None,
           progress: bool = False) -> TrainResult:
+    """Tree model on the core's features; with ``gnn_params`` (train_gnn.GnnParams) also a GNN on
+    the sampled neighbourhoods whose outputs feed the shipped trees (see train_gnn: stacking)."""
     y = _labels(transactions)
     features = replay_features(transactions, feature_config)  # whole history, point in time
     X = as_matrix(features)
-    train_idx, valid_idx, test_idx = time_split(transactions["timestamp_ms"].to_numpy(), fractions)
-    model = train_gbdt(X[train_idx], y[train_idx], X[valid_idx], y[valid_idx],
-                       list(features.columns), params, progress=progress)
-    valid_scores = model.predict_proba(X[valid_idx])
-    test_scores = model.predict_proba(X[test_idx])
-    # +inf means "flag nothing"; probabilities never exceed 1, and JSON has no infinity.
-    threshold = min(metrics.threshold_at_fpr(y[valid_idx], valid_scores, THRESHOLD_FPR), 1.0)
+    splits = time_split(transactions["timestamp_ms"].to_numpy(), fractions)
+    train_idx, valid_idx, test_idx = splits
+    test_start_ms = int(transactions["timestamp_ms"].to_numpy()[test_idx].min())
+    if gnn_params is None:
+        model = train_gbdt(X[train_idx], y[train_idx], X[valid_idx], y[valid_idx],
+                           list(features.columns), params, progress=progress)
+        valid_scores = model.predict_proba(X[valid_idx])
+        test_scores = model.predict_proba(X[test_idx])
+        return TrainResult(
+            model=model, feature_config=feature_config,
+            metrics={"valid": metrics.summary(y[valid_idx], valid_scores),
+                     "test": metrics.summary(y[test_idx], test_scores)},
+            threshold=_threshold(y[valid_idx], valid_scores), threshold_rule=THRESHOLD_RULE,
+            X_test=X[test_idx], y_test=y[test_idx], test_scores=test_scores,
+            split_rows={"train": len(train_idx), "valid": len(valid_idx), "test": len(test_idx)},
+            test_start_ms=test_start_ms)
+
+    from .train_gnn import gnn_outputs, sample_neighbourhoods, train_stacked
+    sampler = sampler or SamplerSettings()
+    arrays = sample_neighbourhoods(transactions, sampler)
+    stacked = train_stacked(features, arrays, y, splits, gnn_params=gnn_params, gbdt_params=params,
+                            progress=progress)
+    logits, embeddings = gnn_outputs(stacked.gnn.model, arrays)
+    XS = np.concatenate([X, logits[:, None], embeddings], axis=1)
+    valid_scores = stacked.stacked.predict_proba(XS[valid_idx])
+    test_scores = stacked.stacked.predict_proba(XS[test_idx])
+    baseline_scores = stacked.gbdt_only.predict_proba(X[test_idx])
+    parity_rows = test_idx[:GNN_PARITY_ROWS]
+    from .models.gnn import INPUT_NAMES
     return TrainResult(
-        model=model, feature_config=feature_config,
+        model=stacked.stacked, feature_config=feature_config,
         metrics={"valid": metrics.summary(y[valid_idx], valid_scores),
-                 "test": metrics.summary(y[test_idx], test_scores)},
-        threshold=float(threshold),
-        threshold_rule=f"highest recall at <= {THRESHOLD_FPR:.0%} false-positive rate on validation",
-        X_test=X[test_idx], y_test=y[test_idx], test_scores=test_scores,
-        split_rows={"train": len(train_idx), "valid": len(valid_idx), "test": len(test_idx)},
-        test_start_ms=int(transactions["timestamp_ms"].to_numpy()[test_idx].min()),
-    )
+                 "test": metrics.summary(y[test_idx], test_scores),
+                 "test_gbdt_only": stacked.metrics["gbdt_only"],
+                 "test_gnn_only": stacked.metrics["gnn_only"],
+                 "by_fraud_type": _auprc_by_type(transactions, test_idx, test_scores, baseline_scores)},
+        threshold=_threshold(y[valid_idx], valid_scores), threshold_rule=THRESHOLD_RULE,
+        X_test=XS[test_idx], y_test=y[test_idx], test_scores=test_scores,
+        split_rows=stacked.split_rows, test_start_ms=test_start_ms,
+        gnn=stacked.gnn, sampler=sampler,
+        gnn_parity_arrays={k: arrays[k][parity_rows] for k in INPUT_NAMES},
+        gbdt_only_test_scores=baseline_scores)
+
+
+def _auprc_by_type(transactions: pd.DataFrame, test_idx: np.ndarray, stacked_scores: np.ndarray,
+                    gbdt_scores: np.ndarray) -> dict:
+    """Per fraud typology (synthetic data only): AUPRC of each model on that type against all
+    legitimate test rows, so a typology the graph helps with shows up."""
+    if "fraud_type" not in transactions.columns:
+        return {}
+    kinds = transactions["fraud_type"].to_numpy()[test_idx].astype(str)
+    y = transactions["label"].to_numpy()[test_idx]
+    out = {}
+    for kind in sorted(set(kinds[y == 1])):
+        keep = (y == 0) | (kinds == kind)
+        yk = (kinds[keep] == kind).astype(np.int8)
+        out[kind] = {"positives": int(yk.sum()),
+                     "auprc_gbdt_only": metrics.auprc(yk, gbdt_scores[keep]),
+                     "auprc_stacked": metrics.auprc(yk, stacked_scores[keep])}
+    return out
 
 
 def load_trained(model_dir: str | Path) -> tuple[TrainedGbdt, dict, np.ndarray]:
@@ -87,3 +173,18 @@ def load_trained(model_dir: str | Path) -> tuple[TrainedGbdt, dict, np.ndarray]:
     info = json.loads((model_dir / "training.json").read_text())
     return (TrainedGbdt.load(model_dir / "model.ubj"), info,
             np.load(model_dir / "holdout_X.npy"))
+
+
+def load_trained_gnn(model_dir: str | Path):
+    """(FraudGnn in eval mode, parity arrays) saved by TrainResult.save for a GNN model."""
+    import torch
+
+    from .models.gnn import FraudGnn
+    saved = torch.load(Path(model_dir) / "gnn.pt", weights_only=True)
+    p = saved["params"]
+    model = FraudGnn(hidden=p["hidden"], embedding_dim=p["embedding_dim"], dropout=p["dropout"])
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    with np.load(Path(model_dir) / "gnn_parity_arrays.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return model, arrays

@@ -28,7 +28,7 @@ from torch import nn
 
 from . import metrics
 from .models.gbdt import GbdtParams, TrainedGbdt, train_gbdt
-from .models.gnn import INPUT_NAMES, FraudGnn
+from .models.gnn import INPUT_NAMES, FraudGnn, input_shapes
 
 __all__ = [
     "GnnParams",
@@ -144,8 +144,6 @@ def _check_arrays(arrays: Arrays) -> int:
         raise ValueError(f"neighbourhood arrays lack {missing}; expected {list(INPUT_NAMES)}")
     n = arrays["target_x"].shape[0]
     k = arrays["txn2_x"].shape[2] if arrays["txn2_x"].ndim == 4 else -1
-    from .models.gnn import input_shapes
-
     for name, shape in input_shapes(n, k).items():
         if tuple(arrays[name].shape) != shape:
             raise ValueError(f"{name} has shape {tuple(arrays[name].shape)}, the contract says {shape}")

@@ -2,6 +2,9 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -35,6 +38,24 @@ Fn symbol(void* handle, const std::string& path, const char* name) {
     return reinterpret_cast<Fn>(sym);
 }
 
+// The file's bytes in a new anonymous file; -1 when memfd is unavailable (then the path is used).
+int private_copy(const std::string& path) {
+    int src = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (src < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+    struct stat info {};
+    int copy = fstat(src, &info) == 0 ? memfd_create("libfraud-trees", MFD_CLOEXEC) : -1;
+    off_t offset = 0;
+    while (copy >= 0 && offset < info.st_size) {
+        ssize_t sent = sendfile(copy, src, &offset, static_cast<size_t>(info.st_size - offset));
+        if (sent <= 0) {
+            close(copy);
+            copy = -1;
+        }
+    }
+    close(src);
+    return copy;
+}
+
 }  // namespace
 
 void TreeLibrary::Closer::operator()(void* handle) const {
@@ -46,10 +67,12 @@ TreeLibrary::Fd::~Fd() {
 }
 
 TreeLibrary::TreeLibrary(const std::string& so_path) : path_(so_path) {
-    fd_.fd = open(so_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_.fd < 0) fail(path_, std::string("cannot open: ") + std::strerror(errno));
-    std::string load_name = "/proc/self/fd/" + std::to_string(fd_.fd);
-    if (access(load_name.c_str(), R_OK) != 0) load_name = so_path;  // no /proc: plain path
+    fd_.fd = private_copy(so_path);
+    std::string load_name = so_path;
+    if (fd_.fd >= 0) {
+        load_name = "/proc/self/fd/" + std::to_string(fd_.fd);
+        if (access(load_name.c_str(), R_OK) != 0) load_name = so_path;  // no /proc: plain path
+    }
     // RTLD_LOCAL: the library's generic names (predict, postprocess) never bind other objects.
     handle_.reset(dlopen(load_name.c_str(), RTLD_NOW | RTLD_LOCAL));
     if (!handle_) fail(path_, "cannot load: " + last_dlerror());

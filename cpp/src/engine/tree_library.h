@@ -47,9 +47,11 @@ private:
         void operator()(void* handle) const;
     };
 
-    // Open for the library's life: dlopen goes through /proc/self/fd/<fd>, a name no other
-    // loaded object has, because glibc hands back an already-loaded library of the same path
-    // even after the file was replaced (a new bundle at the old path would score the old model).
+    // A private in-memory copy of the library (memfd), open for the library's life, loaded as
+    // /proc/self/fd/<fd>. glibc hands back an already-loaded object when a path OR a file identity
+    // matches one it has (and keeps every name it was opened under as an alias): a new bundle at
+    // an old path, or an fd number reused after another load, would score with the wrong model.
+    // A fresh memfd is a new file each load, named by an fd we hold until dlclose.
     struct Fd {
         int fd = -1;
         ~Fd();
