@@ -58,14 +58,19 @@ class GnnParams:
     dropout: float = 0.1
     weight_decay: float = 1e-5
     threads: int = 1  # torch intra-op threads while training (restored afterwards)
+    # pos_weight = (negatives/positives) ** balance: 1 fully rebalances, 0 not at all.
+    balance: float = 0.5
+    # Epochs of each warm-started forward-chaining stage after the first (train_stacked).
+    stage_epochs: int = 4
 
     def __post_init__(self) -> None:
         for name, lo in (("hidden", 1), ("embedding_dim", 1), ("epochs", 1), ("batch_size", 1),
-                         ("patience", 1), ("seed", 0), ("threads", 1)):
+                         ("patience", 1), ("seed", 0), ("threads", 1), ("stage_epochs", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"GnnParams.{name} must be an integer >= {lo}, got {v!r}")
-        for name, lo, hi in (("lr", 0.0, 1.0), ("dropout", 0.0, 1.0), ("weight_decay", 0.0, 1.0)):
+        for name, lo, hi in (("lr", 0.0, 1.0), ("dropout", 0.0, 1.0), ("weight_decay", 0.0, 1.0),
+                             ("balance", 0.0, 1.0 + 1e-9)):
             v = getattr(self, name)
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             if not ok or not (lo <= v < hi) or (name == "lr" and v == 0):
@@ -196,12 +201,27 @@ def _labels(y: Any, idx: np.ndarray, what: str) -> np.ndarray:
     return y.astype(np.float32)
 
 
+def _set_input_scaling(model: FraudGnn, arrays: Arrays, rows: np.ndarray, max_rows: int = 20_000) -> None:
+    """Standardise the model's inputs with statistics of (at most max_rows of) the fitting rows."""
+    rows = rows[np.linspace(0, rows.size - 1, min(rows.size, max_rows)).astype(np.int64)]
+    txn = arrays["txn2_x"][rows][arrays["txn2_mask"][rows] > 0]
+    ents = [arrays["ent1_x"][rows][arrays["ent1_mask"][rows] > 0],
+            arrays["ent3_x"][rows][arrays["ent3_mask"][rows] > 0]]
+    model.set_input_scaling(torch.from_numpy(np.ascontiguousarray(arrays["target_x"][rows])),
+                            torch.from_numpy(np.ascontiguousarray(txn)),
+                            torch.from_numpy(np.concatenate(ents)))
+
+
 def train_gnn(arrays: Arrays, y: Any, train_idx: Sequence[int], valid_idx: Sequence[int],
-              params: GnnParams = GnnParams(), progress: bool = False) -> TrainedGnn:
+              params: GnnParams = GnnParams(), progress: bool = False, *,
+              init: FraudGnn | None = None, epochs: int | None = None) -> TrainedGnn:
     """Fit a FraudGnn with Adam on ``train_idx``, early-stopped on validation AUPRC.
 
-    Class imbalance: ``pos_weight`` = negatives/positives of the training rows. Deterministic for a
-    given ``params.seed`` (and thread count). The weights of the best validation epoch are kept.
+    Class imbalance: ``pos_weight`` = (negatives/positives of the training rows) ** params.balance.
+    Inputs are standardised with the training rows' statistics (inside the model). ``init``: start
+    from a copy of these weights (and keep their scaling) instead of a fresh model; its validation
+    AUPRC is then the bar an epoch must beat. ``epochs`` overrides ``params.epochs``. Deterministic
+    for a given ``params.seed`` (and thread count). The weights of the best validation epoch are kept.
     """
     if not isinstance(params, GnnParams):
         raise TypeError(f"params must be a GnnParams, got {type(params).__name__}")
@@ -210,23 +230,29 @@ def train_gnn(arrays: Arrays, y: Any, train_idx: Sequence[int], valid_idx: Seque
     valid_idx = np.asarray(valid_idx, dtype=np.int64)
     yt = _labels(y, train_idx, "training")
     yv = _labels(y, valid_idx, "validation").astype(np.int8)
-    pos_weight = float((yt.size - yt.sum()) / yt.sum())
+    pos_weight = float(((yt.size - yt.sum()) / yt.sum()) ** params.balance)
     valid_arrays = {n: arrays[n][valid_idx] for n in INPUT_NAMES}
+    epochs = params.epochs if epochs is None else epochs
 
     with _Threads(params.threads):
         torch.manual_seed(params.seed)
         model = FraudGnn(params.hidden, params.embedding_dim, params.dropout)
+        if init is None:
+            _set_input_scaling(model, arrays, train_idx)
+        else:
+            model.load_state_dict(init.state_dict())
         optimiser = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
         loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight))
         rng = np.random.default_rng(params.seed)
-        best = (-1.0, -1, {k: v.clone() for k, v in model.state_dict().items()})
+        start = -1.0 if init is None else metrics.auprc(yv, gnn_outputs(model, valid_arrays)[0])
+        best = (start, -1, {k: v.clone() for k, v in model.state_dict().items()})
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=params.epochs, desc="gnn", unit="epoch")
+            bar = tqdm(total=epochs, desc="gnn", unit="epoch")
         epoch = -1
         try:
-            for epoch in range(params.epochs):
+            for epoch in range(epochs):
                 model.train()
                 order = train_idx[rng.permutation(train_idx.size)]
                 for lo in range(0, order.size, params.batch_size):
@@ -256,17 +282,18 @@ def train_gnn(arrays: Arrays, y: Any, train_idx: Sequence[int], valid_idx: Seque
 
 def train_stacked(features: pd.DataFrame, arrays: Arrays, y: Any,
                   splits: tuple[Sequence[int], Sequence[int], Sequence[int]], *,
-                  gnn_fraction: float = 0.5, gnn_params: GnnParams = GnnParams(),
-                  gbdt_params: GbdtParams = GbdtParams(), progress: bool = False) -> StackedResult:
+                  folds: int = 3, gnn_params: GnnParams = GnnParams(),
+                  gbdt_params: GbdtParams = GbdtParams(), progress: bool = False,
+                  first_block: str = "nan") -> StackedResult:
     """GBDT-only and GNN-stacked trees on the same time split, with test metrics for both.
 
     ``features``: one row per transaction (e.g. ``replay_features``), columns = tree features.
     ``arrays``: ``sample_neighbourhoods`` of the same rows. ``splits``: (train, valid, test) indices
-    from ``splits.time_split`` (time-ordered within each part). See the module docstring for which
-    model sees which rows.
+    from ``splits.time_split`` (time-ordered within each part). ``folds``: time blocks of the
+    training period for the forward chaining. See the module docstring for which model sees which rows.
     """
-    if not (isinstance(gnn_fraction, float) and 0.0 < gnn_fraction < 1.0):
-        raise ValueError(f"gnn_fraction must be a float in (0, 1), got {gnn_fraction!r}")
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
     train_idx, valid_idx, test_idx = (np.asarray(s, dtype=np.int64) for s in splits)
     n = _check_arrays(arrays)
     if len(features) != n:
@@ -275,20 +302,36 @@ def train_stacked(features: pd.DataFrame, arrays: Arrays, y: Any,
     X = np.ascontiguousarray(features.to_numpy(dtype=np.float32))
     names = [str(c) for c in features.columns]
 
-    cut = int(round(train_idx.size * gnn_fraction))
-    gnn_part, tree_part = train_idx[:cut], train_idx[cut:]
-    stop = int(round(gnn_part.size * 0.8))
-    gnn_fit, gnn_stop = gnn_part[:stop], gnn_part[stop:]
-    gnn = train_gnn(arrays, y, gnn_fit, gnn_stop, gnn_params, progress=progress)
+    # Forward chaining: stage b fits on blocks 0..b-1 (warm-started from stage b-1) and gives block b
+    # its outputs; the last stage fits on the whole training period and serves everything else.
+    ends = [int(round(train_idx.size * (b + 1) / folds)) for b in range(folds)]
+    D = gnn_params.embedding_dim
+    oof = np.full((train_idx.size, 1 + D), np.nan, np.float32)
+    gnn: TrainedGnn | None = None
+    for b in range(folds):
+        seen = train_idx[:ends[b]]
+        stop = int(round(seen.size * 0.8))
+        gnn = train_gnn(arrays, y, seen[:stop], seen[stop:], gnn_params, progress=progress,
+                        init=None if gnn is None else gnn.model,
+                        epochs=None if gnn is None else gnn_params.stage_epochs)
+        if b + 1 < folds:
+            block = slice(ends[b], ends[b + 1])
+            logit, emb = gnn_outputs(gnn.model, {k: v[train_idx[block]] for k, v in arrays.items()
+                                                 if k in INPUT_NAMES})
+            oof[block, 0], oof[block, 1:] = logit, emb
+    assert gnn is not None
+    gnn_fit, gnn_stop = train_idx[:stop], train_idx[stop:]
 
     logits, embs = gnn_outputs(gnn.model, arrays)
     stacked_names = names + stacked_feature_names(gnn.embedding_dim)
     XS = np.concatenate([X, logits[:, None], embs], axis=1)
+    XS_train = np.concatenate([X[train_idx], oof], axis=1)
+    tree_rows = np.arange(train_idx.size) if first_block == "nan" else np.arange(ends[0], train_idx.size)
 
     gbdt_only = train_gbdt(X[train_idx], y[train_idx], X[valid_idx], y[valid_idx], names, gbdt_params,
                            progress=progress)
-    stacked = train_gbdt(XS[tree_part], y[tree_part], XS[valid_idx], y[valid_idx], stacked_names,
-                         gbdt_params, progress=progress)
+    stacked = train_gbdt(XS_train[tree_rows], y[train_idx][tree_rows], XS[valid_idx], y[valid_idx],
+                         stacked_names, gbdt_params, progress=progress)
     yt = y[test_idx]
     result_metrics = {
         "gbdt_only": metrics.summary(yt, gbdt_only.predict_proba(X[test_idx])),
@@ -298,6 +341,7 @@ def train_stacked(features: pd.DataFrame, arrays: Arrays, y: Any,
     return StackedResult(
         gnn=gnn, gbdt_only=gbdt_only, stacked=stacked, metrics=result_metrics,
         split_rows={"gnn_fit": int(gnn_fit.size), "gnn_stop": int(gnn_stop.size),
-                    "trees": int(tree_part.size), "valid": int(valid_idx.size), "test": int(test_idx.size)},
+                    "trees": int(tree_rows.size), "trees_oof": int(train_idx.size - ends[0]),
+                    "valid": int(valid_idx.size), "test": int(test_idx.size)},
         feature_names=tuple(stacked_names),
     )

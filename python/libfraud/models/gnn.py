@@ -90,6 +90,21 @@ class FraudGnn(nn.Module):
         self.ent_to_target = nn.ModuleList([SAGEConv((H, Ft), H, aggr="mean") for _ in range(E)])
         self.embed = nn.Linear(H, embedding_dim)
         self.head = nn.Linear(embedding_dim, 1)
+        # Inputs are standardised inside the model (x - shift) * scale, so every artifact applies the
+        # same scaling; identity until training sets it (set_input_scaling), saved in the state dict.
+        for name, width in (("target", Ft), ("txn", Ft), ("ent", Fe)):
+            self.register_buffer(f"{name}_shift", torch.zeros(width))
+            self.register_buffer(f"{name}_scale", torch.ones(width))
+
+    def set_input_scaling(self, target_x: Tensor, txn_x: Tensor, ent_x: Tensor) -> None:
+        """Set the standardisation from unmasked example rows: targets [N,5], hop-2 transactions
+        [M,5], entities [L,5]; a feature that barely varies (a one-hot type) is only centred."""
+        with torch.no_grad():
+            for name, x in (("target", target_x), ("txn", txn_x), ("ent", ent_x)):
+                x = x.reshape(-1, x.size(-1)).float()
+                std = x.std(dim=0) if x.size(0) > 1 else torch.ones(x.size(1))
+                getattr(self, f"{name}_shift").copy_(x.mean(dim=0) if x.size(0) else torch.zeros(x.size(1)))
+                getattr(self, f"{name}_scale").copy_(torch.where(std > 1e-3, 1.0 / std, torch.ones_like(std)))
 
     def forward(self, target_x: Tensor, ent1_x: Tensor, ent1_mask: Tensor, txn2_x: Tensor,
                 txn2_mask: Tensor, ent3_x: Tensor, ent3_mask: Tensor) -> Tuple[Tensor, Tensor]:
@@ -99,6 +114,11 @@ class FraudGnn(nn.Module):
         K = txn2_x.size(2)
         H = self.hidden
         n2 = B * E * K  # hop-2 transactions, flattened (b, e, k)
+        # A masked slot's scaled features are no longer zero, but its edge still goes to the sink.
+        target_x = (target_x - self.target_shift) * self.target_scale
+        txn2_x = (txn2_x - self.txn_shift) * self.txn_scale
+        ent1_x = (ent1_x - self.ent_shift) * self.ent_scale
+        ent3_x = (ent3_x - self.ent_shift) * self.ent_scale
 
         # hop 3 -> hop 2: for each entity type f, each transaction has at most one such entity.
         x2 = _with_sink(txn2_x.reshape(n2, Ft))
