@@ -213,6 +213,7 @@ def build_bundle(
     gnn: dict | None = None,
     jobs: int = 2,
     progress: bool = False,
+    sign_key: str | os.PathLike | None = None,
 ) -> Path:
     """Compile ``booster`` and write the bundle directory ``out_dir``; return its path.
 
@@ -225,6 +226,9 @@ def build_bundle(
     (the trailing names of ``feature_names``), ``default_backend`` and ``backends``: a list of
     ``{kind, path, parity, cpu_flags?}`` whose ``path`` is the exported artifact to copy in and
     whose ``parity`` (C++ backend against PyTorch) must have passed.
+
+    ``sign_key`` (optional): an ed25519 private key (PEM, from ``libfraud keygen``); the bundle then
+    carries ``manifest.json.sig`` (BUNDLE.md "Security"), written before the manifest.
     """
     out = Path(out_dir).absolute()
     names = [feature_names] if isinstance(feature_names, str) else list(feature_names)
@@ -250,6 +254,9 @@ def build_bundle(
     if gnn is not None:
         _check_gnn(gnn, names)
     _check_target(out)
+    if sign_key is not None:
+        from .sign import _load_private_key
+        _load_private_key(sign_key)  # a bad key fails before compiling
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -303,6 +310,9 @@ def build_bundle(
             **extra,
         }
         text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
+        if sign_key is not None:  # before the manifest: a manifest still means a whole bundle
+            from .sign import sign_manifest_bytes, write_signature
+            write_signature(tmp, sign_manifest_bytes(text.encode("utf-8"), sign_key))
         with open(tmp / MANIFEST, "w", encoding="utf-8") as f:  # last: a manifest means a whole bundle
             f.write(text)
             f.flush()

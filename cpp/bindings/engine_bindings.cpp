@@ -31,14 +31,19 @@ public:
         fraud_engine* raw = nullptr;
         check(fraud_engine_open(bundle_dir.c_str(), &params, &raw));
         engine_.reset(raw);
-        check(fraud_engine_num_features(raw, &num_features_));
     }
 
-    size_t num_features() const { return num_features_; }
+    // Asked each time: a swap may change the model.
+    size_t num_features() const {
+        size_t n = 0;
+        check(fraud_engine_num_features(engine_.get(), &n));
+        return n;
+    }
 
     std::vector<std::string> feature_names() const {
         std::vector<std::string> names;
-        for (size_t i = 0; i < num_features_; ++i) {
+        const size_t n = num_features();
+        for (size_t i = 0; i < n; ++i) {
             const char* name = nullptr;
             check(fraud_engine_feature_name(engine_.get(), i, &name));
             names.emplace_back(name);
@@ -84,7 +89,8 @@ public:
 
     py::array_t<float> features(const py::array& records) const {
         TxnView span(records);
-        py::array_t<float> rows({static_cast<py::ssize_t>(span.size()), static_cast<py::ssize_t>(num_features_)});
+        const size_t nf = num_features();
+        py::array_t<float> rows({static_cast<py::ssize_t>(span.size()), static_cast<py::ssize_t>(nf)});
         float* out = rows.mutable_data();
         fraud_status status;
         {
@@ -96,8 +102,9 @@ public:
     }
 
     py::array_t<float> score_features(const py::array_t<float, py::array::c_style | py::array::forcecast>& rows) const {
-        if (rows.ndim() != 2 || static_cast<size_t>(rows.shape(1)) != num_features_)
-            throw py::value_error("rows must be 2-D with " + std::to_string(num_features_) + " columns");
+        const size_t nf = num_features();
+        if (rows.ndim() != 2 || static_cast<size_t>(rows.shape(1)) != nf)
+            throw py::value_error("rows must be 2-D with " + std::to_string(nf) + " columns");
         py::array_t<float> scores(rows.shape(0));
         float* out = scores.mutable_data();
         fraud_status status;
@@ -131,6 +138,50 @@ public:
         return py::make_tuple(scores, latency_ns);
     }
 
+    void swap_bundle(const std::string& bundle_dir, const std::string& gnn_backend, const std::string& plugin_dir) {
+        fraud_engine_params params = fraud_engine_default_params();
+        params.gnn_backend = gnn_backend.c_str();
+        params.plugin_dir = plugin_dir.empty() ? nullptr : plugin_dir.c_str();
+        fraud_status status;
+        {
+            py::gil_scoped_release release;
+            status = fraud_engine_swap_bundle(engine_.get(), bundle_dir.c_str(), &params);
+        }
+        check(status);
+    }
+
+    void snapshot() {
+        fraud_status status;
+        {
+            py::gil_scoped_release release;
+            status = fraud_engine_snapshot(engine_.get());
+        }
+        check(status);
+    }
+
+    py::dict stats() const {
+        fraud_engine_stats s;
+        s.struct_size = sizeof s;
+        check(fraud_engine_get_stats(engine_.get(), &s));
+        py::dict rejected_by;
+        for (int i = 0; i < 16; ++i)
+            if (s.rejected_by_status[i]) rejected_by[fraud_status_name(static_cast<fraud_status>(i))] = s.rejected_by_status[i];
+        py::dict d;
+        d["scored"] = s.scored;
+        d["ingested"] = s.ingested;
+        d["rejected"] = s.rejected;
+        d["rejected_by_status"] = rejected_by;
+        d["bundle_swaps"] = s.bundle_swaps;
+        d["bundle_swap_failures"] = s.bundle_swap_failures;
+        d["store_transactions"] = s.store_transactions;
+        d["store_bytes"] = s.store_bytes;
+        d["evicted"] = s.evicted;
+        d["latency_p50_us"] = s.latency_p50_us;
+        d["latency_p99_us"] = s.latency_p99_us;
+        d["gnn_backend"] = std::string(s.gnn_backend);
+        return d;
+    }
+
     py::tuple store_size() const {
         uint64_t n = 0;
         int64_t watermark = 0;
@@ -143,7 +194,6 @@ private:
         void operator()(fraud_engine* e) const { fraud_engine_free(e); }
     };
     std::unique_ptr<fraud_engine, Free> engine_;
-    size_t num_features_ = 0;
 };
 
 }  // namespace
@@ -163,5 +213,31 @@ void bind_engine(py::module_& m) {
              "(scores, latency_ns): one C API call per transaction, timed in C++")
         .def("features", &PyEngine::features, py::arg("records"))
         .def("score_features", &PyEngine::score_features, py::arg("rows"))
-        .def("store_size", &PyEngine::store_size, "(transactions stored, watermark_ms)");
+        .def("store_size", &PyEngine::store_size, "(transactions stored, watermark_ms)")
+        .def("swap_bundle", &PyEngine::swap_bundle, py::arg("bundle_dir"), py::arg("gnn_backend") = "",
+             py::arg("plugin_dir") = "")
+        .def("snapshot", &PyEngine::snapshot)
+        .def("stats", &PyEngine::stats);
+
+    // Log messages go to a Python callable (level: int, message: str), called with the GIL held.
+    m.def("set_log_callback", [](py::object fn, int min_level) {
+        static py::object* sink = nullptr;  // kept alive for the process; replaced on each call
+        if (fn.is_none()) {
+            fraud_set_log_callback(nullptr, nullptr, FRAUD_LOG_ERROR);
+            return;
+        }
+        if (!sink) sink = new py::object();
+        fraud_set_log_callback(nullptr, nullptr, FRAUD_LOG_ERROR);
+        *sink = fn;
+        fraud_set_log_callback(
+            [](fraud_log_level level, const char* message, void* user) {
+                py::gil_scoped_acquire gil;
+                try {
+                    (*static_cast<py::object*>(user))(static_cast<int>(level), message);
+                } catch (py::error_already_set& e) {
+                    e.discard_as_unraisable("libfraud log callback");
+                }
+            },
+            sink, static_cast<fraud_log_level>(min_level));
+    }, py::arg("fn"), py::arg("min_level") = 1);
 }

@@ -19,6 +19,8 @@
 #include "common/error.h"
 #include "features/features.h"
 #include "libfraud/fraud.h"
+#include "store/snapshot.h"
+#include "store/state_log.h"
 #include "store/temporal_store.h"
 #include "store/validate.h"
 
@@ -31,11 +33,15 @@ using bindings::FieldSpec;
 using bindings::kFields;
 using bindings::TxnView;
 
+StoreConfig make_store_config(int64_t retention_ms, int64_t max_history_per_entity);
+
 // The store and its feature computer. Readers (features) share the lock, writers (ingest) take it
 // exclusively, as the C engine does: Python threads may call in concurrently with the GIL released.
 class PyStore {
 public:
-    PyStore(const FeatureConfig& config, int64_t expected_transactions) : features_(config) {
+    PyStore(const FeatureConfig& config, int64_t expected_transactions, int64_t retention_ms,
+            int64_t max_history_per_entity)
+        : store_(make_store_config(retention_ms, max_history_per_entity)), features_(config) {
         if (expected_transactions < 0) {
             throw py::value_error("expected_transactions: must be >= 0, got " +
                                   std::to_string(expected_transactions));
@@ -94,6 +100,46 @@ public:
     }
     const FeatureComputer& computer() const { return features_; }
 
+    uint64_t evicted() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return store_.evicted();
+    }
+    size_t approx_bytes() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return store_.approx_bytes();
+    }
+    size_t num_entities(int type) const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return store_.num_entities(static_cast<fraud_entity>(type));
+    }
+    // Retained events of one entity (0 when none).
+    size_t history_size(int type, int64_t id) const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        const EntityHistory* h = store_.history(static_cast<fraud_entity>(type), id);
+        return h ? h->size() : 0;
+    }
+    bool contains_txn_id(int64_t id) const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return store_.contains_txn_id(id);
+    }
+    bool within_retention(int64_t t) const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return store_.within_retention(t);
+    }
+    StoreConfig store_config() const { return store_.config(); }
+
+    void write_snapshot(const std::string& path) const {
+        py::gil_scoped_release release;
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        libfraud::write_snapshot(store_, path);
+    }
+    // Replaces the store with dir's snapshot + log (this store's retention config); all or nothing.
+    RestoreStats restore(const std::string& dir) {
+        py::gil_scoped_release release;
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        return restore_state(dir, store_);
+    }
+
     // fn(store) with the GIL released, under the read lock: for other bindings (the sampler).
     template <class Fn>
     void read(Fn&& fn) const {
@@ -111,6 +157,40 @@ private:
     TemporalStore store_;
     const FeatureComputer features_;
     mutable std::shared_mutex mutex_;
+};
+
+StoreConfig make_store_config(int64_t retention_ms, int64_t max_history_per_entity) {
+    if (retention_ms < 0) {
+        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                         "retention_ms: must be >= 0 (0 = keep all), got " + std::to_string(retention_ms));
+    }
+    if (max_history_per_entity < 0 || max_history_per_entity > std::numeric_limits<uint32_t>::max()) {
+        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                         "max_history_per_entity: must be in 0..4294967295 (0 = no limit), got " +
+                             std::to_string(max_history_per_entity));
+    }
+    StoreConfig c;
+    c.retention_ms = retention_ms;
+    c.max_history_per_entity = static_cast<uint32_t>(max_history_per_entity);
+    return c;
+}
+
+// The state log, for tests and tools (the engine owns its own).
+class PyStateLog {
+public:
+    PyStateLog(const std::string& dir, bool fsync) : log_(StateLog::open(dir, fsync)) {}
+    void append(const py::array& records) {
+        TxnView view(records);
+        py::gil_scoped_release release;
+        validate_fields(view.data(), view.size());
+        log_->append(view.data(), view.size());
+    }
+    void reset() { log_->reset(); }
+    uint64_t next_seq() const { return log_->next_seq(); }
+    uint64_t bytes() const { return log_->bytes(); }
+
+private:
+    std::unique_ptr<StateLog> log_;
 };
 
 std::string config_repr(const FeatureConfig& c) {
@@ -197,8 +277,43 @@ void bind_store(py::module_& m) {
     py::class_<PyStore>(m, "Store",
                         "The temporal store and the point-in-time features over it. records: a "
                         "NumPy structured array of fraud_txn's layout (TXN_ITEMSIZE, TXN_OFFSETS).")
-        .def(py::init<const FeatureConfig&, int64_t>(), py::arg("config") = defaults,
-             py::arg("expected_transactions") = 0)
+        .def(py::init<const FeatureConfig&, int64_t, int64_t, int64_t>(), py::arg("config") = defaults,
+             py::arg("expected_transactions") = 0, py::kw_only(), py::arg("retention_ms") = 0,
+             py::arg("max_history_per_entity") = 0,
+             "retention_ms: evict history older than watermark - retention_ms (0 = keep all); "
+             "max_history_per_entity: newest events kept per entity (0 = no limit).")
+        .def_property_readonly("evicted", &PyStore::evicted,
+                               "Transactions evicted by retention so far.")
+        .def_property_readonly("approx_bytes", &PyStore::approx_bytes,
+                               "Approximate heap bytes held by the store.")
+        .def_property_readonly("retention_ms",
+                               [](const PyStore& s) { return s.store_config().retention_ms; })
+        .def_property_readonly("max_history_per_entity",
+                               [](const PyStore& s) { return s.store_config().max_history_per_entity; })
+        .def("num_entities", &PyStore::num_entities, py::arg("entity"),
+             "Entities of this type (0 card, 1 device, 2 merchant, 3 ip) with retained history.")
+        .def("history_size", &PyStore::history_size, py::arg("entity"), py::arg("id"),
+             "Retained events of one entity (0 when none).")
+        .def("contains_txn_id", &PyStore::contains_txn_id, py::arg("txn_id"))
+        .def("within_retention", &PyStore::within_retention, py::arg("timestamp_ms"),
+             "False when timestamp_ms < watermark_ms - retention_ms.")
+        .def("write_snapshot", &PyStore::write_snapshot, py::arg("path"),
+             "Write a snapshot atomically (temp file, fsync, rename, directory fsync).")
+        .def("restore",
+             [](PyStore& s, const std::string& dir) {
+                 const RestoreStats r = s.restore(dir);
+                 py::dict d;
+                 d["snapshot_loaded"] = r.snapshot_loaded;
+                 d["snapshot_transactions"] = r.snapshot_transactions;
+                 d["log_records"] = r.log_records;
+                 d["log_transactions"] = r.log_transactions;
+                 d["log_skipped"] = r.log_skipped;
+                 d["torn_tail_bytes"] = r.torn_tail_bytes;
+                 return d;
+             },
+             py::arg("dir"),
+             "Replace the store with dir's store.snapshot then store.log (all or nothing); "
+             "returns counts.")
         .def("ingest", &PyStore::ingest, py::arg("records"),
              "Append records (all or nothing: validated first).")
         .def("features", &PyStore::features, py::arg("records"),
@@ -212,4 +327,14 @@ void bind_store(py::module_& m) {
         .def_property_readonly("feature_names",
                                [](const PyStore& s) { return s.computer().names(); })
         .def_property_readonly("config", [](const PyStore& s) { return s.computer().config(); });
+
+    py::class_<PyStateLog>(m, "StateLog",
+                           "The append-only log of a state directory (store.log), for tests.")
+        .def(py::init<const std::string&, bool>(), py::arg("dir"), py::arg("fsync") = false)
+        .def("append", &PyStateLog::append, py::arg("records"))
+        .def("reset", &PyStateLog::reset, "Empty the log (after a snapshot of dir/store.snapshot).")
+        .def_property_readonly("next_seq", &PyStateLog::next_seq)
+        .def_property_readonly("bytes", &PyStateLog::bytes);
+    m.def("snapshot_path", &snapshot_path, py::arg("dir"));
+    m.def("log_path", &log_path, py::arg("dir"));
 }

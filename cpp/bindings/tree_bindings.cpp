@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "engine/manifest.h"
 #include "engine/tree_library.h"
 
 namespace py = pybind11;
@@ -12,8 +13,10 @@ void bind_trees(py::module_& m) {
     using libfraud::TreeLibrary;
     py::class_<TreeLibrary>(m, "TreeLibrary",
                             "A compiled tree library (bundle target tl2cgen-c-shared).")
-        .def(py::init<const std::string&>(), py::arg("path"),
-             "Load the shared library at path; raises FraudError naming the path on failure.")
+        .def(py::init<const std::string&, const std::string&>(), py::arg("path"),
+             py::arg("expected_sha256") = "",
+             "Load the shared library at path; raises FraudError naming the path on failure. "
+             "expected_sha256: the bytes loaded must have this sha256 (BUNDLE_CHECKSUM otherwise).")
         .def_property_readonly("num_features", &TreeLibrary::num_features)
         .def_property_readonly("path", &TreeLibrary::path)
         .def(
@@ -47,4 +50,15 @@ void bind_trees(py::module_& m) {
             py::arg("X"),
             "Probabilities for X (C-contiguous float32 [n, num_features], NaN = missing); "
             "float32 [n]. Releases the GIL.");
+
+    m.def(
+        "verify_bundle",
+        [](const std::string& path, const std::string& key_path) {
+            libfraud::Manifest manifest = libfraud::read_manifest(path, key_path);
+            libfraud::verify_bundle(manifest, key_path);
+        },
+        py::arg("path"), py::arg("key_path") = "",
+        "Run the engine's checks before any load on the bundle directory path (permissions, the "
+        "manifest's ed25519 signature when key_path names a trusted PEM public key, every "
+        "artifact's size and sha256); loads nothing. Raises FraudError naming the first failure.");
 }

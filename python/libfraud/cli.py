@@ -82,6 +82,20 @@ def _demo(args) -> int:
     return 0
 
 
+def _keygen(args) -> int:
+    from .export.sign import generate_keypair
+    private, public = generate_keypair(args.private, args.public)
+    print(f"ed25519 private key {private} (keep it secret), public key {public} "
+          f"(trusted_public_key_path on the switch)")
+    return 0
+
+
+def _sign(args) -> int:
+    from .export.sign import sign_bundle
+    print(f"signed: {sign_bundle(args.bundle, args.key)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="libfraud", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -122,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the bundle's first that loads")
     p.set_defaults(run=_score)
 
+    p = sub.add_parser("keygen", help="write a new ed25519 key pair for signing bundles")
+    p.add_argument("--private", required=True, help="private key file to create (PEM, mode 0600)")
+    p.add_argument("--public", required=True, help="public key file to create (PEM), for the switches")
+    p.set_defaults(run=_keygen)
+
+    p = sub.add_parser("sign", help="verify a bundle, then sign its manifest (manifest.json.sig)")
+    p.add_argument("bundle")
+    p.add_argument("--key", required=True, help="ed25519 private key (PEM, from keygen)")
+    p.set_defaults(run=_sign)
+
     p = sub.add_parser("demo", help="generate -> train -> compile -> score, with a report")
     p.add_argument("--out", default="demo-out")
     p.add_argument("-n", type=int, default=200_000, help="transactions (default 200000)")
@@ -147,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except FraudError as e:
         print(f"libfraud {args.command}: {e.status}: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"libfraud {args.command}: {e}", file=sys.stderr)
         return 2
 

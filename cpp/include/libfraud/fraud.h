@@ -89,7 +89,50 @@ typedef struct fraud_engine_params {
     const char* gnn_backend;
     /* Where backend plugins (libfraud_torch.so...) are; NULL = next to this library. Copied. */
     const char* plugin_dir;
+    /* Durable state: a directory for the store's snapshot and its append-only log; NULL = memory
+     * only. On open, the snapshot and then the log are replayed; every acknowledged ingest is in
+     * the log before the call returns (see fsync_every_ingest). Copied. */
+    const char* state_dir;
+    /* 1: fsync the log before an ingest call returns (survives power loss); 0: write() only
+     * (survives a crash of the process, not of the machine). */
+    int32_t fsync_every_ingest;
+    /* Bounded memory: history older than watermark - retention_ms is evicted (0 = keep all), and
+     * each entity keeps at most max_history_per_entity transactions (0 = no limit). */
+    uint32_t max_history_per_entity;
+    int64_t retention_ms;
+    /* Bundle signatures: a PEM ed25519 public key file; when set, manifest.json must carry a valid
+     * signature (manifest.json.sig) by its private key, or the bundle is refused. Copied. */
+    const char* trusted_public_key_path;
 } fraud_engine_params;
+
+typedef enum fraud_log_level {
+    FRAUD_LOG_DEBUG = 0,
+    FRAUD_LOG_INFO = 1,
+    FRAUD_LOG_WARN = 2,
+    FRAUD_LOG_ERROR = 3
+} fraud_log_level;
+
+/* A log sink. message is valid during the call only. Called from whichever thread logs; must not
+ * call back into libfraud. */
+typedef void (*fraud_log_fn)(fraud_log_level level, const char* message, void* user_data);
+
+/* Counters a switch can read. Get with fraud_engine_get_stats(); set struct_size first. */
+typedef struct fraud_engine_stats {
+    uint32_t struct_size;
+    uint32_t reserved;
+    uint64_t scored;                /* transactions scored */
+    uint64_t ingested;              /* transactions stored */
+    uint64_t rejected;              /* transactions refused (all reasons) */
+    uint64_t rejected_by_status[16]; /* indexed by fraud_status */
+    uint64_t bundle_swaps;
+    uint64_t bundle_swap_failures;
+    uint64_t store_transactions;     /* in the store now (after eviction) */
+    uint64_t store_bytes;            /* approximate memory held by the store */
+    uint64_t evicted;                /* transactions evicted by retention */
+    double latency_p50_us;           /* of recent scoring calls, per transaction */
+    double latency_p99_us;
+    char gnn_backend[32];            /* backend in use, "none" for a tree-only bundle */
+} fraud_engine_stats;
 
 typedef struct fraud_engine fraud_engine;
 
@@ -99,6 +142,10 @@ FRAUD_API const char* fraud_last_error(void);
 
 /* Static name of a status, e.g. "FRAUD_STATUS_BUNDLE_CHECKSUM"; "FRAUD_STATUS_UNKNOWN" otherwise. */
 FRAUD_API const char* fraud_status_name(fraud_status status);
+
+/* Process-wide log sink (the library never prints): messages at min_level and above go to fn;
+ * fn NULL switches logging off (the default). Thread-safe; takes effect for later messages. */
+FRAUD_API void fraud_set_log_callback(fraud_log_fn fn, void* user_data, fraud_log_level min_level);
 
 /* Library version, "MAJOR.MINOR.PATCH"; static storage. */
 FRAUD_API const char* fraud_version(void);
@@ -120,12 +167,13 @@ FRAUD_API void fraud_engine_free(fraud_engine* engine);
 /* Number of features the bundle's model reads (the length of a row from fraud_engine_features). */
 FRAUD_API fraud_status fraud_engine_num_features(const fraud_engine* engine, size_t* out);
 
-/* Name of feature i (static for the engine's life), in the model's feature order. */
+/* Name of feature i in the model's feature order; owned by the engine, valid until the next
+ * fraud_engine_swap_bundle. */
 FRAUD_API fraud_status fraud_engine_feature_name(const fraud_engine* engine, size_t i,
                                                  const char** out);
 
-/* The GNN backend in use ("aoti", "torchscript"...), or "none" for a tree-only bundle; static for
- * the engine's life. */
+/* The GNN backend in use ("native", "aoti", "torchscript"...), or "none" for a tree-only bundle;
+ * owned by the engine, valid until the next fraud_engine_swap_bundle. */
 FRAUD_API fraud_status fraud_engine_gnn_backend(const fraud_engine* engine, const char** out);
 
 /* The bundle's decision threshold on the probability (score >= threshold: flag). */
@@ -170,6 +218,23 @@ FRAUD_API fraud_status fraud_engine_features(const fraud_engine* engine, const f
  */
 FRAUD_API fraud_status fraud_engine_score_features(const fraud_engine* engine, const float* rows,
                                                    size_t n, float* scores_out);
+
+/*
+ * Hot swap: load and verify the bundle at bundle_dir off the hot path, then replace the engine's
+ * model atomically. Scores running during the swap finish on the old model; later ones use the
+ * new. The store is kept. On any failure the old model keeps serving and the status says why.
+ * params: as for fraud_engine_open (only the model-related fields are used); NULL = defaults.
+ * Safe to call while other threads score and ingest.
+ */
+FRAUD_API fraud_status fraud_engine_swap_bundle(fraud_engine* engine, const char* bundle_dir,
+                                                const fraud_engine_params* params);
+
+/* Writes a snapshot of the store to the engine's state_dir and truncates its log (no-op status
+ * FRAUD_STATUS_INVALID_ARGUMENT without a state_dir). Exclusive, like ingest. */
+FRAUD_API fraud_status fraud_engine_snapshot(fraud_engine* engine);
+
+/* Fills *out (out->struct_size must be set). Safe from many threads. */
+FRAUD_API fraud_status fraud_engine_get_stats(const fraud_engine* engine, fraud_engine_stats* out);
 
 /* Number of transactions in the store, and its watermark (latest timestamp; INT64_MIN if empty). */
 FRAUD_API fraud_status fraud_engine_store_size(const fraud_engine* engine, uint64_t* n_out,

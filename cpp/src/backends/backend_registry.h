@@ -12,18 +12,26 @@
 namespace libfraud {
 
 // The plugin library that runs an artifact kind ("torchscript", "aoti" -> "libfraud_torch.so"),
-// or nullptr for a kind no plugin is known for.
+// or nullptr for a kind no plugin is known for or one built into the core ("native").
 const char* gnn_plugin_library(const std::string& kind);
+
+// Whether `kind` runs on a backend built into the core (no plugin library): "native".
+bool gnn_kind_is_builtin(const std::string& kind);
+
+// The plugin_path() of a model on a built-in backend.
+constexpr const char* kBuiltinPath = "(built-in)";
 
 // The known artifact kinds, for error messages: "torchscript, aoti, onnxruntime, ...".
 std::string gnn_known_kinds();
 
-// A loaded GNN artifact behind its plugin. Shareable across threads: run() is const and may be
-// called concurrently (the plugin contract says so). Plugins, once loaded, stay loaded for the
+// A loaded GNN artifact behind its plugin, or behind a backend built into the core ("native":
+// cpp/src/backends/native_gnn.h: the same fraud_gnn_backend table, without a dlopen).
+// Shareable across threads: run() is const and may be called concurrently (the plugin contract says so). Plugins, once loaded, stay loaded for the
 // life of the process (libtorch cannot be unloaded safely); a model frees its own state.
 class GnnModel {
 public:
-    // Finds the plugin for `kind` in plugin_dir if given, else beside the library holding this code
+    // A built-in kind ("native") loads directly; plugin_dir is ignored for it. Otherwise finds the
+    // plugin for `kind` in plugin_dir if given, else beside the library holding this code
     // (<dir>/ and <dir>/lib/: the core is both libfraud.so in <pkg>/lib and _core*.so in <pkg>),
     // loads it (RTLD_NOW | RTLD_LOCAL), checks its ABI version, then loads the artifact.
     // Throws FraudError: INVALID_ARGUMENT for an unknown kind; BACKEND_UNAVAILABLE when the plugin
@@ -43,10 +51,14 @@ public:
 
     const std::string& kind() const { return kind_; }
     int64_t embedding_dim() const { return embedding_dim_; }
-    const std::string& plugin_path() const { return plugin_path_; }  // the library loaded
+    // The library loaded, or kBuiltinPath for a built-in backend.
+    const std::string& plugin_path() const { return plugin_path_; }
 
 private:
     GnnModel();
+    static std::unique_ptr<GnnModel> load_with(const fraud_gnn_backend* backend, const std::string& kind,
+                                               const std::string& artifact_path, int64_t embedding_dim,
+                                               const std::string& found);
     struct Freer {
         Freer() noexcept : backend(nullptr) {}
         explicit Freer(const fraud_gnn_backend* b) noexcept : backend(b) {}

@@ -1,9 +1,11 @@
 // The C boundary: statuses and a thread-local message out, never an exception.
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <string>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "engine/engine.h"
 #include "libfraud/fraud.h"
 
@@ -71,6 +73,10 @@ const char* fraud_status_name(fraud_status status) {
 
 const char* fraud_version(void) { return LIBFRAUD_VERSION; }
 
+void fraud_set_log_callback(fraud_log_fn fn, void* user_data, fraud_log_level min_level) {
+    libfraud::set_log_callback(fn, user_data, min_level);
+}
+
 fraud_engine_params fraud_engine_default_params(void) {
     fraud_engine_params params;
     std::memset(&params, 0, sizeof params);
@@ -78,23 +84,16 @@ fraud_engine_params fraud_engine_default_params(void) {
     return params;
 }
 
+static fraud_engine_params effective_params(const fraud_engine_params* params);
+
 fraud_status fraud_engine_open(const char* bundle_dir, const fraud_engine_params* params,
                                fraud_engine** out) {
     FRAUD_API_BEGIN()
     require(out != nullptr, "fraud_engine_open: out is NULL");
     *out = nullptr;
     require(bundle_dir != nullptr, "fraud_engine_open: bundle_dir is NULL");
-    fraud_engine_params effective = fraud_engine_default_params();
-    if (params) {
-        // An older caller's smaller struct keeps the defaults for the fields it does not know.
-        require(params->struct_size >= offsetof(fraud_engine_params, expected_transactions) &&
-                    params->struct_size <= sizeof effective,
-                "fraud_engine_open: params->struct_size is not a fraud_engine_params size "
-                "(set it from fraud_engine_default_params())");
-        std::memcpy(&effective, params, params->struct_size);
-    }
     auto engine = std::make_unique<fraud_engine>();
-    engine->impl = std::make_unique<libfraud::Engine>(bundle_dir, effective);
+    engine->impl = std::make_unique<libfraud::Engine>(bundle_dir, effective_params(params));
     *out = engine.release();
     FRAUD_API_END()
 }
@@ -104,14 +103,15 @@ void fraud_engine_free(fraud_engine* engine) { delete engine; }
 fraud_status fraud_engine_num_features(const fraud_engine* engine, size_t* out) {
     FRAUD_API_BEGIN()
     require(engine && out, "fraud_engine_num_features: NULL argument");
-    *out = engine->impl->num_features();
+    *out = engine->impl->model()->num_features();
     FRAUD_API_END()
 }
 
 fraud_status fraud_engine_feature_name(const fraud_engine* engine, size_t i, const char** out) {
     FRAUD_API_BEGIN()
     require(engine && out, "fraud_engine_feature_name: NULL argument");
-    const auto& names = engine->impl->feature_names();
+    const auto model = engine->impl->model();
+    const auto& names = model->feature_names();
     if (i >= names.size())
         throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
                                    "fraud_engine_feature_name: index " + std::to_string(i) +
@@ -123,14 +123,14 @@ fraud_status fraud_engine_feature_name(const fraud_engine* engine, size_t i, con
 fraud_status fraud_engine_gnn_backend(const fraud_engine* engine, const char** out) {
     FRAUD_API_BEGIN()
     require(engine && out, "fraud_engine_gnn_backend: NULL argument");
-    *out = engine->impl->gnn_backend().c_str();
+    *out = engine->impl->model()->gnn_backend().c_str();
     FRAUD_API_END()
 }
 
 fraud_status fraud_engine_threshold(const fraud_engine* engine, double* out) {
     FRAUD_API_BEGIN()
     require(engine && out, "fraud_engine_threshold: NULL argument");
-    *out = engine->impl->threshold();
+    *out = engine->impl->model()->threshold();
     FRAUD_API_END()
 }
 
@@ -170,6 +170,43 @@ fraud_status fraud_engine_score_features(const fraud_engine* engine, const float
     FRAUD_API_BEGIN()
     require(engine && ((rows && scores_out) || n == 0), "fraud_engine_score_features: NULL argument");
     engine->impl->score_features(rows, n, scores_out);
+    FRAUD_API_END()
+}
+
+static fraud_engine_params effective_params(const fraud_engine_params* params) {
+    fraud_engine_params effective = fraud_engine_default_params();
+    if (params) {
+        // An older caller's smaller struct keeps the defaults for the fields it does not know.
+        require(params->struct_size >= offsetof(fraud_engine_params, expected_transactions) &&
+                    params->struct_size <= sizeof effective,
+                "params->struct_size is not a fraud_engine_params size (set it from "
+                "fraud_engine_default_params())");
+        std::memcpy(&effective, params, params->struct_size);
+    }
+    return effective;
+}
+
+fraud_status fraud_engine_swap_bundle(fraud_engine* engine, const char* bundle_dir,
+                                      const fraud_engine_params* params) {
+    FRAUD_API_BEGIN()
+    require(engine && bundle_dir, "fraud_engine_swap_bundle: NULL argument");
+    engine->impl->swap_bundle(bundle_dir, effective_params(params));
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_snapshot(fraud_engine* engine) {
+    FRAUD_API_BEGIN()
+    require(engine != nullptr, "fraud_engine_snapshot: engine is NULL");
+    engine->impl->snapshot();
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_get_stats(const fraud_engine* engine, fraud_engine_stats* out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_get_stats: NULL argument");
+    require(out->struct_size >= offsetof(fraud_engine_stats, scored) && out->struct_size <= sizeof *out,
+            "fraud_engine_get_stats: out->struct_size is not a fraud_engine_stats size");
+    engine->impl->stats(out);
     FRAUD_API_END()
 }
 

@@ -1,219 +1,152 @@
 #include "engine/engine.h"
 
+#include <chrono>
+#include <cstring>
 #include <mutex>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "store/validate.h"
 
 namespace libfraud {
 namespace {
 
-Manifest verified_manifest(const std::string& bundle_dir) {
-    Manifest manifest = read_manifest(bundle_dir);
-    verify_artifacts(manifest);  // every checksum before any load: a shared library is code
-    return manifest;
+uint64_t now_ns() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
 }
 
-// The model reads the core's features, then (GNN bundles) the GNN's outputs, in that order.
-FeatureComputer checked_features(const Manifest& manifest) {
-    FeatureComputer computer(manifest.feature_config);
-    std::vector<std::string> expected = computer.names();
-    expected.insert(expected.end(), manifest.gnn.output_features.begin(), manifest.gnn.output_features.end());
-    if (expected != manifest.feature_order) {
-        size_t i = 0;
-        while (i < expected.size() && i < manifest.feature_order.size() && expected[i] == manifest.feature_order[i])
-            ++i;
-        const std::string found = i < manifest.feature_order.size() ? manifest.feature_order[i] : "<end>";
-        const std::string wanted = i < expected.size() ? expected[i] : "<end>";
-        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
-                         "manifest.json: features.order[" + std::to_string(i) + "] is '" + found +
-                             "' but this libfraud computes '" + wanted +
-                             "' there for features.config (and gnn.output_features)");
-    }
-    return computer;
-}
-
-SamplerConfig sampler_config(const GnnSection& gnn) {
-    SamplerConfig config;
-    config.fanout = gnn.fanout;
-    config.seed = gnn.seed;
-    if (gnn.strategy == "most_recent") {
-        config.strategy = SampleStrategy::MostRecent;
-    } else if (gnn.strategy == "uniform") {
-        config.strategy = SampleStrategy::Uniform;
-    } else {
-        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "manifest.json: gnn.sampler.strategy '" + gnn.strategy +
-                                                          "' is not one of most_recent, uniform");
-    }
-    return config;
-}
-
-std::unique_ptr<GnnModel> load_backend(const Manifest& manifest, const GnnBackendEntry& entry,
-                                       const std::string& plugin_dir) {
-    const std::vector<std::string> missing = missing_cpu_flags(entry.cpu_flags);
-    if (!missing.empty()) {
-        std::string need, lack;
-        for (const auto& f : entry.cpu_flags) need += (need.empty() ? "" : ", ") + f;
-        for (const auto& f : missing) lack += (lack.empty() ? "" : ", ") + f;
-        throw FraudError(FRAUD_STATUS_LOAD_ERROR, "GNN artifact '" + entry.artifact + "' (" + entry.kind +
-                                                      ") was built for a CPU with " + need +
-                                                      "; this CPU lacks " + lack);
-    }
-    const ArtifactEntry& artifact = manifest.artifact(entry.artifact);
-    return GnnModel::load(entry.kind, manifest.artifact_path(artifact), manifest.gnn.embedding_dim, plugin_dir);
-}
-
-// The caller's choice, or the bundle's backends in order (default first): the first that loads.
-std::unique_ptr<GnnStage> load_gnn(const Manifest& manifest, const fraud_engine_params& params) {
-    const GnnSection& gnn = manifest.gnn;
-    const std::string wanted = params.gnn_backend ? params.gnn_backend : "";
-    const std::string plugin_dir = params.plugin_dir ? params.plugin_dir : "";
-    std::vector<const GnnBackendEntry*> order;
-    for (const auto& b : gnn.backends)
-        if (b.kind == gnn.default_backend) order.push_back(&b);
-    for (const auto& b : gnn.backends)
-        if (b.kind != gnn.default_backend) order.push_back(&b);
-    if (!wanted.empty()) {
-        std::string kinds;
-        const GnnBackendEntry* chosen = nullptr;
-        for (const auto* b : order) {
-            kinds += (kinds.empty() ? "" : ", ") + b->kind;
-            if (b->kind == wanted) chosen = b;
-        }
-        if (!chosen)
-            throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
-                             "gnn_backend '" + wanted + "' is not in this bundle; it has: " + kinds);
-        order = {chosen};
-    }
-    std::string reasons;
-    fraud_status first_status = FRAUD_STATUS_BACKEND_UNAVAILABLE;
-    for (const auto* b : order) {
-        try {
-            auto stage = std::make_unique<GnnStage>(GnnStage{Sampler(sampler_config(gnn)), nullptr, b->kind,
-                                                             static_cast<size_t>(gnn.embedding_dim)});
-            stage->model = load_backend(manifest, *b, plugin_dir);
-            return stage;
-        } catch (const FraudError& e) {
-            if (reasons.empty()) first_status = e.status();
-            reasons += (reasons.empty() ? "" : "; ") + b->kind + ": " + e.what();
-        }
-    }
-    throw FraudError(first_status, "no GNN backend of this bundle loads here: " + reasons);
-}
-
-// Per-thread scratch: the scoring path allocates only on a thread's first calls.
-struct Scratch {
-    std::vector<float> row;
-    std::vector<float> target_x, ent1_x, ent1_mask, txn2_x, txn2_mask, ent3_x, ent3_mask;
-
-    void fit(size_t row_size, const NeighbourhoodShape* shape) {
-        if (row.size() < row_size) row.resize(row_size);
-        if (!shape) return;
-        auto grow = [](std::vector<float>& v, size_t n) {
-            if (v.size() < n) v.resize(n);
-        };
-        grow(target_x, shape->target_x());
-        grow(ent1_x, shape->ent1_x());
-        grow(ent1_mask, shape->ent1_mask());
-        grow(txn2_x, shape->txn2_x());
-        grow(txn2_mask, shape->txn2_mask());
-        grow(ent3_x, shape->ent3_x());
-        grow(ent3_mask, shape->ent3_mask());
-    }
-};
-
-Scratch& scratch() {
-    thread_local Scratch s;
-    return s;
+bool is_transaction_refusal(fraud_status s) {
+    return s == FRAUD_STATUS_INVALID_TRANSACTION || s == FRAUD_STATUS_OUT_OF_ORDER ||
+           s == FRAUD_STATUS_DUPLICATE_TRANSACTION || s == FRAUD_STATUS_OUT_OF_RETENTION;
 }
 
 }  // namespace
 
 Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
-    : manifest_(verified_manifest(bundle_dir)), features_(checked_features(manifest_)) {
-    const ArtifactEntry& model = manifest_.artifact(manifest_.model_artifact);
-    if (model.target != "tl2cgen-c-shared")
-        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
-                         "manifest.json: model artifact '" + model.name + "' has target '" + model.target +
-                             "'; this libfraud scores with 'tl2cgen-c-shared'");
-    if (manifest_.gnn.present) {
-        gnn_ = load_gnn(manifest_, params);
-        gnn_backend_ = gnn_->backend;
-    }
-    trees_ = std::make_unique<TreeLibrary>(manifest_.artifact_path(model));
-    if (trees_->num_features() != num_features())
-        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
-                         "tree library reads " + std::to_string(trees_->num_features()) +
-                             " features but features.order lists " + std::to_string(num_features()));
+    : model_(std::make_shared<const Model>(bundle_dir, params)) {
     if (params.expected_transactions > 0) store_.reserve(static_cast<size_t>(params.expected_transactions));
+    log(FRAUD_LOG_INFO, "opened bundle " + bundle_dir + " (GNN backend: " + model_->gnn_backend() + ")");
 }
 
-void Engine::model_row(const fraud_txn& txn, float* row) const {
-    features_.compute(store_, txn, row);
-    if (!gnn_) return;
-    Scratch& s = scratch();
-    const NeighbourhoodShape shape = gnn_->sampler.shape();
-    s.fit(num_features(), &shape);
-    NeighbourhoodBuffers buffers;
-    buffers.target_x = s.target_x.data();
-    buffers.ent1_x = s.ent1_x.data();
-    buffers.ent1_mask = s.ent1_mask.data();
-    buffers.txn2_x = s.txn2_x.data();
-    buffers.txn2_mask = s.txn2_mask.data();
-    buffers.ent3_x = s.ent3_x.data();
-    buffers.ent3_mask = s.ent3_mask.data();
-    gnn_->sampler.sample(store_, txn, buffers, 0);
-    fraud_gnn_inputs inputs{1,           static_cast<int64_t>(shape.fanout),
-                            buffers.target_x, buffers.ent1_x, buffers.ent1_mask, buffers.txn2_x,
-                            buffers.txn2_mask, buffers.ent3_x, buffers.ent3_mask};
-    float* gnn_out = row + features_.size();  // [logit, embedding...]
-    gnn_->model->run(inputs, gnn_out, gnn_out + 1);
+void Engine::count_rejection(const FraudError& e, size_t n) const {
+    if (!is_transaction_refusal(e.status())) return;
+    rejected_.fetch_add(n, std::memory_order_relaxed);
+    rejected_by_status_[static_cast<size_t>(e.status()) % rejected_by_status_.size()].fetch_add(
+        n, std::memory_order_relaxed);
 }
 
-float Engine::score_one(const fraud_txn& txn) const {
-    Scratch& s = scratch();
-    s.fit(num_features(), nullptr);
-    model_row(txn, s.row.data());
-    float score = 0.0f;
-    trees_->predict_rows(s.row.data(), 1, &score);
-    return score;
+void Engine::count_scored(size_t n, uint64_t ns) const {
+    if (n == 0) return;
+    scored_.fetch_add(n, std::memory_order_relaxed);
+    latency_.record(ns / n);
 }
 
 void Engine::ingest(const fraud_txn* txns, size_t n) {
     std::unique_lock lock(mutex_);
-    validate_for_append(store_, txns, n);
+    try {
+        validate_for_append(store_, txns, n);
+    } catch (const FraudError& e) {
+        count_rejection(e, n);
+        throw;
+    }
     for (size_t i = 0; i < n; ++i) store_.append(txns[i]);
+    ingested_.fetch_add(n, std::memory_order_relaxed);
 }
 
 void Engine::score(const fraud_txn* txns, size_t n, float* scores) const {
-    validate_fields(txns, n);
-    std::shared_lock lock(mutex_);
-    for (size_t i = 0; i < n; ++i) scores[i] = score_one(txns[i]);
+    const uint64_t start = now_ns();
+    try {
+        validate_fields(txns, n);
+    } catch (const FraudError& e) {
+        count_rejection(e, n);
+        throw;
+    }
+    const std::shared_ptr<const Model> model = this->model();
+    {
+        std::shared_lock lock(mutex_);
+        for (size_t i = 0; i < n; ++i) scores[i] = model->score(store_, txns[i]);
+    }
+    count_scored(n, now_ns() - start);
 }
 
 void Engine::score_and_ingest(const fraud_txn* txns, size_t n, float* scores) {
-    std::unique_lock lock(mutex_);
-    validate_for_append(store_, txns, n);
-    for (size_t i = 0; i < n; ++i) {
-        scores[i] = score_one(txns[i]);
-        store_.append(txns[i]);
+    const uint64_t start = now_ns();
+    const std::shared_ptr<const Model> model = this->model();
+    {
+        std::unique_lock lock(mutex_);
+        try {
+            validate_for_append(store_, txns, n);
+        } catch (const FraudError& e) {
+            count_rejection(e, n);
+            throw;
+        }
+        for (size_t i = 0; i < n; ++i) {
+            scores[i] = model->score(store_, txns[i]);
+            store_.append(txns[i]);
+        }
     }
+    ingested_.fetch_add(n, std::memory_order_relaxed);
+    count_scored(n, now_ns() - start);
 }
 
 void Engine::features(const fraud_txn* txns, size_t n, float* rows) const {
     validate_fields(txns, n);
+    const std::shared_ptr<const Model> model = this->model();
     std::shared_lock lock(mutex_);
-    for (size_t i = 0; i < n; ++i) model_row(txns[i], rows + i * num_features());
+    for (size_t i = 0; i < n; ++i) model->row(store_, txns[i], rows + i * model->num_features());
 }
 
 void Engine::score_features(const float* rows, size_t n, float* scores) const {
-    trees_->predict_rows(rows, n, scores);
+    model()->score_rows(rows, n, scores);
 }
 
 void Engine::store_size(uint64_t* n, int64_t* watermark_ms) const {
     std::shared_lock lock(mutex_);
     if (n) *n = store_.size();
     if (watermark_ms) *watermark_ms = store_.watermark_ms();
+}
+
+void Engine::swap_bundle(const std::string& bundle_dir, const fraud_engine_params& params) {
+    std::shared_ptr<const Model> fresh;
+    try {
+        fresh = std::make_shared<const Model>(bundle_dir, params);  // verified off the hot path
+    } catch (const FraudError& e) {
+        swap_failures_.fetch_add(1, std::memory_order_relaxed);
+        log(FRAUD_LOG_ERROR, std::string("bundle swap refused, the old bundle keeps serving: ") + e.what());
+        throw;
+    }
+    std::shared_ptr<const Model> old = std::atomic_exchange(&model_, fresh);
+    swaps_.fetch_add(1, std::memory_order_relaxed);
+    log(FRAUD_LOG_INFO, "bundle swapped: " + old->bundle_dir() + " -> " + bundle_dir +
+                            " (GNN backend: " + fresh->gnn_backend() + ")");
+}
+
+void Engine::snapshot() {
+    throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "fraud_engine_snapshot: this engine has no state_dir");
+}
+
+void Engine::stats(fraud_engine_stats* out) const {
+    fraud_engine_stats s;
+    std::memset(&s, 0, sizeof s);
+    s.struct_size = out->struct_size;
+    s.scored = scored_.load();
+    s.ingested = ingested_.load();
+    s.rejected = rejected_.load();
+    for (size_t i = 0; i < rejected_by_status_.size(); ++i) s.rejected_by_status[i] = rejected_by_status_[i].load();
+    s.bundle_swaps = swaps_.load();
+    s.bundle_swap_failures = swap_failures_.load();
+    {
+        std::shared_lock lock(mutex_);
+        s.store_transactions = store_.size();
+    }
+    const auto p = latency_.percentiles_us();
+    s.latency_p50_us = p[0];
+    s.latency_p99_us = p[1];
+    std::strncpy(s.gnn_backend, model()->gnn_backend().c_str(), sizeof s.gnn_backend - 1);
+    // An older caller's smaller struct gets the fields it knows.
+    std::memcpy(out, &s, std::min<size_t>(out->struct_size, sizeof s));
 }
 
 }  // namespace libfraud

@@ -1,39 +1,28 @@
-// The engine behind fraud_engine: a verified bundle's models, the temporal store, the feature code
-// and (for GNN bundles) the sampler and a GNN backend, with the locking that fraud.h promises.
+// The engine behind fraud_engine: the temporal store and the current Model, with the locking and
+// the hot swap that fraud.h promises, and the counters a switch reads.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <memory>
 #include <shared_mutex>
 #include <string>
-#include <vector>
 
-#include "backends/backend_registry.h"
-#include "engine/manifest.h"
-#include "engine/tree_library.h"
-#include "features/features.h"
+#include "common/error.h"
+#include "common/latency_window.h"
+#include "engine/model.h"
 #include "libfraud/fraud.h"
-#include "sampler/sampler.h"
 #include "store/temporal_store.h"
 
 namespace libfraud {
 
-// The GNN stage: sample the neighbourhood, run the backend, append [logit, embedding] to the row.
-struct GnnStage {
-    Sampler sampler;
-    std::unique_ptr<GnnModel> model;
-    std::string backend;
-    size_t embedding_dim;
-};
-
 class Engine {
 public:
-    // Reads and verifies the bundle (format, checksums) before loading any of its artifacts.
     Engine(const std::string& bundle_dir, const fraud_engine_params& params);
 
-    size_t num_features() const { return manifest_.feature_order.size(); }
-    const std::vector<std::string>& feature_names() const { return manifest_.feature_order; }
-    double threshold() const { return manifest_.threshold; }
-    const std::string& gnn_backend() const { return gnn_backend_; }
+    // The model serving now; callers keep the shared_ptr for the length of a request, so a swap
+    // never frees a model under a running score.
+    std::shared_ptr<const Model> model() const { return std::atomic_load(&model_); }
 
     void ingest(const fraud_txn* txns, size_t n);
     void score(const fraud_txn* txns, size_t n, float* scores) const;
@@ -41,19 +30,22 @@ public:
     void features(const fraud_txn* txns, size_t n, float* rows) const;
     void score_features(const float* rows, size_t n, float* scores) const;
     void store_size(uint64_t* n, int64_t* watermark_ms) const;
+    void swap_bundle(const std::string& bundle_dir, const fraud_engine_params& params);
+    void snapshot();
+    void stats(fraud_engine_stats* out) const;
 
 private:
-    void model_row(const fraud_txn& txn, float* row) const;  // caller holds the lock
-    float score_one(const fraud_txn& txn) const;             // caller holds the lock
+    void count_rejection(const FraudError& e, size_t n) const;
+    void count_scored(size_t n, uint64_t ns) const;
 
-    Manifest manifest_;
-    FeatureComputer features_;
-    std::unique_ptr<GnnStage> gnn_;
-    std::string gnn_backend_ = "none";
-    std::unique_ptr<TreeLibrary> trees_;
+    std::shared_ptr<const Model> model_;  // read and replaced with std::atomic_load/store
     TemporalStore store_;
     // Readers (score) share; writers (ingest) are exclusive: a score sees whole ingest calls only.
     mutable std::shared_mutex mutex_;
+
+    mutable std::atomic<uint64_t> scored_{0}, ingested_{0}, rejected_{0}, swaps_{0}, swap_failures_{0};
+    mutable std::array<std::atomic<uint64_t>, 16> rejected_by_status_{};
+    mutable LatencyWindow latency_;
 };
 
 }  // namespace libfraud

@@ -2,12 +2,15 @@
 
 #include <sys/stat.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "common/error.h"
 #include "engine/sha256.h"
+#include "engine/signature.h"
 
 namespace libfraud {
 namespace {
@@ -67,6 +70,56 @@ void read_gnn_section(const json& gnn, Manifest& m) {
         invalid("'gnn.output_features' must hold the logit and embedding_dim embedding columns");
 }
 
+// ---- permissions: a file others may write is code others may run.
+
+std::string real_path(const std::string& path) {  // "" when it does not resolve (missing)
+    char* resolved = realpath(path.c_str(), nullptr);
+    if (resolved == nullptr) return "";
+    std::string out(resolved);
+    std::free(resolved);
+    return out;
+}
+
+void refuse_if_writable_by_others(const std::string& path) {
+    struct stat info {};
+    if (stat(path.c_str(), &info) != 0) return;  // missing: verify_artifacts names it
+    if (info.st_mode & S_IWOTH) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
+        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
+                         path + ": writable by others (mode " + mode +
+                             "); a bundle is code, so none of its files or directories may be (chmod o-w)");
+    }
+}
+
+// rel (inside the bundle) must resolve inside root (the bundle's real path), and neither it nor
+// a directory on its way, as written or as resolved, may be writable by others.
+void check_bundle_path(const std::string& bundle_dir, const std::string& root, const std::string& rel) {
+    for (size_t slash = rel.find('/'); slash != std::string::npos; slash = rel.find('/', slash + 1))
+        refuse_if_writable_by_others(bundle_dir + "/" + rel.substr(0, slash));
+    const std::string path = bundle_dir + "/" + rel;
+    const std::string real = real_path(path);
+    if (real.empty()) return;  // missing or a dangling link: nothing to load; verify_artifacts refuses it
+    const std::string prefix = root == "/" ? root : root + "/";
+    if (real.compare(0, prefix.size(), prefix) != 0)
+        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
+                         path + ": a symlink leading outside the bundle (to " + real + ")");
+    const std::string real_rel = real.substr(prefix.size());
+    for (size_t slash = real_rel.find('/'); slash != std::string::npos; slash = real_rel.find('/', slash + 1))
+        refuse_if_writable_by_others(prefix + real_rel.substr(0, slash));
+    refuse_if_writable_by_others(path);
+}
+
+// The directory, manifest.json and its signature; returns the bundle's real path.
+std::string check_manifest_permissions(const std::string& bundle_dir) {
+    const std::string root = real_path(bundle_dir);
+    if (root.empty()) throw FraudError(FRAUD_STATUS_IO_ERROR, bundle_dir + ": not a bundle directory");
+    refuse_if_writable_by_others(bundle_dir);
+    check_bundle_path(bundle_dir, root, "manifest.json");
+    check_bundle_path(bundle_dir, root, kManifestSignatureFile);
+    return root;
+}
+
 }  // namespace
 
 const ArtifactEntry& Manifest::artifact(const std::string& name) const {
@@ -80,15 +133,18 @@ std::string Manifest::artifact_path(const ArtifactEntry& entry) const {
     return bundle_dir + "/" + entry.path;
 }
 
-Manifest read_manifest(const std::string& bundle_dir) {
+Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted_public_key_path) {
     struct stat info {};
     if (stat(bundle_dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode))
         throw FraudError(FRAUD_STATUS_IO_ERROR, bundle_dir + ": not a bundle directory");
+    if (!trusted_public_key_path.empty()) check_manifest_permissions(bundle_dir);
     const std::string path = bundle_dir + "/manifest.json";
     std::ifstream in(path, std::ios::binary);
     if (!in) throw FraudError(FRAUD_STATUS_IO_ERROR, path + ": cannot open (is this a bundle?)");
     std::stringstream text;
     text << in.rdbuf();
+    // Authenticate before parsing: a signed bundle's manifest is never parsed unless it verifies.
+    if (!trusted_public_key_path.empty()) verify_manifest_bytes(bundle_dir, text.str(), trusted_public_key_path);
 
     json doc;
     try {
@@ -100,6 +156,7 @@ Manifest read_manifest(const std::string& bundle_dir) {
 
     Manifest m;
     m.bundle_dir = bundle_dir;
+    m.text = text.str();
     if (get_as<std::string>(doc, "format", "") != "libfraud-bundle")
         invalid("'format' is not \"libfraud-bundle\"");
     m.format_version = get_as<int64_t>(doc, "format_version", "");
@@ -157,6 +214,18 @@ void verify_artifacts(const Manifest& manifest) {
                              "artifact '" + entry.name + "': sha256 of " + path + " is " + found +
                                  ", the manifest says " + entry.sha256 + " (altered)");
     }
+}
+
+void check_bundle_permissions(const Manifest& manifest) {
+    const std::string root = check_manifest_permissions(manifest.bundle_dir);
+    for (const ArtifactEntry& entry : manifest.artifacts) check_bundle_path(manifest.bundle_dir, root, entry.path);
+}
+
+void verify_bundle(const Manifest& manifest, const std::string& trusted_public_key_path) {
+    check_bundle_permissions(manifest);
+    if (!trusted_public_key_path.empty())
+        verify_manifest_bytes(manifest.bundle_dir, manifest.text, trusted_public_key_path);
+    verify_artifacts(manifest);
 }
 
 }  // namespace libfraud

@@ -44,17 +44,34 @@ struct Manifest {
     double threshold = 0.5;
     std::vector<ArtifactEntry> artifacts;
     GnnSection gnn;
+    std::string text;  // manifest.json's bytes exactly as read and parsed (what a signature covers)
 
     const ArtifactEntry& artifact(const std::string& name) const;
     std::string artifact_path(const ArtifactEntry& entry) const;
 };
 
 // Parses <bundle_dir>/manifest.json and checks its format and version. Throws FraudError
-// (IO_ERROR, BUNDLE_INVALID naming the key, BUNDLE_VERSION).
-Manifest read_manifest(const std::string& bundle_dir);
+// (IO_ERROR, BUNDLE_INVALID naming the key, BUNDLE_VERSION). With a trusted public key, the
+// bundle directory, manifest.json and manifest.json.sig pass the permission checks and the
+// signature is verified over the bytes read BEFORE they are parsed (verify_manifest_bytes'
+// errors), so a signed bundle's tampered manifest is refused as BUNDLE_CHECKSUM, never parsed.
+Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted_public_key_path = "");
 
 // Checks every artifact's existence, size and sha256 against the manifest; loads nothing.
 // Throws FraudError(BUNDLE_CHECKSUM) naming the file, what was expected and what was found.
 void verify_artifacts(const Manifest& manifest);
+
+// Refuses (FraudError BUNDLE_INVALID naming the path and its mode) a bundle whose directory,
+// manifest.json, manifest.json.sig, any artifact file or any directory on an artifact's path
+// (as written and as resolved) is writable by others (o+w), and any of those paths that is or
+// passes through a symlink resolving outside the bundle. Group write is allowed (an operator's
+// choice of group). Missing files are left to verify_artifacts; directories above the bundle
+// are not checked. Hashes and loads nothing.
+void check_bundle_permissions(const Manifest& manifest);
+
+// Everything that must pass before anything in a bundle is loaded, in this order:
+// check_bundle_permissions; with a non-empty key, the ed25519 signature of manifest.text
+// (verify_manifest_bytes); verify_artifacts. Throws the first failure's FraudError.
+void verify_bundle(const Manifest& manifest, const std::string& trusted_public_key_path);
 
 }  // namespace libfraud

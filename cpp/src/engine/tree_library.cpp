@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "engine/sha256.h"
 
 namespace libfraud {
 namespace {
@@ -38,12 +39,13 @@ Fn symbol(void* handle, const std::string& path, const char* name) {
     return reinterpret_cast<Fn>(sym);
 }
 
-// The file's bytes in a new anonymous file; -1 when memfd is unavailable (then the path is used).
+// The file's bytes in a new anonymous file, sealed against any later change (the bytes hashed are
+// the bytes mapped); -1 when memfd is unavailable (then the path is used).
 int private_copy(const std::string& path) {
     int src = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (src < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
     struct stat info {};
-    int copy = fstat(src, &info) == 0 ? memfd_create("libfraud-trees", MFD_CLOEXEC) : -1;
+    int copy = fstat(src, &info) == 0 ? memfd_create("libfraud-trees", MFD_CLOEXEC | MFD_ALLOW_SEALING) : -1;
     off_t offset = 0;
     while (copy >= 0 && offset < info.st_size) {
         ssize_t sent = sendfile(copy, src, &offset, static_cast<size_t>(info.st_size - offset));
@@ -53,6 +55,7 @@ int private_copy(const std::string& path) {
         }
     }
     close(src);
+    if (copy >= 0) fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
     return copy;
 }
 
@@ -66,12 +69,23 @@ TreeLibrary::Fd::~Fd() {
     if (fd >= 0) close(fd);
 }
 
-TreeLibrary::TreeLibrary(const std::string& so_path) : path_(so_path) {
+TreeLibrary::TreeLibrary(const std::string& so_path, const std::string& expected_sha256) : path_(so_path) {
     fd_.fd = private_copy(so_path);
     std::string load_name = so_path;
     if (fd_.fd >= 0) {
         load_name = "/proc/self/fd/" + std::to_string(fd_.fd);
         if (access(load_name.c_str(), R_OK) != 0) load_name = so_path;  // no /proc: plain path
+    }
+    if (!expected_sha256.empty()) {
+        // The file may have changed since the bundle's checksums: check what dlopen will map.
+        if (load_name == so_path)
+            fail(path_, "no private copy (memfd, /proc) to load from, so the bytes loaded cannot be "
+                        "checked against the manifest's sha256");
+        const std::string found = sha256_file_hex(load_name);
+        if (found != expected_sha256)
+            throw FraudError(FRAUD_STATUS_BUNDLE_CHECKSUM,
+                             path_ + ": sha256 of the bytes loaded is " + found + ", the manifest says " +
+                                 expected_sha256 + " (altered after verification)");
     }
     // RTLD_LOCAL: the library's generic names (predict, postprocess) never bind other objects.
     handle_.reset(dlopen(load_name.c_str(), RTLD_NOW | RTLD_LOCAL));

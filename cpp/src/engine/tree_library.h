@@ -25,7 +25,11 @@ public:
     // dlopen(RTLD_NOW | RTLD_LOCAL) and dlsym per handle (the file is loaded afresh even when a
     // library of the same path is already loaded); accepts one binary target with float32
     // thresholds and leaves. Throws FraudError(FRAUD_STATUS_LOAD_ERROR, "<path>: <what is wrong>").
-    explicit TreeLibrary(const std::string& so_path);
+    // expected_sha256 (lowercase hex; the manifest's): the sha256 of the exact bytes loaded (the
+    // sealed private copy) must equal it, else FraudError(FRAUD_STATUS_BUNDLE_CHECKSUM) before
+    // dlopen, so a file swapped after verify_artifacts never runs; LOAD_ERROR when no private
+    // copy can be made to check. Empty: no check (libraries loaded outside a bundle).
+    explicit TreeLibrary(const std::string& so_path, const std::string& expected_sha256 = "");
     ~TreeLibrary();
     TreeLibrary(const TreeLibrary&) = delete;
     TreeLibrary& operator=(const TreeLibrary&) = delete;

@@ -1,0 +1,19 @@
+// Scratch files for the fuzz targets: one private temporary directory per process, removed at exit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace libfraud_fuzz {
+
+// A new directory under $TMPDIR (or /tmp), removed with everything in it when the process exits.
+std::string make_temp_dir(const char* tag);
+
+// Replaces path's contents with the bytes; aborts when it cannot (a harness failure, not a finding).
+void write_file(const std::string& path, const void* data, size_t size);
+void write_file(const std::string& path, const std::string& text);
+
+std::string read_file(const std::string& path);
+
+}  // namespace libfraud_fuzz

@@ -1,0 +1,186 @@
+#include "engine/model.h"
+
+#include "common/error.h"
+#include "common/log.h"
+
+namespace libfraud {
+namespace {
+
+Manifest verified_manifest(const std::string& bundle_dir) {
+    Manifest manifest = read_manifest(bundle_dir);
+    verify_artifacts(manifest);  // every checksum before any load: a shared library is code
+    return manifest;
+}
+
+// The model reads the core's features, then (GNN bundles) the GNN's outputs, in that order.
+FeatureComputer checked_features(const Manifest& manifest) {
+    FeatureComputer computer(manifest.feature_config);
+    std::vector<std::string> expected = computer.names();
+    expected.insert(expected.end(), manifest.gnn.output_features.begin(), manifest.gnn.output_features.end());
+    if (expected != manifest.feature_order) {
+        size_t i = 0;
+        while (i < expected.size() && i < manifest.feature_order.size() && expected[i] == manifest.feature_order[i])
+            ++i;
+        const std::string found = i < manifest.feature_order.size() ? manifest.feature_order[i] : "<end>";
+        const std::string wanted = i < expected.size() ? expected[i] : "<end>";
+        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
+                         "manifest.json: features.order[" + std::to_string(i) + "] is '" + found +
+                             "' but this libfraud computes '" + wanted +
+                             "' there for features.config (and gnn.output_features)");
+    }
+    return computer;
+}
+
+SamplerConfig sampler_config(const GnnSection& gnn) {
+    SamplerConfig config;
+    config.fanout = gnn.fanout;
+    config.seed = gnn.seed;
+    if (gnn.strategy == "most_recent") {
+        config.strategy = SampleStrategy::MostRecent;
+    } else if (gnn.strategy == "uniform") {
+        config.strategy = SampleStrategy::Uniform;
+    } else {
+        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "manifest.json: gnn.sampler.strategy '" + gnn.strategy +
+                                                          "' is not one of most_recent, uniform");
+    }
+    return config;
+}
+
+std::unique_ptr<GnnModel> load_backend(const Manifest& manifest, const GnnBackendEntry& entry,
+                                       const std::string& plugin_dir) {
+    const std::vector<std::string> missing = missing_cpu_flags(entry.cpu_flags);
+    if (!missing.empty()) {
+        std::string need, lack;
+        for (const auto& f : entry.cpu_flags) need += (need.empty() ? "" : ", ") + f;
+        for (const auto& f : missing) lack += (lack.empty() ? "" : ", ") + f;
+        throw FraudError(FRAUD_STATUS_LOAD_ERROR, "GNN artifact '" + entry.artifact + "' (" + entry.kind +
+                                                      ") was built for a CPU with " + need +
+                                                      "; this CPU lacks " + lack);
+    }
+    const ArtifactEntry& artifact = manifest.artifact(entry.artifact);
+    return GnnModel::load(entry.kind, manifest.artifact_path(artifact), manifest.gnn.embedding_dim, plugin_dir);
+}
+
+// The caller's choice, or the bundle's backends in order (default first): the first that loads.
+std::unique_ptr<GnnStage> load_gnn(const Manifest& manifest, const fraud_engine_params& params) {
+    const GnnSection& gnn = manifest.gnn;
+    const std::string wanted = params.gnn_backend ? params.gnn_backend : "";
+    const std::string plugin_dir = params.plugin_dir ? params.plugin_dir : "";
+    std::vector<const GnnBackendEntry*> order;
+    for (const auto& b : gnn.backends)
+        if (b.kind == gnn.default_backend) order.push_back(&b);
+    for (const auto& b : gnn.backends)
+        if (b.kind != gnn.default_backend) order.push_back(&b);
+    if (!wanted.empty()) {
+        std::string kinds;
+        const GnnBackendEntry* chosen = nullptr;
+        for (const auto* b : order) {
+            kinds += (kinds.empty() ? "" : ", ") + b->kind;
+            if (b->kind == wanted) chosen = b;
+        }
+        if (!chosen)
+            throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                             "gnn_backend '" + wanted + "' is not in this bundle; it has: " + kinds);
+        order = {chosen};
+    }
+    std::string reasons;
+    fraud_status first_status = FRAUD_STATUS_BACKEND_UNAVAILABLE;
+    for (const auto* b : order) {
+        try {
+            auto stage = std::make_unique<GnnStage>(GnnStage{Sampler(sampler_config(gnn)), nullptr, b->kind,
+                                                             static_cast<size_t>(gnn.embedding_dim)});
+            stage->model = load_backend(manifest, *b, plugin_dir);
+            if (!reasons.empty()) log(FRAUD_LOG_WARN, "GNN backends skipped: " + reasons);
+            log(FRAUD_LOG_INFO, "GNN backend '" + b->kind + "' serves " + manifest.bundle_dir +
+                                    (wanted.empty() ? " (the first of the bundle's that loads)" : " (asked for)"));
+            return stage;
+        } catch (const FraudError& e) {
+            if (reasons.empty()) first_status = e.status();
+            reasons += (reasons.empty() ? "" : "; ") + b->kind + ": " + e.what();
+        }
+    }
+    throw FraudError(first_status, "no GNN backend of this bundle loads here: " + reasons);
+}
+
+// Per-thread scratch: the scoring path allocates only on a thread's first calls.
+struct Scratch {
+    std::vector<float> row;
+    std::vector<float> target_x, ent1_x, ent1_mask, txn2_x, txn2_mask, ent3_x, ent3_mask;
+
+    void fit(size_t row_size, const NeighbourhoodShape* shape) {
+        if (row.size() < row_size) row.resize(row_size);
+        if (!shape) return;
+        auto grow = [](std::vector<float>& v, size_t n) {
+            if (v.size() < n) v.resize(n);
+        };
+        grow(target_x, shape->target_x());
+        grow(ent1_x, shape->ent1_x());
+        grow(ent1_mask, shape->ent1_mask());
+        grow(txn2_x, shape->txn2_x());
+        grow(txn2_mask, shape->txn2_mask());
+        grow(ent3_x, shape->ent3_x());
+        grow(ent3_mask, shape->ent3_mask());
+    }
+};
+
+Scratch& scratch() {
+    thread_local Scratch s;
+    return s;
+}
+
+}  // namespace
+
+Model::Model(const std::string& bundle_dir, const fraud_engine_params& params)
+    : manifest_(verified_manifest(bundle_dir)), features_(checked_features(manifest_)) {
+    const ArtifactEntry& model = manifest_.artifact(manifest_.model_artifact);
+    if (model.target != "tl2cgen-c-shared")
+        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
+                         "manifest.json: model artifact '" + model.name + "' has target '" + model.target +
+                             "'; this libfraud scores with 'tl2cgen-c-shared'");
+    if (manifest_.gnn.present) {
+        gnn_ = load_gnn(manifest_, params);
+        gnn_backend_ = gnn_->backend;
+    }
+    trees_ = std::make_unique<TreeLibrary>(manifest_.artifact_path(model));
+    if (trees_->num_features() != num_features())
+        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
+                         "tree library reads " + std::to_string(trees_->num_features()) +
+                             " features but features.order lists " + std::to_string(num_features()));
+}
+
+void Model::row(const TemporalStore& store, const fraud_txn& txn, float* row) const {
+    features_.compute(store, txn, row);
+    if (!gnn_) return;
+    Scratch& s = scratch();
+    const NeighbourhoodShape shape = gnn_->sampler.shape();
+    s.fit(num_features(), &shape);
+    NeighbourhoodBuffers buffers;
+    buffers.target_x = s.target_x.data();
+    buffers.ent1_x = s.ent1_x.data();
+    buffers.ent1_mask = s.ent1_mask.data();
+    buffers.txn2_x = s.txn2_x.data();
+    buffers.txn2_mask = s.txn2_mask.data();
+    buffers.ent3_x = s.ent3_x.data();
+    buffers.ent3_mask = s.ent3_mask.data();
+    gnn_->sampler.sample(store, txn, buffers, 0);
+    fraud_gnn_inputs inputs{1,           static_cast<int64_t>(shape.fanout),
+                            buffers.target_x, buffers.ent1_x, buffers.ent1_mask, buffers.txn2_x,
+                            buffers.txn2_mask, buffers.ent3_x, buffers.ent3_mask};
+    float* gnn_out = row + features_.size();  // [logit, embedding...]
+    gnn_->model->run(inputs, gnn_out, gnn_out + 1);
+}
+
+float Model::score(const TemporalStore& store, const fraud_txn& txn) const {
+    Scratch& s = scratch();
+    s.fit(num_features(), nullptr);
+    row(store, txn, s.row.data());
+    float score = 0.0f;
+    trees_->predict_rows(s.row.data(), 1, &score);
+    return score;
+}
+
+void Model::score_rows(const float* rows, size_t n, float* scores) const {
+    trees_->predict_rows(rows, n, scores);
+}
+
+}  // namespace libfraud

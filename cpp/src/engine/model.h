@@ -1,0 +1,51 @@
+// A loaded, verified bundle: features, optional GNN stage, compiled trees. Immutable once built,
+// so requests in flight keep using it (by shared_ptr) while a hot swap installs the next one.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/backend_registry.h"
+#include "engine/manifest.h"
+#include "engine/tree_library.h"
+#include "features/features.h"
+#include "libfraud/fraud.h"
+#include "sampler/sampler.h"
+#include "store/temporal_store.h"
+
+namespace libfraud {
+
+// The GNN stage: sample the neighbourhood, run the backend, append [logit, embedding] to the row.
+struct GnnStage {
+    Sampler sampler;
+    std::unique_ptr<GnnModel> model;
+    std::string backend;
+    size_t embedding_dim;
+};
+
+class Model {
+public:
+    // Reads and verifies the bundle (format, checksums) before loading any of its artifacts.
+    Model(const std::string& bundle_dir, const fraud_engine_params& params);
+
+    const std::string& bundle_dir() const { return manifest_.bundle_dir; }
+    size_t num_features() const { return manifest_.feature_order.size(); }
+    const std::vector<std::string>& feature_names() const { return manifest_.feature_order; }
+    double threshold() const { return manifest_.threshold; }
+    const std::string& gnn_backend() const { return gnn_backend_; }
+
+    // The model's input row for txn against the store (the caller holds the store's read lock).
+    void row(const TemporalStore& store, const fraud_txn& txn, float* out) const;
+    float score(const TemporalStore& store, const fraud_txn& txn) const;
+    void score_rows(const float* rows, size_t n, float* scores) const;
+
+private:
+    Manifest manifest_;
+    FeatureComputer features_;
+    std::unique_ptr<GnnStage> gnn_;
+    std::string gnn_backend_ = "none";
+    std::unique_ptr<TreeLibrary> trees_;
+};
+
+}  // namespace libfraud
