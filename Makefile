@@ -36,3 +36,12 @@ test: test-cpp test-py
 
 clean:
 	rm -rf build $(VENV) demo-out
+
+# libFuzzer targets (cpp/fuzz), 20 s each under ASan+UBSan; installs clang when missing.
+.PHONY: fuzz-smoke test-sanitize
+fuzz-smoke:
+	scripts/fuzz.sh --seconds 20
+
+# The C/C++ tests and a Python subset under ASan+UBSan, the C/C++ tests under TSan.
+test-sanitize: install
+	scripts/sanitize.sh

@@ -159,7 +159,7 @@ def account_scores(receiver: np.ndarray, scores: np.ndarray, accounts: pd.Index,
     return s.reindex(accounts).to_numpy()
 
 
-def evaluate_split(name: str, acc: pd.DataFrame, part: pd.Series, lab_rows: np.ndarray,
+def evaluate_split(name: str, key: str, acc: pd.DataFrame, part: pd.Series,
                    receiver: np.ndarray, X: np.ndarray, names: list[str], arrays: dict,
                    y_rows: np.ndarray, args: argparse.Namespace) -> dict:
     """Train (a) trees alone and (b) GNN stacked under trees on the split; score test accounts.
@@ -172,7 +172,6 @@ def evaluate_split(name: str, acc: pd.DataFrame, part: pd.Series, lab_rows: np.n
                     stopped on validation rows: never on rows the GNN was fit on
     """
     row_part = part.reindex(receiver).to_numpy()
-    key = "last_in_ms" if name.startswith("last") else "first_in_ms"
     train_acc = acc.index[part.to_numpy() == "train"]
     train_acc = acc.loc[train_acc].sort_values(key, kind="stable").index
     half = len(train_acc) // 2
@@ -269,11 +268,11 @@ def main() -> int:
                for p in ("train", "valid", "test")}
     print(f"split by first incoming time, as asked: {literal} -> too few normal test accounts "
           f"for a ranking metric; using the two splits below instead")
-    splits = {"last_incoming": split_accounts(acc, "last_in_ms", by_class=False),
-              "first_incoming_per_class": split_accounts(acc, "first_in_ms", by_class=True)}
+    splits = {"last_incoming": ("last_in_ms", False), "first_incoming_per_class": ("first_in_ms", True)}
     results = []
-    for name, part in splits.items():
-        r = evaluate_split(name, acc, part, lab_rows, receiver, X, names, arrays, y_rows, args)
+    for name, (key, by_class) in splits.items():
+        part = split_accounts(acc, key, by_class)
+        r = evaluate_split(name, key, acc, part, receiver, X, names, arrays, y_rows, args)
         results.append(r)
         # The guarantee the whole evaluation rests on: no test label reached any training row.
         assert not set(acc.index[part == "test"]) & set(receiver[part.reindex(receiver).to_numpy() != "test"])

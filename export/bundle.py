@@ -325,7 +325,7 @@ def build_bundle(
     return out
 
 
-GNN_KINDS = {"torchscript": "gnn/model.ts.pt", "aoti": "gnn/model.aoti.pt2"}
+GNN_KINDS = {"native": "gnn/model.lfnative", "aoti": "gnn/model.aoti.pt2", "torchscript": "gnn/model.ts.pt"}
 
 
 def _check_gnn(gnn: dict, names: list[str]) -> None:
@@ -363,9 +363,21 @@ def _add_gnn_artifacts(gnn: dict, tmp: Path, artifacts: list) -> tuple[dict, dic
             entry["cpu_flags"] = list(b["cpu_flags"])
         backends.append(entry)
         parity[name] = b["parity"]
+    exports = []
+    for e in gnn.get("exports", []):  # artifacts for other machines (ONNX for TensorRT), not served here
+        name = f"gnn_{e['target'].replace('-', '_')}"
+        dest = tmp / "gnn" / Path(e["path"]).name
+        shutil.copyfile(e["path"], dest)
+        artifacts.append({"name": name, "path": dest.relative_to(tmp).as_posix(), "target": e["target"],
+                          "precision": "float16" if e["target"].endswith("fp16") else "float32",
+                          "sha256": _sha256(dest), "size": dest.stat().st_size})
+        exports.append({"artifact": name, "target": e["target"], **e.get("facts", {})})
+        parity[name] = e["parity"]
     section = {"sampler": dict(gnn["sampler"]), "embedding_dim": int(gnn["embedding_dim"]),
                "output_features": list(gnn["output_features"]),
                "default_backend": gnn["default_backend"], "backends": backends}
+    if exports:
+        section["exports"] = exports
     return section, parity
 
 

@@ -222,9 +222,9 @@ class DenseGnn(nn.Module):
         m = present.unsqueeze(-1)
         if aggr == "max":
             fill = float("-inf") if self.saturate is None else -self.saturate  # values are >= -saturate
-            top = torch.amax(torch.where(m, x, torch.full_like(x, fill)), dim=dim)
-            return torch.where(m.any(dim=dim), top, torch.zeros_like(top))
-        total = self._sat(torch.where(m, x, torch.zeros_like(x)).sum(dim=dim))
+            top = torch.amax(torch.where(m, x, fill), dim=dim)
+            return torch.where(m.any(dim=dim), top, 0.0)
+        total = self._sat(torch.where(m, x, 0.0).sum(dim=dim))
         if aggr == "sum":
             return total
         count = m.to(x.dtype).sum(dim=dim).clamp(min=1.0)
@@ -251,7 +251,7 @@ class DenseGnn(nn.Module):
         m1, m2, m3 = ent1_mask > 0, txn2_mask > 0, ent3_mask > 0
 
         # hop 3 -> hop 2: transaction (b,e,k) has at most one entity of each type f.
-        agg = torch.where(m3.unsqueeze(-1), ent3_x, torch.zeros_like(ent3_x))          # [B,E,K,E,Fe]
+        agg = torch.where(m3.unsqueeze(-1), ent3_x, 0.0)       # [B,E,K,E,Fe]
         x_dst = txn2_x.unsqueeze(-2)                                                   # [B,E,K,1,Ft]
         h2 = torch.relu(self._sat(self._conv(0, agg, x_dst).sum(dim=-2)))              # [B,E,K,H]
 
@@ -260,7 +260,7 @@ class DenseGnn(nn.Module):
         h1 = torch.relu(self._conv(1, agg, ent1_x))                                    # [B,E,H]
 
         # hop 1 -> target: at most one entity per type, convs summed over types.
-        agg = torch.where(m1.unsqueeze(-1), h1, torch.zeros_like(h1))                  # [B,E,H]
+        agg = torch.where(m1.unsqueeze(-1), h1, 0.0)               # [B,E,H]
         x_dst = target_x.unsqueeze(-2)                                                 # [B,1,Ft]
         h0 = torch.relu(self._sat(self._conv(2, agg, x_dst).sum(dim=-2)))              # [B,H]
 
@@ -300,9 +300,13 @@ def lower(model: FraudGnn, saturate: float | None = FP16_MAX, *, check: bool = T
         args = _probe(8, 3, seed=0)
         with torch.no_grad():
             want, got = model(*args), dense(*args)
-        diff = max(float((w - g).abs().max()) for w, g in zip(want, got))
+        # Relative: random probe inputs can drive a trained model's activations far beyond real
+        # ones, where float32 summation order alone moves results by more than 1e-5 absolute. The
+        # absolute contract is checked on real neighbourhoods by export.gnn.check_gnn_parity.
+        scale = max(1.0, max(float(w.abs().max()) for w in want))
+        diff = max(float((w - g).abs().max()) for w, g in zip(want, got)) / scale
         if not diff <= PROBE_TOLERANCE:  # also catches NaN
             raise LoweringMismatchError(
-                f"the dense form differs from {type(model).__name__} by {diff:.3g} > {PROBE_TOLERANCE:g} "
+                f"the dense form differs from {type(model).__name__} by {diff:.3g} (relative) > {PROBE_TOLERANCE:g} "
                 "on the probe batch: its forward does something libfraud.export.lower does not lower")
     return dense

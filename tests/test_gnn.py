@@ -46,7 +46,10 @@ def run(model, arrays):
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return FraudGnn(hidden=32, embedding_dim=16).eval()
+    m = FraudGnn(hidden=32, embedding_dim=16).eval()
+    # Non-trivial input scaling, so the exports are checked with it too.
+    m.set_input_scaling(torch.randn(64, 5) * 3 + 2, torch.randn(64, 5) + 5, torch.rand(64, 5) * 4)
+    return m
 
 
 def test_forward_shapes(model):
@@ -81,6 +84,21 @@ def test_cold_start_is_finite_and_uses_only_the_target(model):
     finally:
         model.eval()
     assert torch.isfinite(logit).all()
+
+
+def test_input_scaling_is_in_the_state_dict_and_keeps_masking():
+    torch.manual_seed(0)
+    a = random_neighbourhoods(B, seed=12)
+    scaled = FraudGnn(hidden=32, embedding_dim=16).eval()
+    scaled.set_input_scaling(torch.randn(64, 5) * 3 + 2, torch.randn(64, 5) + 5, torch.rand(64, 5) * 4)
+    assert not torch.equal(run(scaled, a)[0], run(FraudGnn(hidden=32, embedding_dim=16).eval(), a)[0])
+    copy = FraudGnn(hidden=32, embedding_dim=16).eval()
+    copy.load_state_dict(scaled.state_dict())
+    assert torch.equal(run(copy, a)[0], run(scaled, a)[0])
+    # Scaled padding is no longer zero, yet a masked slot still reaches no real node.
+    b = {k: v.copy() for k, v in a.items()}
+    b["txn2_x"] = np.where(b["txn2_mask"][..., None] > 0, b["txn2_x"], 50.0).astype(np.float32)
+    assert torch.equal(run(scaled, a)[0], run(scaled, b)[0])
 
 
 def test_batch_independence(model):
@@ -224,7 +242,10 @@ def test_stacked_training_on_sampled_neighbourhoods(small_transactions, sampled)
     assert result.feature_names == tuple(features.columns) + tuple(stacked_feature_names(16))
     assert result.stacked.feature_names == result.feature_names
     rows = result.split_rows
-    assert rows["gnn_fit"] + rows["gnn_stop"] + rows["trees"] == len(splits[0])
+    # The final GNN fits on the whole training period; the trees train on all of it too, with
+    # out-of-fold GNN outputs on every row after the first block.
+    assert rows["gnn_fit"] + rows["gnn_stop"] == rows["trees"] == len(splits[0])
+    assert 0 < rows["trees_oof"] < rows["trees"]
     for name in ("gbdt_only", "stacked", "gnn_only"):
         assert 0.0 <= result.metrics[name]["auprc"] <= 1.0
         assert result.metrics[name]["n"] == len(splits[2])

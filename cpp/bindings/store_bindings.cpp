@@ -108,6 +108,12 @@ public:
         std::shared_lock<std::shared_mutex> lock(mutex_);
         return store_.approx_bytes();
     }
+    std::vector<std::pair<std::string, size_t>> memory_breakdown() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        std::vector<std::pair<std::string, size_t>> out;
+        for (const auto& p : store_.memory_breakdown()) out.emplace_back(p.first, p.second);
+        return out;
+    }
     size_t num_entities(int type) const {
         std::shared_lock<std::shared_mutex> lock(mutex_);
         return store_.num_entities(static_cast<fraud_entity>(type));
@@ -290,6 +296,8 @@ void bind_store(py::module_& m) {
                                [](const PyStore& s) { return s.store_config().retention_ms; })
         .def_property_readonly("max_history_per_entity",
                                [](const PyStore& s) { return s.store_config().max_history_per_entity; })
+        .def("memory_breakdown", &PyStore::memory_breakdown,
+             "approx_bytes by part: [(name, bytes)].")
         .def("num_entities", &PyStore::num_entities, py::arg("entity"),
              "Entities of this type (0 card, 1 device, 2 merchant, 3 ip) with retained history.")
         .def("history_size", &PyStore::history_size, py::arg("entity"), py::arg("id"),

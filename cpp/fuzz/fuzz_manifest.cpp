@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <string>
 
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
 #include "common/error.h"
 #include "engine/manifest.h"
 #include "features/features.h"
@@ -44,6 +47,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (void)m.artifact_path(m.artifact(m.model_artifact));
         libfraud::FeatureComputer computer(m.feature_config);
         (void)computer.names();
+    } catch (const nlohmann::json::exception&) {
+        // Known finding (regressions/README.md): read_manifest lets json::out_of_range ("1e400")
+        // escape as a non-FraudError. LIBFRAUD_FUZZ_SKIP_KNOWN=1 goes on past it for long runs.
+        static const bool skip_known = std::getenv("LIBFRAUD_FUZZ_SKIP_KNOWN") != nullptr;
+        if (!skip_known) throw;
     } catch (const libfraud::FraudError& e) {
         const fraud_status s = e.status();
         // read_manifest, verify_artifacts and validate_feature_config throw only these.

@@ -57,11 +57,22 @@ void fix_log(std::vector<uint8_t>& s) {
 
 std::string g_dir;
 
+// LIBFRAUD_FUZZ_VERBOSE=1: what each restore did, to read a finding.
 bool restore(libfraud::TemporalStore& store) {
+    static const bool verbose = std::getenv("LIBFRAUD_FUZZ_VERBOSE") != nullptr;
     try {
-        libfraud::restore_state(g_dir, store);
+        const libfraud::RestoreStats r = libfraud::restore_state(g_dir, store);
+        if (verbose)
+            std::fprintf(stderr,
+                         "restore: snapshot %d (%llu txns), log %llu records %llu txns, %llu skipped, "
+                         "torn tail %llu bytes; store %zu txns, watermark %lld\n",
+                         r.snapshot_loaded, (unsigned long long)r.snapshot_transactions,
+                         (unsigned long long)r.log_records, (unsigned long long)r.log_transactions,
+                         (unsigned long long)r.log_skipped, (unsigned long long)r.torn_tail_bytes,
+                         store.size(), (long long)store.watermark_ms());
         return true;
     } catch (const libfraud::FraudError& e) {
+        if (verbose) std::fprintf(stderr, "restore: refused: %s\n", e.what());
         return false;
     }
 }
@@ -113,6 +124,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     t.entity_id[FRAUD_ENTITY_DEVICE] = FRAUD_ENTITY_ABSENT;
     t.entity_id[FRAUD_ENTITY_IP] = FRAUD_ENTITY_ABSENT;
     t.country = 250;
+    if (std::getenv("LIBFRAUD_FUZZ_VERBOSE"))
+        std::fprintf(stderr, "log opened: next_seq %llu, %llu bytes\n",
+                     (unsigned long long)state->next_seq(), (unsigned long long)state->bytes());
     state->append(&t, 1);
     state.reset();
     libfraud::TemporalStore again;
@@ -120,7 +134,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::fprintf(stderr, "restore refused the log after StateLog::open + one append\n");
         std::abort();
     }
-    if (!again.contains_txn_id(t.txn_id)) {
+    // Known finding (regressions/README.md): a snapshot whose appended_total is ahead of the log's
+    // numbering makes the next record be skipped as "already in the snapshot".
+    static const bool skip_known = std::getenv("LIBFRAUD_FUZZ_SKIP_KNOWN") != nullptr;
+    if (!again.contains_txn_id(t.txn_id) && !skip_known) {
         std::fprintf(stderr, "the appended transaction is missing after restore\n");
         std::abort();
     }

@@ -11,9 +11,10 @@
 namespace libfraud_fuzz {
 namespace {
 
+// Never destroyed: the atexit handler that reads it runs after static destructors would have.
 std::vector<std::string>& temp_dirs() {
-    static std::vector<std::string> dirs;
-    return dirs;
+    static auto* dirs = new std::vector<std::string>;
+    return *dirs;
 }
 
 void remove_temp_dirs() {

@@ -11,8 +11,10 @@ import numpy as np
 
 from .train import load_trained, load_trained_gnn
 
-#: GNN artifacts a bundle carries, the first the default (AOTInductor is TorchScript's successor).
-GNN_BACKENDS = ("aoti", "torchscript")
+#: GNN artifacts a bundle carries, fastest first: the first is the default the core tries first.
+#: native: the dense form run by the core itself (no framework); AOTInductor and TorchScript
+#: (deprecated upstream, kept for switches that deploy it) through the libtorch plugin.
+GNN_BACKENDS = ("native", "aoti", "torchscript")
 
 
 def export_gnn(model, arrays: dict, sampler: dict, workdir: Path,
@@ -28,7 +30,11 @@ def export_gnn(model, arrays: dict, sampler: dict, workdir: Path,
         if progress:
             print(f"    exporting the GNN: {kind}", flush=True)
         cpu_flags = None
-        if kind == "aoti":
+        if kind == "native":
+            from .export.native import write_native
+            path = workdir / "model.lfnative"
+            write_native(model, path)
+        elif kind == "aoti":
             example = {k: arrays[k][:2] for k in INPUT_NAMES}
             exported = export_aoti(model, workdir / "model.aoti.pt2", example)
             path, cpu_flags = exported.path, list(exported.isa_flags)
@@ -50,6 +56,38 @@ def export_gnn(model, arrays: dict, sampler: dict, workdir: Path,
             "default_backend": entries[0]["kind"], "backends": entries}
 
 
+def export_onnx_artifacts(model, arrays: dict, workdir: Path, fanout: int, score_fp16=None,
+                          y=None, progress: bool = False) -> list[dict]:
+    """The dense form as ONNX, float32 and FP16, each checked in ONNX Runtime (CPU): artifacts a
+    TensorRT machine builds engines from (the core does not serve them)."""
+    from .export.gnn import check_gnn_parity, require_gnn_parity
+    from .export.lower import lower
+    from .export.onnx_export import (FP16_RELATIVE_TOLERANCE, convert_fp16, export_onnx, fp16_score_effect,
+                                     onnx_runner)
+    from .models.gnn import INPUT_NAMES
+
+    if progress:
+        print("    exporting the GNN: onnx (dense form), onnx-fp16", flush=True)
+    dense = lower(model)
+    fp32 = export_onnx(dense, workdir / "model.onnx", fanout)
+    fp16 = convert_fp16(fp32.path, workdir / "model.fp16.onnx")
+    out = []
+    for exported, tolerance, relative in ((fp32, 1e-5, False), (fp16, FP16_RELATIVE_TOLERANCE, True)):
+        report = require_gnn_parity(check_gnn_parity(model, onnx_runner(exported.path), arrays,
+                                                     tolerance=tolerance, relative=relative),
+                                    f"ONNX ({exported.target})")
+        report = {**report, "reference": "pytorch eager vs onnxruntime (CPU)",
+                  "max_abs_diff": max(report["max_abs_diff_logit"], report["max_abs_diff_embedding"])}
+        out.append({"target": exported.target, "path": str(exported.path), "parity": report,
+                    "facts": {k: v for k, v in exported.manifest().items() if k not in ("path", "seconds")}})
+    if y is not None and score_fp16 is not None and 0 < int(np.sum(y)) < len(y):
+        inputs = [arrays[k] for k in INPUT_NAMES]
+        effect = fp16_score_effect(y, onnx_runner(fp32.path)(*inputs), onnx_runner(fp16.path)(*inputs),
+                                   score=score_fp16)
+        out[1]["parity"]["score_effect"] = effect
+    return out
+
+
 def compile_model_dir(model_dir: str | Path, out: str | Path, *, jobs: int = 2,
                       progress: bool = False) -> Path:
     from .export import build_bundle
@@ -58,8 +96,21 @@ def compile_model_dir(model_dir: str | Path, out: str | Path, *, jobs: int = 2,
     with tempfile.TemporaryDirectory(prefix="libfraud-gnn-") as work:
         gnn = None
         if "sampler" in info:
-            gnn_model, arrays = load_trained_gnn(model_dir)
+            gnn_model, saved = load_trained_gnn(model_dir)
+            rows = saved.pop("holdout_rows")
+            arrays = saved
             gnn = export_gnn(gnn_model, arrays, info["sampler"], Path(work), progress=progress)
+            y = np.load(Path(model_dir) / "holdout_y.npy")[rows]
+            base = holdout[rows].copy()
+
+            def score_with_trees(gnn_outputs: np.ndarray) -> np.ndarray:
+                # The shipped trees on each row's features with these GNN outputs in the last columns.
+                rows_in = base.copy()
+                rows_in[:, -gnn_outputs.shape[1]:] = gnn_outputs
+                return model.booster.inplace_predict(rows_in)
+
+            gnn["exports"] = export_onnx_artifacts(gnn_model, arrays, Path(work), info["sampler"]["fanout"],
+                                                   score_fp16=score_with_trees, y=y, progress=progress)
         return build_bundle(out, booster=model.booster, feature_names=list(model.feature_names),
                             feature_config=info["feature_config"], X_holdout=holdout,
                             threshold=info["threshold"], threshold_rule=info["threshold_rule"],

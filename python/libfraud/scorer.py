@@ -3,6 +3,7 @@ payment switch calls, so Python and C give the same scores."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -10,6 +11,18 @@ import pandas as pd
 
 from . import _core
 from .data.schema import TXN_DTYPE, coerce_transactions, to_txn_records
+
+
+_LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
+_logger = logging.getLogger("libfraud")
+
+
+def _forward_log(level: int, message: str) -> None:
+    _logger.log(_LEVELS.get(level, logging.ERROR), message)
+
+
+# The core never prints; its messages go to the "libfraud" logger (the handlers decide what shows).
+_core.set_log_callback(_forward_log, 0)
 
 
 def _records(transactions) -> np.ndarray:
@@ -57,6 +70,21 @@ class Scorer:
     @property
     def watermark_ms(self) -> int:
         return int(self._engine.store_size()[1])
+
+    def swap_bundle(self, bundle: str | os.PathLike, *, gnn_backend: str = "",
+                    plugin_dir: str | os.PathLike = "") -> None:
+        """Load and verify another bundle, then serve with it; the store is kept. On failure the
+        current bundle keeps serving and FraudError says why."""
+        self._engine.swap_bundle(os.fspath(bundle), gnn_backend, os.fspath(plugin_dir))
+        self.bundle = os.fspath(bundle)
+
+    def snapshot(self) -> None:
+        """Write the store's snapshot to the state directory and truncate its log."""
+        self._engine.snapshot()
+
+    def stats(self) -> dict:
+        """Counters: scored, ingested, rejected (by status), swaps, store size, recent p50/p99 us."""
+        return self._engine.stats()
 
     def ingest(self, transactions) -> None:
         self._engine.ingest(_records(transactions))

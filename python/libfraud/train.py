@@ -130,7 +130,9 @@ def train(transactions: pd.DataFrame, *, feature_config: FeatureConfig = Feature
     valid_scores = stacked.stacked.predict_proba(XS[valid_idx])
     test_scores = stacked.stacked.predict_proba(XS[test_idx])
     baseline_scores = stacked.gbdt_only.predict_proba(X[test_idx])
-    parity_rows = test_idx[:GNN_PARITY_ROWS]
+    # Spread over the whole test period, so the rows hold some fraud for the FP16 score effect.
+    picked = np.unique(np.linspace(0, len(test_idx) - 1, min(GNN_PARITY_ROWS, len(test_idx))).astype(np.int64))
+    parity_rows = test_idx[picked]
     from .models.gnn import INPUT_NAMES
     return TrainResult(
         model=stacked.stacked, feature_config=feature_config,
@@ -143,7 +145,7 @@ def train(transactions: pd.DataFrame, *, feature_config: FeatureConfig = Feature
         X_test=XS[test_idx], y_test=y[test_idx], test_scores=test_scores,
         split_rows=stacked.split_rows, test_start_ms=test_start_ms,
         gnn=stacked.gnn, sampler=sampler,
-        gnn_parity_arrays={k: arrays[k][parity_rows] for k in INPUT_NAMES},
+        gnn_parity_arrays={**{k: arrays[k][parity_rows] for k in INPUT_NAMES}, "holdout_rows": picked},
         gbdt_only_test_scores=baseline_scores)
 
 
@@ -187,4 +189,4 @@ def load_trained_gnn(model_dir: str | Path):
     model.eval()
     with np.load(Path(model_dir) / "gnn_parity_arrays.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}
-    return model, arrays
+    return model, arrays  # INPUT_NAMES arrays, and holdout_rows: their rows in holdout_X / holdout_y

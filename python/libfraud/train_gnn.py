@@ -4,15 +4,25 @@ Neighbourhoods come from the C++ sampler replayed over the whole history (``samp
 each transaction sees only transactions strictly before it, exactly as when it is served.
 
 Stacking without leakage (``train_stacked``). Trees that consume GNN outputs must never be trained
-on rows the GNN was fit on: there its outputs are over-confident, and the trees would learn to trust
-them more than they deserve on new data. The training period (time-ordered) is therefore cut in two:
+on a row with outputs of a GNN that was fit on that row: there its outputs are over-confident, and
+the trees would learn to trust them more than they deserve on new data. Yet the trees should see
+the whole training period, like the trees-alone baseline. So the GNN outputs of the trees' training
+rows are out-of-fold, by forward chaining over ``folds`` time blocks of the training period:
 
-    training period:  [ GNN part (first gnn_fraction)  |  tree part (the rest)  ]  validation  test
-    GNN               fit on the first 80% of its part, early-stopped on the last 20%
-    stacked trees     fit on the tree part with [features, GNN outputs], early-stopped on validation
-    GBDT-only         fit on the whole training period, early-stopped on validation (the baseline)
+    training period:  [ block 0 | block 1 | ... | block F-1 ]  validation  test
+    stage 0           GNN fit on block 0                     -> outputs for block 1
+    stage b           same GNN, trained on, blocks 0..b-1    -> outputs for block b
+    stage F-1 (final) same GNN, trained on, all blocks       -> outputs for validation, test, serving
+    stacked trees     whole training period: features + stage outputs (NaN on block 0, which no
+                      earlier GNN has seen past), early-stopped on validation (final GNN's outputs)
+    GBDT-only         whole training period, early-stopped on validation (the baseline)
 
-Both tree models are scored on the same test rows, which neither the GNN nor the trees have seen.
+Each stage holds out the last 20% of its rows to early-stop on. Stages after the first continue
+from the previous stage's weights for at most ``GnnParams.stage_epochs`` epochs: cheaper than a
+fresh fit, and it keeps the embedding coordinates of consecutive stages close, which the trees need,
+since they learn splits on the stage outputs and are served the final GNN's. Every stage only ever
+fits on rows strictly earlier than the block it scores. Both tree models are scored on the same
+test rows, which neither the GNNs nor the trees have seen.
 """
 
 from __future__ import annotations
@@ -69,13 +79,15 @@ class GnnParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"GnnParams.{name} must be an integer >= {lo}, got {v!r}")
-        for name, lo, hi in (("lr", 0.0, 1.0), ("dropout", 0.0, 1.0), ("weight_decay", 0.0, 1.0),
-                             ("balance", 0.0, 1.0 + 1e-9)):
+        for name, lo, hi in (("lr", 0.0, 1.0), ("dropout", 0.0, 1.0), ("weight_decay", 0.0, 1.0)):
             v = getattr(self, name)
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             if not ok or not (lo <= v < hi) or (name == "lr" and v == 0):
                 raise ValueError(f"GnnParams.{name} must be a number in [{lo}, {hi}), got {v!r}"
                                  + (" and > 0" if name == "lr" else ""))
+        b = self.balance
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not (0.0 <= b <= 1.0):
+            raise ValueError(f"GnnParams.balance must be a number in [0, 1], got {b!r}")
 
 
 @dataclass(frozen=True)
@@ -283,8 +295,7 @@ def train_gnn(arrays: Arrays, y: Any, train_idx: Sequence[int], valid_idx: Seque
 def train_stacked(features: pd.DataFrame, arrays: Arrays, y: Any,
                   splits: tuple[Sequence[int], Sequence[int], Sequence[int]], *,
                   folds: int = 3, gnn_params: GnnParams = GnnParams(),
-                  gbdt_params: GbdtParams = GbdtParams(), progress: bool = False,
-                  first_block: str = "nan") -> StackedResult:
+                  gbdt_params: GbdtParams = GbdtParams(), progress: bool = False) -> StackedResult:
     """GBDT-only and GNN-stacked trees on the same time split, with test metrics for both.
 
     ``features``: one row per transaction (e.g. ``replay_features``), columns = tree features.
@@ -326,11 +337,10 @@ def train_stacked(features: pd.DataFrame, arrays: Arrays, y: Any,
     stacked_names = names + stacked_feature_names(gnn.embedding_dim)
     XS = np.concatenate([X, logits[:, None], embs], axis=1)
     XS_train = np.concatenate([X[train_idx], oof], axis=1)
-    tree_rows = np.arange(train_idx.size) if first_block == "nan" else np.arange(ends[0], train_idx.size)
 
     gbdt_only = train_gbdt(X[train_idx], y[train_idx], X[valid_idx], y[valid_idx], names, gbdt_params,
                            progress=progress)
-    stacked = train_gbdt(XS_train[tree_rows], y[train_idx][tree_rows], XS[valid_idx], y[valid_idx],
+    stacked = train_gbdt(XS_train, y[train_idx], XS[valid_idx], y[valid_idx],
                          stacked_names, gbdt_params, progress=progress)
     yt = y[test_idx]
     result_metrics = {
@@ -341,7 +351,7 @@ def train_stacked(features: pd.DataFrame, arrays: Arrays, y: Any,
     return StackedResult(
         gnn=gnn, gbdt_only=gbdt_only, stacked=stacked, metrics=result_metrics,
         split_rows={"gnn_fit": int(gnn_fit.size), "gnn_stop": int(gnn_stop.size),
-                    "trees": int(tree_rows.size), "trees_oof": int(train_idx.size - ends[0]),
+                    "trees": int(train_idx.size), "trees_oof": int(train_idx.size - ends[0]),
                     "valid": int(valid_idx.size), "test": int(test_idx.size)},
         feature_names=tuple(stacked_names),
     )

@@ -53,7 +53,7 @@ extern "C" {
 const char* fraud_last_error(void) { return last_error.c_str(); }
 
 const char* fraud_status_name(fraud_status status) {
-    switch (status) {
+    switch (static_cast<int>(status)) {  // any int may arrive from C: no UB on unknown values
         case FRAUD_STATUS_OK: return "FRAUD_STATUS_OK";
         case FRAUD_STATUS_INVALID_ARGUMENT: return "FRAUD_STATUS_INVALID_ARGUMENT";
         case FRAUD_STATUS_INVALID_TRANSACTION: return "FRAUD_STATUS_INVALID_TRANSACTION";

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -26,13 +28,52 @@ const json& require(const json& object, const char* key, const std::string& wher
     return object.at(key);
 }
 
+// An integer JSON value in T's range. nlohmann converts a float to an integer with a plain cast,
+// undefined behaviour out of range (1e20 -> int64): integers are taken only from integer values.
+template <typename T>
+T integer_in_range(const json& value, const std::string& name) {
+    static_assert(std::is_integral_v<T>);
+    if (!value.is_number_integer()) invalid("key '" + name + "' must be an integer, got " + value.dump());
+    if (value.is_number_unsigned()) {
+        const uint64_t u = value.get<uint64_t>();
+        if (u > static_cast<uint64_t>(std::numeric_limits<T>::max()))
+            invalid("key '" + name + "' is out of range: " + value.dump());
+        return static_cast<T>(u);
+    }
+    const int64_t v = value.get<int64_t>();
+    if constexpr (std::is_unsigned_v<T>) {
+        if (v < 0) invalid("key '" + name + "' must not be negative: " + value.dump());
+    } else {
+        if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+            v > static_cast<int64_t>(std::numeric_limits<T>::max()))
+            invalid("key '" + name + "' is out of range: " + value.dump());
+    }
+    return static_cast<T>(v);
+}
+
+template <typename T>
+struct is_integer_vector : std::false_type {};
+template <typename T>
+struct is_integer_vector<std::vector<T>> : std::is_integral<T> {};
+
 template <typename T>
 T get_as(const json& object, const char* key, const std::string& where) {
     const json& value = require(object, key, where);
-    try {
-        return value.get<T>();
-    } catch (const json::exception&) {
-        invalid("key '" + where + key + "' has the wrong type: " + value.dump());
+    const std::string name = where + key;
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+        return integer_in_range<T>(value, name);
+    } else if constexpr (is_integer_vector<T>::value) {
+        if (!value.is_array()) invalid("key '" + name + "' must be a list, got " + value.dump());
+        T out;
+        for (size_t i = 0; i < value.size(); ++i)
+            out.push_back(integer_in_range<typename T::value_type>(value[i], name + "[" + std::to_string(i) + "]"));
+        return out;
+    } else {
+        try {
+            return value.get<T>();
+        } catch (const json::exception&) {
+            invalid("key '" + name + "' has the wrong type: " + value.dump());
+        }
     }
 }
 
@@ -149,7 +190,7 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
     json doc;
     try {
         doc = json::parse(text.str());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
         invalid(std::string("not valid JSON: ") + e.what());
     }
     if (!doc.is_object()) invalid("the top level is not an object");

@@ -6,9 +6,12 @@
 namespace libfraud {
 namespace {
 
-Manifest verified_manifest(const std::string& bundle_dir) {
-    Manifest manifest = read_manifest(bundle_dir);
-    verify_artifacts(manifest);  // every checksum before any load: a shared library is code
+// Permissions, signature (with a trusted key), format, then every checksum: all before any load,
+// because a shared library is code.
+Manifest verified_manifest(const std::string& bundle_dir, const char* trusted_key) {
+    const std::string key = trusted_key ? trusted_key : "";
+    Manifest manifest = read_manifest(bundle_dir, key);
+    verify_bundle(manifest, key);
     return manifest;
 }
 
@@ -131,7 +134,8 @@ Scratch& scratch() {
 }  // namespace
 
 Model::Model(const std::string& bundle_dir, const fraud_engine_params& params)
-    : manifest_(verified_manifest(bundle_dir)), features_(checked_features(manifest_)) {
+    : manifest_(verified_manifest(bundle_dir, params.trusted_public_key_path)),
+      features_(checked_features(manifest_)) {
     const ArtifactEntry& model = manifest_.artifact(manifest_.model_artifact);
     if (model.target != "tl2cgen-c-shared")
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
@@ -141,7 +145,8 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params)
         gnn_ = load_gnn(manifest_, params);
         gnn_backend_ = gnn_->backend;
     }
-    trees_ = std::make_unique<TreeLibrary>(manifest_.artifact_path(model));
+    // The library re-checks the sha256 of the very bytes it maps (no swap between check and load).
+    trees_ = std::make_unique<TreeLibrary>(manifest_.artifact_path(model), model.sha256);
     if (trees_->num_features() != num_features())
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
                          "tree library reads " + std::to_string(trees_->num_features()) +

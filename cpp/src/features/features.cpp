@@ -13,6 +13,8 @@ namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr int64_t kMsPerHour = 3600000;
+// Bounds the per-thread scratch of the distinct counts (a bundle's config is input too).
+constexpr uint32_t kMaxScanLimit = 1u << 16;
 constexpr int64_t kMsPerDay = 24 * kMsPerHour;
 // A std below this fraction of |mean| is rounding noise in the cumsum difference, not spread.
 constexpr double kMinRelStd = 1e-6;
@@ -59,8 +61,10 @@ void validate_feature_config(const FeatureConfig& config) {
                          "distinct_window_ms: must be > 0, got " +
                              std::to_string(config.distinct_window_ms));
     }
-    if (config.max_scan < 1) {
-        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "max_scan: must be >= 1, got 0");
+    if (config.max_scan < 1 || config.max_scan > kMaxScanLimit) {
+        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "max_scan: must be in 1.." +
+                                                            std::to_string(kMaxScanLimit) + ", got " +
+                                                            std::to_string(config.max_scan));
     }
 }
 
@@ -147,7 +151,8 @@ void FeatureComputer::compute(const TemporalStore& store, const fraud_txn& txn, 
 
     for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
         *o++ = end[e] == 0 ? kNaN
-                           : static_cast<float>(static_cast<double>(t - hist[e]->ts_ms[end[e] - 1]) /
+                           : static_cast<float>(static_cast<double>(static_cast<uint64_t>(t) -
+                                                                    static_cast<uint64_t>(hist[e]->ts_ms[end[e] - 1])) /
                                                 1000.0);
     }
 

@@ -272,6 +272,12 @@ TemporalStore read_impl(const std::string& path, const StoreConfig* wanted) {
                           " rows do not fill the " + std::to_string(body) + " bytes after the fixed part");
     }
     if (snap.retention_ms < 0) io_fail(path, "corrupt: negative retention_ms");
+    // Every transaction ever appended is either retained (a row) or evicted; the log's numbering
+    // continues from appended_total, so a wrong total would make replay skip acknowledged records.
+    if (evicted > appended_total || appended_total - evicted != n_rows) {
+        io_fail(path, "corrupt: appended_total " + std::to_string(appended_total) + " is not rows " +
+                          std::to_string(n_rows) + " + evicted " + std::to_string(evicted));
+    }
     TemporalStore store(wanted ? *wanted : snap);
     try {
         for (uint64_t i = 0; i < n_bases; ++i) {

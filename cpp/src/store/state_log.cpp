@@ -206,7 +206,16 @@ std::unique_ptr<StateLog> StateLog::open(const std::string& dir, bool fsync_ever
     log->dir_ = dir;
     log->path_ = log_path(dir);
     log->fsync_ = fsync_every_append;
+    const std::string snap = snapshot_path(dir);
+    const uint64_t snapshot_total = file_exists(snap) ? snapshot_appended_total(snap) : 0;
+    bool stale = false;
     if (file_exists(log->path_)) {
+        // A log wholly behind the snapshot (a crash between the snapshot's rename and the log's
+        // reset): its records are all in the snapshot; new ones must be numbered after it, or a
+        // restore would skip them as "already in the snapshot".
+        stale = scan_log(log->path_, nullptr).next_seq < snapshot_total;
+    }
+    if (file_exists(log->path_) && !stale) {
         const Scan scan = scan_log(log->path_, nullptr);
         log->next_seq_ = scan.next_seq;
         log->end_ = scan.valid_end;
@@ -217,8 +226,7 @@ std::unique_ptr<StateLog> StateLog::open(const std::string& dir, bool fsync_ever
             }
         }
     } else {
-        const std::string snap = snapshot_path(dir);
-        log->next_seq_ = file_exists(snap) ? snapshot_appended_total(snap) : 0;
+        log->next_seq_ = snapshot_total;
         write_fresh_log(dir, log->path_, log->next_seq_);
         log->end_ = kLogHeaderBytes;
         log->reopen_for_append();

@@ -82,13 +82,21 @@ size_t TemporalStore::num_entities(fraud_entity type) const {
     return histories_[type].size();
 }
 
-size_t TemporalStore::approx_bytes() const {
-    size_t b = sizeof(*this) + deque_bytes(txns_) + deque_bytes(degrees_) + deque_bytes(masks_) +
-               hash_bytes<int64_t>(txn_ids_);
+std::vector<std::pair<const char*, size_t>> TemporalStore::memory_breakdown() const {
+    size_t index = 0, arrays = 0;
     for (const auto& m : histories_) {
-        b += hash_bytes<std::pair<const int64_t, EntityHistory>>(m);
-        for (const auto& kv : m) b += kv.second.heap_bytes();
+        index += hash_bytes<std::pair<const int64_t, EntityHistory>>(m);
+        for (const auto& kv : m) arrays += kv.second.heap_bytes();
     }
+    return {{"table", sizeof(*this) + deque_bytes(txns_) + deque_bytes(degrees_) + deque_bytes(masks_)},
+            {"txn_ids", hash_bytes<int64_t>(txn_ids_)},
+            {"entity_index", index},
+            {"histories", arrays}};
+}
+
+size_t TemporalStore::approx_bytes() const {
+    size_t b = 0;
+    for (const auto& part : memory_breakdown()) b += part.second;
     return b;
 }
 

@@ -18,6 +18,7 @@
 #include <deque>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "libfraud/fraud.h"
@@ -148,6 +149,9 @@ public:
     // Approximate heap bytes held: vectors' and deques' capacity, hash nodes and buckets, with
     // the allocator's per-block header.
     size_t approx_bytes() const;
+    // approx_bytes() by part: "table" (transactions, degrees, masks), "txn_ids" (duplicate
+    // detection set), "entity_index" (hash nodes and buckets), "histories" (their arrays).
+    std::vector<std::pair<const char*, size_t>> memory_breakdown() const;
 
     // Precondition: validated (validate_for_append): fields in their domain, timestamp >= the
     // watermark, txn_id new. Absent entities (-1) get no history. Evicts what leaves retention.
