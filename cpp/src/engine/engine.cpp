@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "store/snapshot.h"
 #include "store/validate.h"
 
 namespace libfraud {
@@ -24,10 +25,45 @@ bool is_transaction_refusal(fraud_status s) {
 
 }  // namespace
 
+namespace {
+
+StoreConfig store_config(const fraud_engine_params& params) {
+    if (params.retention_ms < 0)
+        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                         "retention_ms must be >= 0 (0 = keep all), got " + std::to_string(params.retention_ms));
+    StoreConfig config;
+    config.retention_ms = params.retention_ms;
+    config.max_history_per_entity = params.max_history_per_entity;
+    return config;
+}
+
+}  // namespace
+
 Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
-    : model_(std::make_shared<const Model>(bundle_dir, params)) {
+    : model_(std::make_shared<const Model>(bundle_dir, params)), store_(store_config(params)) {
     if (params.expected_transactions > 0) store_.reserve(static_cast<size_t>(params.expected_transactions));
+    if (params.state_dir && params.state_dir[0]) {
+        state_dir_ = params.state_dir;
+        // Restore first (snapshot, then the log's acknowledged batches), then reopen the log for appending.
+        const RestoreStats restored = restore_state(state_dir_, store_);
+        log_ = StateLog::open(state_dir_, params.fsync_every_ingest != 0);
+        log(FRAUD_LOG_INFO, "restored " + std::to_string(store_.size()) + " transactions from " + state_dir_ +
+                                " (snapshot: " + std::to_string(restored.snapshot_transactions) +
+                                ", log: " + std::to_string(restored.log_transactions) + ", torn tail bytes dropped: " +
+                                std::to_string(restored.torn_tail_bytes) + ")");
+    }
     log(FRAUD_LOG_INFO, "opened bundle " + bundle_dir + " (GNN backend: " + model_->gnn_backend() + ")");
+}
+
+// Caller holds the exclusive lock and has validated the batch. Logged before it is applied, so an
+// acknowledged batch is always on disk; scored one by one when scorer is set (score, then store).
+void Engine::append_validated(const fraud_txn* txns, size_t n, const Model* scorer, float* scores) {
+    if (log_) log_->append(txns, n);
+    for (size_t i = 0; i < n; ++i) {
+        if (scorer) scores[i] = scorer->score(store_, txns[i]);
+        store_.append(txns[i]);
+    }
+    ingested_.fetch_add(n, std::memory_order_relaxed);
 }
 
 void Engine::count_rejection(const FraudError& e, size_t n) const {
@@ -51,8 +87,7 @@ void Engine::ingest(const fraud_txn* txns, size_t n) {
         count_rejection(e, n);
         throw;
     }
-    for (size_t i = 0; i < n; ++i) store_.append(txns[i]);
-    ingested_.fetch_add(n, std::memory_order_relaxed);
+    append_validated(txns, n, nullptr, nullptr);
 }
 
 void Engine::score(const fraud_txn* txns, size_t n, float* scores) const {
@@ -82,12 +117,8 @@ void Engine::score_and_ingest(const fraud_txn* txns, size_t n, float* scores) {
             count_rejection(e, n);
             throw;
         }
-        for (size_t i = 0; i < n; ++i) {
-            scores[i] = model->score(store_, txns[i]);
-            store_.append(txns[i]);
-        }
+        append_validated(txns, n, model.get(), scores);
     }
-    ingested_.fetch_add(n, std::memory_order_relaxed);
     count_scored(n, now_ns() - start);
 }
 
@@ -124,7 +155,11 @@ void Engine::swap_bundle(const std::string& bundle_dir, const fraud_engine_param
 }
 
 void Engine::snapshot() {
-    throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "fraud_engine_snapshot: this engine has no state_dir");
+    if (!log_) throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "fraud_engine_snapshot: this engine has no state_dir");
+    std::unique_lock lock(mutex_);
+    write_snapshot(store_, snapshot_path(state_dir_));  // atomic: temp file, fsync, rename
+    log_->reset();  // a crash between the two is safe: restore skips log records the snapshot holds
+    log(FRAUD_LOG_INFO, "snapshot of " + std::to_string(store_.size()) + " transactions written to " + state_dir_);
 }
 
 void Engine::stats(fraud_engine_stats* out) const {
@@ -140,6 +175,8 @@ void Engine::stats(fraud_engine_stats* out) const {
     {
         std::shared_lock lock(mutex_);
         s.store_transactions = store_.size();
+        s.store_bytes = store_.approx_bytes();
+        s.evicted = store_.evicted();
     }
     const auto p = latency_.percentiles_us();
     s.latency_p50_us = p[0];

@@ -12,6 +12,7 @@
 #include "common/latency_window.h"
 #include "engine/model.h"
 #include "libfraud/fraud.h"
+#include "store/state_log.h"
 #include "store/temporal_store.h"
 
 namespace libfraud {
@@ -37,9 +38,12 @@ public:
 private:
     void count_rejection(const FraudError& e, size_t n) const;
     void count_scored(size_t n, uint64_t ns) const;
+    void append_validated(const fraud_txn* txns, size_t n, const Model* scorer, float* scores);
 
     std::shared_ptr<const Model> model_;  // read and replaced with std::atomic_load/store
     TemporalStore store_;
+    std::string state_dir_;              // empty: memory only
+    std::unique_ptr<StateLog> log_;      // every acknowledged ingest is here before the call returns
     // Readers (score) share; writers (ingest) are exclusive: a score sees whole ingest calls only.
     mutable std::shared_mutex mutex_;
 
