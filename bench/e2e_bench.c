@@ -81,8 +81,7 @@ int main(int argc, char** argv) {
     float* scores;
     FILE* f;
 
-    if (argc < 2 || (strcmp(argv[1], "latency") != 0 && strcmp(argv[1], "throughput") != 0) ||
-        argc != (strcmp(argv[1], "latency") == 0 ? 11 : 11)) {
+    if (argc != 11 || (strcmp(argv[1], "latency") != 0 && strcmp(argv[1], "throughput") != 0)) {
         fprintf(stderr,
                 "usage: %s latency BUNDLE BACKEND TXNS.bin N_HISTORY N_LIVE WARMUP REPEATS OP NS_OUT.i64\n"
                 "       %s throughput BUNDLE BACKEND TXNS.bin N_HISTORY N_LIVE BATCH THREADS REPEATS OP\n",

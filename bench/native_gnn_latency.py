@@ -5,6 +5,9 @@
     torchscript  the TorchScript .pt through the torch plugin
     floor        bench/gnn_floor.cpp: a hand-written loop with H, D, K compile-time constants,
                  -O3 -march=native, no library at all
+    onnxruntime  the dense ONNX graph (export/lower.py + export/onnx_export.py) in ONNX Runtime from
+                 Python, one intra-op thread; timed in Python (perf_counter_ns), so it includes
+                 the Python call overhead a Python service would pay
 
 The first three are timed in C++ by _core.GnnModel.time_run (steady_clock around each run(), GIL
 released); the floor times itself the same way. Targets from the issue (reported, never asserted):
@@ -89,8 +92,23 @@ def main() -> None:
     with torch.no_grad():
         ref_logit = float(model(*(torch.from_numpy(a) for a in arrays))[0][0])
 
+    from libfraud.export.lower import lower
+    from libfraud.export.onnx_export import export_onnx, onnx_runner
+    onnx_path = export_onnx(lower(model), args.workdir / "model.onnx", K).path
+    ort_run = onnx_runner(onnx_path, threads=1)
+
+    def time_ort(calls: int, warmup: int) -> np.ndarray:
+        for _ in range(warmup):
+            ort_run(*arrays)
+        ns = np.empty(calls, dtype=np.int64)
+        for i in range(calls):
+            t = time.perf_counter_ns()
+            ort_run(*arrays)
+            ns[i] = time.perf_counter_ns() - t
+        return ns
+
     models = {k: _core.GnnModel(k, str(p), D) for k, p in paths.items()}
-    names = ["native", "floor", "aoti", "torchscript"]
+    names = ["native", "floor", "aoti", "torchscript", "onnxruntime"]
     per: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     diffs = {n: 0.0 for n in names}
     for _ in range(args.repeats):  # interleaved, so drift hits every path alike
@@ -101,6 +119,9 @@ def main() -> None:
                                         str(args.warmup), f.name], check=True, capture_output=True, text=True)
                     per[name].append(gl.stats(np.fromfile(f.name, dtype=np.int64)))
                 logit = float(r.stdout)
+            elif name == "onnxruntime":
+                per[name].append(gl.stats(time_ort(args.calls, args.warmup)))
+                logit = float(np.asarray(ort_run(*arrays)[0]).reshape(-1)[0])
             else:
                 ns = models[name].time_run(*arrays, repeats=args.calls, warmup=args.warmup)
                 per[name].append(gl.stats(ns))

@@ -5,9 +5,9 @@
 
 For each size: generate the transactions (libfraud.data.generate_transactions) into one record
 array, then ingest them into an unbounded _core.Store in 100k batches, and report the store's own
-accounting (approx_bytes: capacities, hash nodes and buckets, malloc headers) and the process RSS
-delta over the ingest, per transaction and per edge (a present entity id of a transaction; device and
-IP may be absent). Target: <= 64 bytes per edge. Writes bench/results/<date>-store-memory.json.
+accounting (approx_bytes: deque blocks, hash-table slot arrays, history allocations, malloc
+headers) and the process RSS delta over the ingest, per transaction and per edge (a present entity
+id of a transaction; device and IP may be absent). Target: <= 64 bytes per edge. Writes bench/results/<date>-store-memory.json.
 """
 
 from __future__ import annotations

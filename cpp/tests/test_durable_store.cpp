@@ -9,12 +9,15 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "common/error.h"
 #include "features/features.h"
 #include "sampler/sampler.h"
+#include "store/flat_map.h"
 #include "store/snapshot.h"
 #include "store/state_log.h"
 #include "store/temporal_store.h"
@@ -408,8 +411,50 @@ void test_torn_tail_and_corrupt_middle() {
 
 }  // namespace
 
+// The store's flat hash map against std::map on random inserts and erases (erase shifts slots back,
+// so a wrong shift loses keys), including the reserved empty-slot key.
+void test_flat_map() {
+    FlatMap<int> m;
+    std::map<int64_t, int> ref;
+    std::mt19937_64 rng(7);
+    bool ok = true;
+    for (int i = 0; i < 200000; ++i) {
+        int64_t k = static_cast<int64_t>(rng() % 5000);  // dense: long probe runs
+        if (i % 97 == 0) k = std::numeric_limits<int64_t>::min();
+        else if (i % 89 == 0) k = -k * 1000003 - 1;
+        if (rng() % 3 == 0) {
+            ok &= m.erase(k) == (ref.erase(k) == 1);
+        } else {
+            auto [s, inserted] = m.try_emplace(k);
+            ok &= inserted == (ref.count(k) == 0) && s->key == k;
+            if (inserted) ok &= s->value == 0;
+            s->value = i;
+            ref[k] = i;
+        }
+        if (i % 10000 == 0 || i == 199999) {
+            ok &= m.size() == ref.size();
+            for (const auto& [key, v] : ref) ok &= m.find(key) && m.find(key)->value == v;
+            size_t seen = 0;
+            m.for_each([&](const FlatKeyValue<int>& s) { ok &= ref.count(s.key) == 1; ++seen; });
+            ok &= seen == ref.size();
+        }
+    }
+    CHECK(ok);
+    CHECK(5 * m.size() <= 4 * m.capacity());
+    FlatSet set;
+    set.reserve(1000);
+    const size_t cap = set.capacity();
+    for (int64_t k = 0; k < 1000; ++k) set.try_emplace(k * 16);
+    CHECK(set.capacity() == cap && set.size() == 1000 && set.contains(16 * 999) && !set.contains(8));
+    for (int64_t k = 0; k < 1000; k += 2) set.erase(k * 16);
+    bool odd_left = set.size() == 500;
+    for (int64_t k = 0; k < 1000; ++k) odd_left &= set.contains(k * 16) == (k % 2 == 1);
+    CHECK(odd_left);
+}
+
 int main() {
     try {
+        test_flat_map();
         test_retention_by_time();
         test_retention_by_count();
         test_snapshot_round_trip();

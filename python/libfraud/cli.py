@@ -1,4 +1,4 @@
-"""The `libfraud` command: generate, train, compile, score, demo."""
+"""The `libfraud` command: generate, train, compile, score, demo, bench."""
 
 from __future__ import annotations
 
@@ -82,6 +82,18 @@ def _demo(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    # The harnesses live in the repository's bench/, not in the package: run from the repo root.
+    import os
+    sys.path.insert(0, os.getcwd())
+    try:
+        from bench.report import main as bench_main
+    except ImportError as e:
+        raise FileNotFoundError(f"bench/ not found under {os.getcwd()} (run from the repository root): {e}")
+    return bench_main(["--mode", args.mode, *(["--out", args.out] if args.out else []),
+                       *(["--rebuild"] if args.rebuild else [])])
+
+
 def _keygen(args) -> int:
     from .export.sign import generate_keypair
     private, public = generate_keypair(args.private, args.public)
@@ -135,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="GNN backend for a GNN bundle (aoti, torchscript); default: "
                                      "the bundle's first that loads")
     p.set_defaults(run=_score)
+
+    p = sub.add_parser("bench", help="the side-by-side latency and accuracy report (from the repo root)")
+    p.add_argument("--mode", choices=("smoke", "quick", "full"), default="quick")
+    p.add_argument("--out", help="results folder (default bench/results)")
+    p.add_argument("--rebuild", action="store_true", help="train and compile the bundle even if kept")
+    p.set_defaults(run=_bench)
 
     p = sub.add_parser("keygen", help="write a new ed25519 key pair for signing bundles")
     p.add_argument("--private", required=True, help="private key file to create (PEM, mode 0600)")

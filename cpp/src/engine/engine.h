@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/latency_window.h"
+#include "common/rw_lock.h"
 #include "engine/model.h"
 #include "libfraud/fraud.h"
 #include "store/state_log.h"
@@ -45,7 +46,8 @@ private:
     std::string state_dir_;              // empty: memory only
     std::unique_ptr<StateLog> log_;      // every acknowledged ingest is here before the call returns
     // Readers (score) share; writers (ingest) are exclusive: a score sees whole ingest calls only.
-    mutable std::shared_mutex mutex_;
+    // Writer-preferring, so a steady stream of scores never starves ingestion.
+    mutable RwLock mutex_;
 
     mutable std::atomic<uint64_t> scored_{0}, ingested_{0}, rejected_{0}, swaps_{0}, swap_failures_{0};
     mutable std::array<std::atomic<uint64_t>, 16> rejected_by_status_{};

@@ -1,7 +1,9 @@
 #include "store/temporal_store.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
+#include <new>
 #include <utility>
 
 #include "common/error.h"
@@ -20,34 +22,116 @@ size_t deque_bytes(const std::deque<T>& d) {
     return blocks * malloc_bytes(per_block * sizeof(T)) + malloc_bytes((blocks + 8) * sizeof(void*));
 }
 
-// Hash containers: one node per element (next pointer + value), and the bucket array.
-template <class Node, class C>
-size_t hash_bytes(const C& c) {
-    return c.size() * malloc_bytes(sizeof(void*) + sizeof(Node)) + malloc_bytes(c.bucket_count() * sizeof(void*));
+// One event in a history's arrays: ts_ms, two running sums, a row.
+constexpr size_t kEventBytes = sizeof(int64_t) + 2 * sizeof(double) + sizeof(uint32_t);
+
+size_t block_bytes(uint32_t capacity) { return sizeof(EntityHistory) + kEventBytes * capacity; }
+
+// At least n events, rounded up to fill the allocator's block (that memory is held anyway).
+uint32_t fit_capacity(size_t n) {
+    const size_t usable = malloc_bytes(sizeof(EntityHistory) + kEventBytes * n) - 8;
+    const size_t cap = (usable - sizeof(EntityHistory)) / kEventBytes;
+    return static_cast<uint32_t>(std::min<size_t>(cap, std::numeric_limits<uint32_t>::max()));
 }
+
+// Room for n events and a sixteenth more: about 1/32 slack on average (doubling averages 1/2), for
+// an amortised 16 copies of 28 bytes per event.
+uint32_t grown_capacity(size_t n) { return fit_capacity(n + n / 16); }
 
 }  // namespace
 
-template <class T>
-size_t Column<T>::heap_bytes() const {
-    return malloc_bytes(v_.capacity() * sizeof(T));
+static_assert(alignof(EntityHistory) <= alignof(std::max_align_t), "operator new's alignment");
+static_assert(sizeof(EntityHistory) % alignof(int64_t) == 0, "arrays follow the header aligned");
+
+void EntityHistory::Free::operator()(EntityHistory* h) const {
+    h->~EntityHistory();
+    ::operator delete(h);
+}
+
+EntityHistory::Ptr EntityHistory::make(uint32_t capacity) {
+    capacity = fit_capacity(std::max<uint32_t>(capacity, 1));
+    Ptr h(new (::operator new(block_bytes(capacity))) EntityHistory(capacity));
+    h->point_columns(0);
+    return h;
+}
+
+void EntityHistory::point_columns(uint32_t begin) {
+    // int64 and double arrays first, so each stays 8-byte aligned after the 8-aligned header.
+    auto* ts = reinterpret_cast<int64_t*>(this + 1);
+    auto* sums = reinterpret_cast<double*>(ts + capacity_);
+    auto* sq_sums = sums + capacity_;
+    auto* rows = reinterpret_cast<uint32_t*>(sq_sums + capacity_);
+    ts_ms.p_ = ts + begin;
+    amount_cumsum.p_ = sums + begin;
+    amount_sq_cumsum.p_ = sq_sums + begin;
+    txn_rows.p_ = rows + begin;
+}
+
+void EntityHistory::reallocate(Ptr& h, uint32_t capacity) {
+    Ptr n = make(capacity);
+    const size_t k = h->size_;
+    std::memcpy(n->ts_ms.p_, h->ts_ms.p_, k * sizeof(int64_t));
+    std::memcpy(n->amount_cumsum.p_, h->amount_cumsum.p_, k * sizeof(double));
+    std::memcpy(n->amount_sq_cumsum.p_, h->amount_sq_cumsum.p_, k * sizeof(double));
+    std::memcpy(n->txn_rows.p_, h->txn_rows.p_, k * sizeof(uint32_t));
+    n->size_ = h->size_;
+    n->amount_cumsum.base_ = h->amount_cumsum.base_;
+    n->amount_sq_cumsum.base_ = h->amount_sq_cumsum.base_;
+    h = std::move(n);
+}
+
+void EntityHistory::push(Ptr& h, int64_t ts_ms, uint32_t row, double amount, double amount_sq) {
+    const uint32_t begin = h->begin();
+    if (begin + h->size_ == h->capacity_) {
+        if (begin > 0 && 16 * static_cast<size_t>(begin) >= h->capacity_) {
+            // A sixteenth or more evicted at the front: slide the events down in place.
+            EntityHistory& x = *h;
+            const size_t k = x.size_;
+            int64_t* ts = x.ts_ms.p_ - begin;
+            double* sums = x.amount_cumsum.p_ - begin;
+            double* sq_sums = x.amount_sq_cumsum.p_ - begin;
+            uint32_t* rows = x.txn_rows.p_ - begin;
+            std::memmove(ts, x.ts_ms.p_, k * sizeof(int64_t));
+            std::memmove(sums, x.amount_cumsum.p_, k * sizeof(double));
+            std::memmove(sq_sums, x.amount_sq_cumsum.p_, k * sizeof(double));
+            std::memmove(rows, x.txn_rows.p_, k * sizeof(uint32_t));
+            x.point_columns(0);
+        } else {
+            reallocate(h, grown_capacity(static_cast<size_t>(h->size_) + 1));
+        }
+    }
+    EntityHistory& x = *h;
+    const uint32_t i = x.size_;
+    x.ts_ms.p_[i] = ts_ms;
+    x.txn_rows.p_[i] = row;
+    x.amount_cumsum.p_[i] = (i == 0 ? x.amount_cumsum.base_ : x.amount_cumsum.p_[i - 1]) + amount;
+    x.amount_sq_cumsum.p_[i] = (i == 0 ? x.amount_sq_cumsum.base_ : x.amount_sq_cumsum.p_[i - 1]) + amount_sq;
+    ++x.size_;
+}
+
+void EntityHistory::pop_front(Ptr& h) {
+    EntityHistory& x = *h;
+    x.amount_cumsum.base_ = x.amount_cumsum.p_[0];
+    x.amount_sq_cumsum.base_ = x.amount_sq_cumsum.p_[0];
+    --x.size_;
+    x.point_columns(x.size_ == 0 ? 0 : x.begin() + 1);
+    // Mostly evicted: give the memory back (amortised: the size fell by three quarters since the
+    // last move).
+    if (x.size_ > 0 && x.capacity_ > 16 && 4 * static_cast<size_t>(x.size_) <= x.capacity_) {
+        reallocate(h, grown_capacity(x.size_));
+    }
+}
+
+void EntityHistory::set_bases(double base, double base_sq) {
+    amount_cumsum.base_ = base;
+    amount_sq_cumsum.base_ = base_sq;
 }
 
 size_t EntityHistory::lower_bound(int64_t t) const {
-    return static_cast<size_t>(std::lower_bound(ts_ms.begin(), ts_ms.end(), t) - ts_ms.begin());
+    return static_cast<size_t>(std::lower_bound(ts_ms.p_, ts_ms.p_ + size_, t) - ts_ms.p_);
 }
 
-void EntityHistory::pop_front() {
-    ts_ms.pop_front();
-    txn_rows.pop_front();
-    amount_cumsum.pop_front();
-    amount_sq_cumsum.pop_front();
-}
-
-size_t EntityHistory::heap_bytes() const {
-    return ts_ms.heap_bytes() + txn_rows.heap_bytes() + amount_cumsum.heap_bytes() +
-           amount_sq_cumsum.heap_bytes();
-}
+size_t EntityHistory::heap_bytes() const { return malloc_bytes(block_bytes(capacity_)); }
 
 TemporalStore::TemporalStore(StoreConfig config) : config_(config) {
     if (config_.retention_ms < 0) {
@@ -59,9 +143,6 @@ TemporalStore::TemporalStore(StoreConfig config) : config_(config) {
 
 void TemporalStore::reserve(size_t n_txns) {
     txn_ids_.reserve(n_txns);
-    // Entities repeat: a quarter of the transaction count is a generous guess for any one type,
-    // and buckets are cheap (one pointer each).
-    for (auto& m : histories_) m.reserve(n_txns / 4);
 }
 
 bool TemporalStore::within_retention(int64_t t) const {
@@ -72,9 +153,8 @@ bool TemporalStore::within_retention(int64_t t) const {
 
 const EntityHistory* TemporalStore::history(fraud_entity type, int64_t id) const {
     if (type < 0 || type >= FRAUD_ENTITY_COUNT || id < 0) return nullptr;
-    const auto& m = histories_[type];
-    auto it = m.find(id);
-    return it == m.end() ? nullptr : &it->second;
+    const HistorySlot* s = histories_[type].find(id);
+    return s ? s->value.get() : nullptr;
 }
 
 size_t TemporalStore::num_entities(fraud_entity type) const {
@@ -85,11 +165,11 @@ size_t TemporalStore::num_entities(fraud_entity type) const {
 std::vector<std::pair<const char*, size_t>> TemporalStore::memory_breakdown() const {
     size_t index = 0, arrays = 0;
     for (const auto& m : histories_) {
-        index += hash_bytes<std::pair<const int64_t, EntityHistory>>(m);
-        for (const auto& kv : m) arrays += kv.second.heap_bytes();
+        index += malloc_bytes(m.slot_bytes());
+        m.for_each([&](const HistorySlot& s) { arrays += s.value->heap_bytes(); });
     }
     return {{"table", sizeof(*this) + deque_bytes(txns_) + deque_bytes(degrees_) + deque_bytes(masks_)},
-            {"txn_ids", hash_bytes<int64_t>(txn_ids_)},
+            {"txn_ids", malloc_bytes(txn_ids_.slot_bytes())},
             {"entity_index", index},
             {"histories", arrays}};
 }
@@ -109,22 +189,26 @@ uint32_t TemporalStore::push_row(const fraud_txn& txn) {
     txns_.push_back(txn);
     degrees_.emplace_back();
     masks_.push_back(0);
-    txn_ids_.insert(txn.txn_id);
+    txn_ids_.try_emplace(txn.txn_id);
     if (txn.timestamp_ms > watermark_ms_) watermark_ms_ = txn.timestamp_ms;
     ++appended_total_;
     return row;
 }
 
 void TemporalStore::drop_from_history(int e, int64_t id) {
-    auto& m = histories_[e];
-    auto it = m.find(id);
-    if (it == m.end()) return;
-    EntityHistory& h = it->second;
-    const size_t k = offset(h.txn_rows.front());
+    HistorySlot* s = histories_[e].find(id);
+    if (!s) return;
+    const size_t k = offset(s->value->txn_rows[0]);
     masks_[k] = static_cast<uint8_t>(masks_[k] & ~(1u << e));
     if (masks_[k] == 0) ++dead_rows_;
-    h.pop_front();
-    if (h.size() == 0) m.erase(it);  // an entity with nothing retained is forgotten
+    EntityHistory::pop_front(s->value);
+    if (s->value->size() == 0) histories_[e].erase(id);  // an entity with nothing retained is forgotten
+}
+
+EntityHistory::Ptr& TemporalStore::history_for_append(int e, int64_t id) {
+    auto [s, inserted] = histories_[e].try_emplace(id);
+    if (inserted) s->value = EntityHistory::make(1);
+    return s->value;
 }
 
 void TemporalStore::append(const fraud_txn& txn) {
@@ -135,20 +219,18 @@ void TemporalStore::append(const fraud_txn& txn) {
     for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
         const int64_t id = txn.entity_id[e];
         if (id < 0) continue;  // absent
-        EntityHistory& h = histories_[e][id];
+        EntityHistory::Ptr& h = history_for_append(e, id);
         // Appends are time-ordered, so only a tie with the newest events makes the count differ
         // from the history's size.
-        if (h.size() != 0) {
-            before[e] = static_cast<uint32_t>(h.ts_ms.back() == txn.timestamp_ms
-                                                  ? h.lower_bound(txn.timestamp_ms)
-                                                  : h.size());
+        const size_t n = h->size();
+        if (n != 0) {
+            before[e] = static_cast<uint32_t>(h->ts_ms[n - 1] == txn.timestamp_ms
+                                                  ? h->lower_bound(txn.timestamp_ms)
+                                                  : n);
         }
-        h.ts_ms.push_back(txn.timestamp_ms);
-        h.txn_rows.push_back(row);
-        h.amount_cumsum.push(txn.amount);
-        h.amount_sq_cumsum.push(sq);
+        EntityHistory::push(h, txn.timestamp_ms, row, txn.amount, sq);
         masks_[k] = static_cast<uint8_t>(masks_[k] | (1u << e));
-        if (config_.max_history_per_entity > 0 && h.size() > config_.max_history_per_entity) {
+        if (config_.max_history_per_entity > 0 && h->size() > config_.max_history_per_entity) {
             drop_from_history(e, id);  // never empties it: the cap is >= 1
         }
     }
@@ -198,10 +280,10 @@ void TemporalStore::compact() {
         masks.push_back(masks_[k]);
     }
     for (auto& m : histories_) {
-        for (auto& kv : m) {
-            Column<uint32_t>& rows = kv.second.txn_rows;
-            for (size_t i = 0; i < rows.size(); ++i) rows[i] = new_row[offset(rows[i])];
-        }
+        m.for_each([&](HistorySlot& s) {
+            uint32_t* rows = s.value->rows();
+            for (size_t i = 0; i < s.value->size(); ++i) rows[i] = new_row[offset(rows[i])];
+        });
     }
     txns_.swap(txns);
     degrees_.swap(degrees);
@@ -210,9 +292,7 @@ void TemporalStore::compact() {
 }
 
 void TemporalStore::restore_entity_base(fraud_entity type, int64_t id, double base, double base_sq) {
-    EntityHistory& h = histories_[type][id];
-    h.amount_cumsum.set_base(base);
-    h.amount_sq_cumsum.set_base(base_sq);
+    history_for_append(type, id)->set_bases(base, base_sq);
 }
 
 void TemporalStore::restore_append(const fraud_txn& txn, const uint32_t degrees[FRAUD_ENTITY_COUNT],
@@ -224,22 +304,19 @@ void TemporalStore::restore_append(const fraud_txn& txn, const uint32_t degrees[
     if (history_mask == 0) ++dead_rows_;
     for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
         if (!(history_mask & (1u << e))) continue;
-        EntityHistory& h = histories_[e][txn.entity_id[e]];
-        h.ts_ms.push_back(txn.timestamp_ms);
-        h.txn_rows.push_back(row);
-        h.amount_cumsum.push(txn.amount);
-        h.amount_sq_cumsum.push(txn.amount * txn.amount);
+        EntityHistory::push(history_for_append(e, txn.entity_id[e]), txn.timestamp_ms, row, txn.amount,
+                            txn.amount * txn.amount);
     }
 }
 
 void TemporalStore::restore_finish(int64_t watermark_ms, uint64_t evicted, uint64_t appended_total) {
     for (auto& m : histories_) {  // bases of entities that got no event: a corrupt snapshot
-        for (const auto& kv : m) {
-            if (kv.second.size() == 0) {
+        m.for_each([](const HistorySlot& s) {
+            if (s.value->size() == 0) {
                 throw FraudError(FRAUD_STATUS_IO_ERROR,
-                                 "entity " + std::to_string(kv.first) + " has a base but no events");
+                                 "entity " + std::to_string(s.key) + " has a base but no events");
             }
-        }
+        });
     }
     watermark_ms_ = std::max(watermark_ms_, watermark_ms);
     evicted_ = evicted;
@@ -247,19 +324,17 @@ void TemporalStore::restore_finish(int64_t watermark_ms, uint64_t evicted, uint6
     if (config_.max_history_per_entity > 0) {
         for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
             std::vector<int64_t> over;
-            for (const auto& kv : histories_[e]) {
-                if (kv.second.size() > config_.max_history_per_entity) over.push_back(kv.first);
-            }
+            histories_[e].for_each([&](const HistorySlot& s) {
+                if (s.value->size() > config_.max_history_per_entity) over.push_back(s.key);
+            });
             for (int64_t id : over) {
-                while (histories_[e][id].size() > config_.max_history_per_entity) drop_from_history(e, id);
+                while (histories_[e].find(id)->value->size() > config_.max_history_per_entity) {
+                    drop_from_history(e, id);
+                }
             }
         }
     }
     evict();
 }
-
-template class Column<int64_t>;
-template class Column<uint32_t>;
-template class Column<double>;
 
 }  // namespace libfraud

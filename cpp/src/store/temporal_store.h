@@ -16,12 +16,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <unordered_map>
-#include <unordered_set>
+#include <memory>
 #include <utility>
 #include <vector>
 
 #include "libfraud/fraud.h"
+#include "store/flat_map.h"
 
 namespace libfraud {
 
@@ -30,80 +30,89 @@ struct StoreConfig {
     uint32_t max_history_per_entity = 0;  // 0 = no limit
 };
 
-// A vector that grows at the back and is consumed from the front: the dropped prefix is erased
-// once it is at least half the storage, so both ends are amortised O(1) and indices stay dense.
+// A read-only column of an entity's history: [i] is its i-th retained event, oldest first.
 template <class T>
-class Column {
+class HistoryColumn {
 public:
-    size_t size() const { return v_.size() - begin_; }
-    bool empty() const { return size() == 0; }
-    const T& operator[](size_t i) const { return v_[begin_ + i]; }
-    T& operator[](size_t i) { return v_[begin_ + i]; }
-    const T& front() const { return v_[begin_]; }
-    const T& back() const { return v_.back(); }
-    const T* begin() const { return v_.data() + begin_; }
-    const T* end() const { return v_.data() + v_.size(); }
-    void push_back(const T& x) { v_.push_back(x); }
-    void pop_front() {
-        ++begin_;
-        if (begin_ == v_.size()) {
-            v_.clear();
-            begin_ = 0;
-        } else if (begin_ >= 16 && 2 * begin_ >= v_.size()) {
-            v_.erase(v_.begin(), v_.begin() + static_cast<std::ptrdiff_t>(begin_));
-            begin_ = 0;
-            if (v_.capacity() > 2 * v_.size() + 16) v_.shrink_to_fit();  // give memory back
-        }
-    }
-    // Heap bytes held (capacity, not size), plus the allocator's header.
-    size_t heap_bytes() const;
+    const T& operator[](size_t i) const { return p_[i]; }
+    const T* data() const { return p_; }
 
 private:
-    std::vector<T> v_;
-    size_t begin_ = 0;
+    friend class EntityHistory;
+    T* p_ = nullptr;
 };
 
-// Prefix sums over a Column: [i] = sum of the retained values [0..i]. Evicting the front moves
-// the base (the running sum before the first retained value) instead of rewriting the sums, so the
-// raw running sum continues identically after a snapshot round trip (bitwise-equal features).
-class PrefixSums {
+// Prefix sums: [i] = sum of the retained values [0..i]. Evicting the front moves the base (the
+// running sum before the first retained value) instead of rewriting the sums, so the raw running
+// sum continues identically after a snapshot round trip (bitwise-equal features).
+class PrefixSumColumn {
 public:
-    size_t size() const { return raw_.size(); }
-    double operator[](size_t i) const { return raw_[i] - base_; }
+    double operator[](size_t i) const { return p_[i] - base_; }
     // Sum of values [begin, end).
     double sum(size_t begin, size_t end) const {
         if (end <= begin) return 0.0;
-        return raw_[end - 1] - (begin == 0 ? base_ : raw_[begin - 1]);
-    }
-    void push(double x) { raw_.push_back((raw_.empty() ? base_ : raw_.back()) + x); }
-    void pop_front() {
-        base_ = raw_.front();
-        raw_.pop_front();
+        return p_[end - 1] - (begin == 0 ? base_ : p_[begin - 1]);
     }
     double base() const { return base_; }
-    void set_base(double b) { base_ = b; }  // only while empty (snapshot restore)
-    size_t heap_bytes() const { return raw_.heap_bytes(); }
 
 private:
-    Column<double> raw_;
+    friend class EntityHistory;
+    double* p_ = nullptr;
     double base_ = 0.0;
 };
 
-// One entity's retained transactions, in append order (so time-ordered).
-struct EntityHistory {
-    Column<int64_t> ts_ms;        // non-decreasing
-    Column<uint32_t> txn_rows;    // rows in the store's transaction table (see TemporalStore::txn)
-    PrefixSums amount_cumsum;     // [i] = sum of amounts [0..i]: window sums by subtraction
-    PrefixSums amount_sq_cumsum;  // same for squares: mean/std of the history in O(1)
+// One entity's retained transactions, in append order (so time-ordered). The header and its four
+// arrays are one allocation (28 bytes an event plus 56 a history), grown by a sixteenth at a
+// time: the store holds millions of short histories, where a vector per column and doubling cost
+// twice as much. Only the store creates and changes one (through Ptr); readers get a const pointer,
+// valid until the store's next append.
+class EntityHistory {
+public:
+    HistoryColumn<int64_t> ts_ms;       // non-decreasing
+    HistoryColumn<uint32_t> txn_rows;   // rows in the store's transaction table (see TemporalStore::txn)
+    PrefixSumColumn amount_cumsum;      // [i] = sum of amounts [0..i]: window sums by subtraction
+    PrefixSumColumn amount_sq_cumsum;   // same for squares: mean/std of the history in O(1)
 
-    size_t size() const { return ts_ms.size(); }
+    size_t size() const { return size_; }
     // Index of the first event with ts_ms >= t (so [0, result) are the events strictly before t).
     size_t lower_bound(int64_t t) const;
     // Sum of amounts (or squared amounts) of events [begin, end).
     double amount_sum(size_t begin, size_t end) const { return amount_cumsum.sum(begin, end); }
     double amount_sq_sum(size_t begin, size_t end) const { return amount_sq_cumsum.sum(begin, end); }
-    void pop_front();
+    // Heap bytes of the allocation (header and arrays), with the allocator's header.
     size_t heap_bytes() const;
+
+    EntityHistory(const EntityHistory&) = delete;
+    EntityHistory& operator=(const EntityHistory&) = delete;
+
+private:
+    friend class TemporalStore;
+    struct Free {
+        void operator()(EntityHistory* h) const;
+    };
+    using Ptr = std::unique_ptr<EntityHistory, Free>;
+
+    explicit EntityHistory(uint32_t capacity) : capacity_(capacity) {}
+    // A new, empty history with room for `capacity` events.
+    static Ptr make(uint32_t capacity);
+    // Appends one event; may move the history to a new allocation (h is updated).
+    static void push(Ptr& h, int64_t ts_ms, uint32_t row, double amount, double amount_sq);
+    // Drops the oldest event (size() > 0); may move it to a smaller allocation.
+    static void pop_front(Ptr& h);
+    // Starts the running sums at these bases; only while empty (snapshot restore).
+    void set_bases(double base, double base_sq);
+    uint32_t* rows() { return txn_rows.p_; }
+    // Points the columns at slot `begin` of arrays sized capacity_, laid out after the header.
+    void point_columns(uint32_t begin);
+    // Evicted events still at the front of the arrays (the ts array starts right after the header).
+    uint32_t begin() const {
+        return static_cast<uint32_t>(ts_ms.p_ - reinterpret_cast<const int64_t*>(this + 1));
+    }
+    // Moves the retained events to a new allocation of (at least) `capacity` events.
+    static void reallocate(Ptr& h, uint32_t capacity);
+
+    uint32_t size_ = 0;
+    uint32_t capacity_ = 0;
 };
 
 // Not thread-safe for writers: append() must not run concurrently with anything else on the store;
@@ -114,7 +123,8 @@ public:
     explicit TemporalStore(StoreConfig config = {});
 
     const StoreConfig& config() const { return config_; }
-    // Capacity hint; the maps get a share of it since entities repeat across transactions.
+    // Capacity hint for the duplicate-id set (the entity index grows by itself: how many entities
+    // n transactions name varies too much to guess).
     void reserve(size_t n_txns);
     // Transactions retained now (in the table).
     size_t size() const { return txns_.size(); }
@@ -129,7 +139,7 @@ public:
     // t < watermark - retention_ms (what the sampler's OUT_OF_RETENTION check asks).
     bool within_retention(int64_t t) const;
     // Duplicate detection covers the retained transactions only.
-    bool contains_txn_id(int64_t txn_id) const { return txn_ids_.count(txn_id) != 0; }
+    bool contains_txn_id(int64_t txn_id) const { return txn_ids_.contains(txn_id); }
     // Rows are logical uint32 numbers that wrap modulo 2^32 (months of appends never overflow; at
     // most 2^32 - 1 transactions are retained at once). Precondition: row is in some history (or
     // was returned by row_of() for a retained transaction).
@@ -146,11 +156,11 @@ public:
     const EntityHistory* history(fraud_entity type, int64_t id) const;
     // Number of distinct entities of this type with a retained history.
     size_t num_entities(fraud_entity type) const;
-    // Approximate heap bytes held: vectors' and deques' capacity, hash nodes and buckets, with
-    // the allocator's per-block header.
+    // Approximate heap bytes held: deques' blocks, hash tables' slot arrays, histories'
+    // allocations, with the allocator's per-block header.
     size_t approx_bytes() const;
     // approx_bytes() by part: "table" (transactions, degrees, masks), "txn_ids" (duplicate
-    // detection set), "entity_index" (hash nodes and buckets), "histories" (their arrays).
+    // detection set), "entity_index" (the hash tables' slots), "histories" (their allocations).
     std::vector<std::pair<const char*, size_t>> memory_breakdown() const;
 
     // Precondition: validated (validate_for_append): fields in their domain, timestamp >= the
@@ -171,18 +181,22 @@ public:
     template <class Fn>
     void for_each_entity_base(Fn&& fn) const {
         for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
-            for (const auto& [id, h] : histories_[e]) {
+            histories_[e].for_each([&](const HistorySlot& s) {
+                const EntityHistory& h = *s.value;
                 if (h.amount_cumsum.base() != 0.0 || h.amount_sq_cumsum.base() != 0.0) {
-                    fn(static_cast<fraud_entity>(e), id, h.amount_cumsum.base(),
+                    fn(static_cast<fraud_entity>(e), s.key, h.amount_cumsum.base(),
                        h.amount_sq_cumsum.base());
                 }
-            }
+            });
         }
     }
 
 private:
+    using HistorySlot = FlatKeyValue<EntityHistory::Ptr>;
     size_t offset(uint32_t row) const { return static_cast<uint32_t>(row - head_row_); }
     uint32_t push_row(const fraud_txn& txn);
+    // The entity's history, created empty when absent; valid until the map's next insert or erase.
+    EntityHistory::Ptr& history_for_append(int e, int64_t id);
     void drop_from_history(int e, int64_t id);  // pops that history's front
     void evict();                                // time, dead rows, compaction
     void compact();
@@ -194,8 +208,8 @@ private:
     std::deque<uint8_t> masks_;  // bit e: still in entity type e's history; 0 = dead row
     uint32_t head_row_ = 0;
     size_t dead_rows_ = 0;
-    std::unordered_map<int64_t, EntityHistory> histories_[FRAUD_ENTITY_COUNT];
-    std::unordered_set<int64_t> txn_ids_;
+    FlatMap<EntityHistory::Ptr> histories_[FRAUD_ENTITY_COUNT];  // values never null
+    FlatSet txn_ids_;
     int64_t watermark_ms_ = INT64_MIN;
     uint64_t evicted_ = 0;
     uint64_t appended_total_ = 0;
