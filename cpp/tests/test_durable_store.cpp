@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "common/error.h"
 #include "features/features.h"
 #include "sampler/sampler.h"
@@ -26,19 +27,6 @@
 using namespace libfraud;
 
 namespace {
-
-int g_passed = 0;
-int g_failed = 0;
-
-#define CHECK(cond)                                                     \
-    do {                                                                \
-        if (cond) {                                                     \
-            ++g_passed;                                                 \
-        } else {                                                        \
-            ++g_failed;                                                 \
-            std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                               \
-    } while (0)
 
 template <class Fn>
 bool throws_io(Fn fn, const std::string& needle, std::string* msg = nullptr) {
@@ -465,6 +453,5 @@ int main() {
         ++g_failed;
         std::printf("FAIL: uncaught exception: %s\n", e.what());
     }
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed ? 1 : 0;
+    return report_checks();
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "common/error.h"
 #include "sampler/neighbourhood.h"
 #include "sampler/sampler.h"
@@ -27,39 +28,6 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
-
-int g_passed = 0;
-int g_failed = 0;
-
-#define CHECK(cond)                                                     \
-    do {                                                                \
-        if (cond) {                                                     \
-            ++g_passed;                                                 \
-        } else {                                                        \
-            ++g_failed;                                                 \
-            std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                               \
-    } while (0)
-
-template <class Fn>
-void check_throws(Fn fn, fraud_status status, const std::string& needle, int line) {
-    try {
-        fn();
-    } catch (const FraudError& e) {
-        const bool ok = e.status() == status && std::string(e.what()).find(needle) != std::string::npos;
-        if (ok) {
-            ++g_passed;
-        } else {
-            ++g_failed;
-            std::printf("FAIL line %d: status %d message \"%s\", wanted status %d containing \"%s\"\n",
-                        line, e.status(), e.what(), status, needle.c_str());
-        }
-        return;
-    }
-    ++g_failed;
-    std::printf("FAIL line %d: no FraudError (wanted \"%s\")\n", line, needle.c_str());
-}
-#define CHECK_THROWS(expr, status, needle) check_throws([&] { expr; }, status, needle, __LINE__)
 
 constexpr int64_t kHour = 3600000;
 
@@ -311,6 +279,5 @@ int main() {
     test_uniform();
     test_errors();
     test_no_allocation_and_streaming();
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return report_checks();
 }

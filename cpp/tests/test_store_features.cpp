@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "common/error.h"
 #include "features/features.h"
 #include "store/temporal_store.h"
@@ -28,40 +29,7 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
-int g_passed = 0;
-int g_failed = 0;
-
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (cond) {                                                           \
-            ++g_passed;                                                       \
-        } else {                                                              \
-            ++g_failed;                                                       \
-            std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);       \
-        }                                                                     \
-    } while (0)
-
 // Runs fn, expecting FraudError with this status and a message containing `needle`.
-template <class Fn>
-void check_throws(Fn fn, fraud_status status, const std::string& needle, int line) {
-    try {
-        fn();
-    } catch (const FraudError& e) {
-        const bool ok = e.status() == status && std::string(e.what()).find(needle) != std::string::npos;
-        if (ok) {
-            ++g_passed;
-        } else {
-            ++g_failed;
-            std::printf("FAIL line %d: status %d message \"%s\", wanted status %d containing \"%s\"\n",
-                        line, e.status(), e.what(), status, needle.c_str());
-        }
-        return;
-    }
-    ++g_failed;
-    std::printf("FAIL line %d: no FraudError (wanted \"%s\")\n", line, needle.c_str());
-}
-#define CHECK_THROWS(expr, status, needle) check_throws([&] { expr; }, status, needle, __LINE__)
-
 constexpr int64_t kHour = 3600000;
 constexpr int64_t kDay = 24 * kHour;
 
@@ -348,6 +316,5 @@ int main() {
     test_features();
     test_max_scan();
     test_no_allocation_and_repeatability();
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return report_checks();
 }
