@@ -10,22 +10,13 @@
 #include <vector>
 
 #include "check.h"
+#include "count_allocations.h"
 #include "common/error.h"
 #include "features/features.h"
 #include "store/temporal_store.h"
 #include "store/validate.h"
 
 using namespace libfraud;
-
-// Counts heap allocations, to check that compute() makes none after warm-up.
-static long g_allocations = 0;
-void* operator new(std::size_t n) {
-    ++g_allocations;
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
