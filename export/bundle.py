@@ -32,30 +32,14 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT = "libfraud-bundle"
-BUNDLE_FORMAT_VERSION = 1  # FRAUD_BUNDLE_FORMAT_VERSION in fraud.h
+BUNDLE_FORMAT_VERSION = 2  # FRAUD_BUNDLE_FORMAT_VERSION in fraud.h
 MANIFEST = "manifest.json"
-ENTITIES = ("card", "device", "merchant", "ip")  # the order of fraud_txn.entity_id
-FEATURE_CONFIG_KEYS = ("windows_ms", "distinct_window_ms", "max_scan")
 TREES_ARTIFACT = "trees"
 SOURCE_ARTIFACT = "xgboost"
 REQUIRED_KEYS = (
     "format", "format_version", "created_utc", "schema", "features", "model",
     "threshold", "threshold_rule", "artifacts", "parity", "metrics", "tools",
 )
-
-# fraud_txn (fraud.h) column by column, used when libfraud.data.schema is not available.
-_FALLBACK_COLUMNS = (
-    {"name": "txn_id", "dtype": "int64", "rule": "unique within the store"},
-    {"name": "timestamp_ms", "dtype": "int64", "rule": "unix epoch milliseconds; not older than the store's watermark"},
-    {"name": "amount", "dtype": "float64", "rule": "finite and > 0"},
-    {"name": "card_id", "dtype": "int64", "rule": ">= 0"},
-    {"name": "device_id", "dtype": "int64", "rule": ">= 0, or -1 (absent)"},
-    {"name": "merchant_id", "dtype": "int64", "rule": ">= 0"},
-    {"name": "ip_id", "dtype": "int64", "rule": ">= 0, or -1 (absent)"},
-    {"name": "country", "dtype": "int32", "rule": "1..999 (ISO 3166 numeric)"},
-    {"name": "mcc", "dtype": "int32", "rule": "0..9999"},
-)
-
 
 class BundleError(ValueError):
     """A bundle that cannot be read, or a target that must not be overwritten."""
@@ -70,32 +54,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _schema_columns() -> list[dict[str, str]]:
-    try:
-        from libfraud.data.schema import COLUMNS  # written alongside; optional until it lands
-    except ImportError:
-        return [dict(c) for c in _FALLBACK_COLUMNS]
-    items = COLUMNS.items() if isinstance(COLUMNS, Mapping) else ((None, c) for c in COLUMNS)
-    columns = []
-    for key, c in items:
-        get = c.get if isinstance(c, Mapping) else (lambda k, d=None, c=c: getattr(c, k, d))
-        name = get("name") or key
-        dtype = get("dtype")
-        if name is None or dtype is None:
-            raise BundleError(f"libfraud.data.schema.COLUMNS entry {c!r} has no name or dtype")
-        try:
-            import numpy as np
-
-            dtype = np.dtype(dtype).name
-        except TypeError:
-            dtype = str(dtype)
-        if get("required", True) is False:  # e.g. label: in training tables, not in fraud_txn
-            continue
-        rule = get("rule") or get("description") or ""
-        columns.append({"name": str(name), "dtype": dtype, "rule": str(rule)})
-    return columns
 
 
 def _tool_versions(compiler: str) -> dict[str, str]:
@@ -121,27 +79,44 @@ def _tool_versions(compiler: str) -> dict[str, str]:
     }
 
 
-def _check_feature_config(config: Any) -> dict[str, Any]:
-    if not isinstance(config, Mapping):
-        raise ValueError(f"feature_config must be a dict with keys {list(FEATURE_CONFIG_KEYS)}")
-    if set(config) != set(FEATURE_CONFIG_KEYS):
-        raise ValueError(
-            f"feature_config keys {sorted(config)} differ from the bundle's {list(FEATURE_CONFIG_KEYS)}"
-        )
+def align_spec(spec: Mapping, names: Sequence[str], gnn_outputs: Sequence[str] = ()) -> dict:
+    """The feature spec (SCHEMA.md JSON) with its features in the model's order, ``names`` minus the
+    trailing GNN outputs: the core computes the spec's features in order, so they must be the
+    model's first columns. A model feature the spec does not define is refused by name (the core
+    could not compute it); spec features the model does not read are dropped."""
+    if not isinstance(spec, Mapping) or spec.get("format") != "libfraud-features":
+        raise ValueError("spec must be a feature spec in its JSON form (format 'libfraud-features')")
+    by_name = {f["name"]: f for f in spec.get("features", [])}
+    core_names = list(names[:len(names) - len(gnn_outputs)]) if gnn_outputs else list(names)
+    missing = [n for n in core_names if n not in by_name]
+    if missing:
+        known = ", ".join(list(by_name)[:12]) + (" ..." if len(by_name) > 12 else "")
+        raise ValueError(f"the model reads feature {missing[0]!r}, which the feature spec does not define, so the "
+                         f"core cannot compute it ({len(missing)} such: {missing[:5]}); the spec has: {known}")
+    if not core_names:
+        raise ValueError("the model reads no feature the core computes")
+    return {**spec, "features": [by_name[n] for n in core_names]}
 
-    def integer(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
-    windows = config["windows_ms"]
-    if isinstance(windows, (str, bytes)) or not isinstance(windows, Sequence) or not windows \
-            or not all(integer(w) for w in windows):
-        raise ValueError(f"feature_config['windows_ms'] must be a non-empty list of positive ints, got {windows!r}")
-    for key in ("distinct_window_ms", "max_scan"):
-        if not integer(config[key]):
-            raise ValueError(f"feature_config[{key!r}] must be a positive int, got {config[key]!r}")
-    return {"windows_ms": [int(w) for w in windows],
-            "distinct_window_ms": int(config["distinct_window_ms"]),
-            "max_scan": int(config["max_scan"])}
+def _check_served(bundle: Path, booster, X_holdout) -> dict:
+    """Open the written bundle with the core itself and score held-out rows: a bundle the engine
+    refuses, or whose served scores differ from the trees', is never moved into place."""
+    import numpy as np
+
+    from libfraud import _core
+    try:
+        engine = _core.Engine(str(bundle))
+    except Exception as e:  # noqa: BLE001 - any refusal stops the write, with the core's reason
+        raise BundleError(f"the core refuses the bundle it was about to write: {e}") from e
+    rows = np.ascontiguousarray(np.asarray(X_holdout, dtype=np.float32)[:256])
+    if len(rows) == 0:
+        return {"rows": 0}
+    served = engine.score_features(rows)
+    expected = booster.inplace_predict(rows)
+    diff = float(np.max(np.abs(served - expected)))
+    if not diff <= 1e-5:
+        raise ParityError(f"the engine's scores differ from xgboost's by {diff:.3g} on held-out rows")
+    return {"rows": int(len(rows)), "max_abs_diff": diff, "backend": engine.gnn_backend}
 
 
 def _booster_facts(booster) -> tuple[int, float]:
@@ -204,7 +179,8 @@ def build_bundle(
     *,
     booster,
     feature_names: Sequence[str],
-    feature_config: dict,
+    schema: Mapping,
+    spec: Mapping,
     X_holdout,
     threshold: float,
     threshold_rule: str,
@@ -221,6 +197,11 @@ def build_bundle(
     added when too few) must hold within 1e-5, else ParityError and nothing is written. An existing
     bundle at ``out_dir`` is replaced; any other existing non-empty directory or file is refused
     (BundleError). ``extra``: more top-level manifest keys (not the spec's own).
+
+    ``schema`` and ``spec``: the declared schema and feature spec in their JSON forms
+    (export/SCHEMA.md). Every model feature must be one the spec defines (align_spec: the compiler
+    names the first that is not); the bundle carries the spec in the model's order. Before the
+    bundle is moved into place the core opens it and scores held-out rows through it.
 
     ``gnn`` (optional; see BUNDLE.md "gnn"): ``sampler``, ``embedding_dim``, ``output_features``
     (the trailing names of ``feature_names``), ``default_backend`` and ``backends``: a list of
@@ -240,7 +221,9 @@ def build_bundle(
         raise ValueError(f"{len(names)} feature_names for a booster of {booster.num_features()} features")
     if booster.feature_names is not None and list(booster.feature_names) != names:
         raise ValueError(f"feature_names differ from the booster's {booster.feature_names}")
-    config = _check_feature_config(feature_config)
+    if not isinstance(schema, Mapping) or schema.get("format") != "libfraud-schema":
+        raise ValueError("schema must be a declared schema in its JSON form (format 'libfraud-schema')")
+    aligned = align_spec(spec, names, (gnn or {}).get("output_features", ()))
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
             or not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
@@ -290,8 +273,8 @@ def build_bundle(
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_FORMAT_VERSION,
             "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "schema": {"columns": _schema_columns(), "entities": list(ENTITIES), "timestamp_unit": "ms"},
-            "features": {"config": config, "order": names},
+            "schema": dict(schema),
+            "features": {"spec": aligned, "order": names},
             "model": {
                 "kind": "gbdt",
                 "artifact": TREES_ARTIFACT,
@@ -318,6 +301,7 @@ def build_bundle(
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        _check_served(tmp, booster, X_holdout)
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -20,6 +20,13 @@ from libfraud.data import (
     validate_transactions,
     write_transactions,
 )
+from libfraud.data.generate import (
+    GENERATED_FRAUD_TYPES,
+    LEGIT_LABEL_DELAY_MS,
+    compromised_merchants,
+)
+
+DAY_MS = 86_400_000
 
 
 def gen(n, **kw) -> pd.DataFrame:
@@ -49,7 +56,8 @@ def test_chunks_have_requested_size():
 
 
 def test_time_order_unique_ids_schema(big):
-    assert list(big.columns) == [*COLUMN_NAMES, "fraud_type"]
+    assert list(big.columns) == [*COLUMN_NAMES, "label_time_ms", "fraud_type"]
+    assert big["label_time_ms"].dtype == np.int64
     assert np.array_equal(big["txn_id"].to_numpy(), np.arange(len(big)))
     assert big["timestamp_ms"].is_monotonic_increasing
     validate_transactions(big)  # must not raise
@@ -64,19 +72,23 @@ def test_fraud_rate_close_to_requested(rate):
 
 
 def test_each_typology_present_with_label(big):
+    assert GENERATED_FRAUD_TYPES[: len(FRAUD_TYPES)] == FRAUD_TYPES
+    assert "compromised_merchant" in GENERATED_FRAUD_TYPES
     counts = big["fraud_type"].value_counts()
-    for t in FRAUD_TYPES[1:]:
+    for t in GENERATED_FRAUD_TYPES[1:]:
         assert counts.get(t, 0) >= 20, t
-    assert set(big["fraud_type"]) == set(FRAUD_TYPES)
+    assert set(big["fraud_type"]) == set(GENERATED_FRAUD_TYPES)
     assert np.array_equal(big["label"].to_numpy() == 1, (big["fraud_type"] != "").to_numpy())
 
 
 def test_typology_mix_present(big):
     fraud = big[big["label"] == 1]
     share = fraud["fraud_type"].value_counts(normalize=True)
-    # Roughly 35% ring, 15% collusion, 30% card testing, 20% account takeover (by rows).
+    # Roughly 15% compromised merchants, the rest 35% ring, 15% collusion, 30% card testing,
+    # 20% account takeover (by rows).
     for t, lo, hi in [("ring", 0.2, 0.5), ("merchant_collusion", 0.05, 0.3),
-                      ("card_testing", 0.15, 0.45), ("account_takeover", 0.08, 0.35)]:
+                      ("card_testing", 0.15, 0.45), ("account_takeover", 0.08, 0.35),
+                      ("compromised_merchant", 0.07, 0.25)]:
         assert lo < share.get(t, 0.0) < hi, (t, share.to_dict())
 
 
@@ -145,6 +157,81 @@ def test_account_takeover_new_device_or_victims_own(big):
     assert ato["amount"].median() > 1.5 * legit["amount"].median()
 
 
+def test_label_times_follow_the_documented_delays(big):
+    df = big
+    delay = (df["label_time_ms"] - df["timestamp_ms"]).to_numpy()
+    assert (delay >= 0).all()
+    fraud = df["label"].to_numpy() == 1
+    assert (delay[~fraud] == LEGIT_LABEL_DELAY_MS).all() and LEGIT_LABEL_DELAY_MS == 30 * DAY_MS
+    days = delay[fraud] / DAY_MS
+    # Lognormal, median 5 days (a little less with the same-day reports), capped at 30 days.
+    assert 4.0 < np.median(days) < 5.5
+    assert 0.04 < (days < 1).mean() < 0.12  # some reported the same day
+    assert 12 < np.quantile(days, 0.95) < 20 and days.max() <= 30
+    assert (days > 20).mean() > 0.005  # a long tail towards 30 days
+
+
+def test_without_breaches():
+    off = gen(5_000, seed=2, fraud_rate=0.05, compromised_share=0.0)
+    assert not (off["fraud_type"] == "compromised_merchant").any()
+    assert (off["label_time_ms"] >= off["timestamp_ms"]).all()
+    assert len(compromised_merchants(5_000, seed=2, fraud_rate=0.05, compromised_share=0.0)) == 0
+    with pytest.raises(ValueError, match="compromised_share"):
+        next(generate_transactions(10, compromised_share=0.9))
+
+
+def _exposure(df: pd.DataFrame, breaches: pd.DataFrame) -> tuple[dict, dict]:
+    """First time each card was seen (legit row) by a breached merchant during its breach, and,
+    for the other cards active during some breach, their first row in such a window (control)."""
+    legit = df[df["label"] == 0]
+    exposed: dict[int, int] = {}
+    active: dict[int, int] = {}
+    for b in breaches.itertuples():
+        during = legit[(legit["timestamp_ms"] >= b.start_ms) & (legit["timestamp_ms"] < b.end_ms)]
+        there = during[during["merchant_id"] == b.merchant_id]
+        for target, rows in ((exposed, there), (active, during)):
+            for card, t in rows.groupby("card_id")["timestamp_ms"].min().items():
+                target[card] = min(target.get(card, t), t)
+    return exposed, {c: t for c, t in active.items() if c not in exposed}
+
+
+def _later_fraud_share(df: pd.DataFrame, first: dict) -> float:
+    fraud = df[df["label"] == 1].groupby("card_id")["timestamp_ms"].apply(np.asarray)
+    hit = [((f > t) & (f <= t + 16 * DAY_MS)).any() for c, t in first.items()
+           for f in [fraud.get(c, np.zeros(0, np.int64))]]
+    return float(np.mean(hit))
+
+
+@pytest.mark.parametrize("rate,lift", [(0.01, 8.0), (0.05, 3.0)])
+def test_compromised_merchants_defraud_their_customers_later(big, rate, lift):
+    # big is (50_000, seed=7, fraud_rate=0.05); at 5% other fraud is common among the controls.
+    df = big if rate == 0.05 else gen(50_000, seed=7, fraud_rate=rate)
+    breaches = compromised_merchants(50_000, seed=7, fraud_rate=rate)
+    assert len(breaches) >= 2 and breaches["merchant_id"].isin(df["merchant_id"]).all()
+    assert set(breaches["kind"]) <= {"skimmer", "data_breach"}
+    span = breaches["end_ms"] - breaches["start_ms"]
+    assert span.between(2 * DAY_MS, 10 * DAY_MS).all()
+    # The breached merchant's own rows are not fraud; the victims' fraud is elsewhere, later.
+    comp = df[df["fraud_type"] == "compromised_merchant"]
+    assert comp["merchant_id"].isin(breaches["merchant_id"]).mean() < 0.15
+    exposed, control = _exposure(df, breaches)
+    assert len(exposed) >= 20 and len(control) >= 500
+    assert comp["card_id"].isin(exposed).all()  # every victim was seen by a breached merchant
+    # Each victim's fraud starts 1-14 days (+ a spree of up to 36 h) after a visit to a breached
+    # merchant during its breach (the capture: the first exposure or a later one).
+    seen = pd.merge(df[df["label"] == 0], breaches, on="merchant_id")
+    seen = seen[(seen["timestamp_ms"] >= seen["start_ms"]) & (seen["timestamp_ms"] < seen["end_ms"])]
+    seen = seen.groupby("card_id")["timestamp_ms"].apply(np.asarray)
+    for card, t in comp.groupby("card_id")["timestamp_ms"].min().items():
+        gap = t - seen[card]
+        assert ((gap > DAY_MS) & (gap < 15.5 * DAY_MS)).any(), card
+    p_exposed, p_control = _later_fraud_share(df, exposed), _later_fraud_share(df, control)
+    # Cards that used a breached merchant during its breach are far more often defrauded in the
+    # next 16 days than cards active at the same time elsewhere.
+    assert p_exposed > 0.25
+    assert p_exposed > lift * p_control, (p_exposed, p_control)
+
+
 def test_colluding_merchants_look_ordinary_but_serve_many_ring_cards(big):
     col = big[big["fraud_type"] == "merchant_collusion"]
     per_merchant = col.groupby("merchant_id")["card_id"].nunique()
@@ -163,10 +250,14 @@ def test_file_round_trip(tmp_path, suffix):
     path = write_transactions(tmp_path / f"t{suffix}", 3_000, seed=5, fraud_rate=0.05)
     expect = gen(3_000, seed=5, fraud_rate=0.05)
     got = load_transactions(path)
+    if suffix == ".csv":  # extra columns stay as read: CSV text
+        got["label_time_ms"] = got["label_time_ms"].astype(np.int64)
     pd.testing.assert_frame_equal(got, expect)
     chunks = list(iter_transactions(path, chunk_size=1_000))
     assert [len(c) for c in chunks] == [1_000, 1_000, 1_000]
-    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), expect)
+    got = pd.concat(chunks, ignore_index=True)
+    got["label_time_ms"] = got["label_time_ms"].astype(np.int64)
+    pd.testing.assert_frame_equal(got, expect)
     if suffix == ".csv":
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
         assert ((raw["device_id"] == "") == (expect["device_id"] == -1)).all()

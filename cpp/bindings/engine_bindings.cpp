@@ -12,7 +12,9 @@
 #include "libfraud/fraud.h"
 
 namespace py = pybind11;
-using libfraud::bindings::TxnView;
+using libfraud::bindings::EventsView;
+using libfraud::bindings::LabelsView;
+using A = const py::array&;
 
 namespace {
 
@@ -37,6 +39,40 @@ public:
         fraud_engine* raw = nullptr;
         check(fraud_engine_open(bundle_dir.c_str(), &params, &raw));
         engine_.reset(raw);
+        read_schema();
+    }
+
+    // The engine's schema, read through the C API as a switch would.
+    void read_schema() {
+        auto names = [&](fraud_field_role role) {
+            size_t n = 0;
+            check(fraud_engine_schema_count(engine_.get(), role, &n));
+            std::vector<std::string> out;
+            for (size_t i = 0; i < n; ++i) {
+                const char* name = nullptr;
+                check(fraud_engine_schema_name(engine_.get(), role, i, &name));
+                out.emplace_back(name);
+            }
+            return out;
+        };
+        schema_.entities = names(FRAUD_ROLE_ENTITY);
+        schema_.entity_required.assign(schema_.entities.size(), true);
+        schema_.numeric = names(FRAUD_ROLE_NUMERIC);
+        schema_.categorical = names(FRAUD_ROLE_CATEGORICAL);
+        int32_t has_amount = 0;
+        check(fraud_engine_schema_has_amount(engine_.get(), &has_amount));
+        schema_.has_amount = has_amount != 0;
+    }
+    const libfraud::Schema& schema() const { return schema_; }
+    EventsView view(A a, A b, A c, A d, A e, A f) const { return EventsView(schema_, a, b, c, d, e, f); }
+
+    void label(const LabelsView& l) {
+        fraud_status status;
+        {
+            py::gil_scoped_release release;
+            status = fraud_engine_label(engine_.get(), l.data(), l.size());
+        }
+        check(status);
     }
 
     // Asked each time: a swap may change the model.
@@ -69,39 +105,36 @@ public:
         return value;
     }
 
-    void ingest(const py::array& records) {
-        TxnView span(records);
+    void ingest(const EventsView& span) {
         fraud_status status;
         {
             py::gil_scoped_release release;
-            status = fraud_engine_ingest(engine_.get(), span.data(), span.size());
+            status = fraud_engine_ingest_events(engine_.get(), span.data(), span.size());
         }
         check(status);
     }
 
-    py::array_t<float> score(const py::array& records, bool ingest) {
-        TxnView span(records);
+    py::array_t<float> score(const EventsView& span, bool ingest) {
         py::array_t<float> scores(static_cast<py::ssize_t>(span.size()));
         float* out = scores.mutable_data();
         fraud_status status;
         {
             py::gil_scoped_release release;
-            status = ingest ? fraud_engine_score_and_ingest(engine_.get(), span.data(), span.size(), out)
-                            : fraud_engine_score(engine_.get(), span.data(), span.size(), out);
+            status = ingest ? fraud_engine_score_and_ingest_events(engine_.get(), span.data(), span.size(), out)
+                            : fraud_engine_score_events(engine_.get(), span.data(), span.size(), out);
         }
         check(status);
         return scores;
     }
 
-    py::array_t<float> features(const py::array& records) const {
-        TxnView span(records);
+    py::array_t<float> features(const EventsView& span) const {
         const size_t nf = num_features();
         py::array_t<float> rows({static_cast<py::ssize_t>(span.size()), static_cast<py::ssize_t>(nf)});
         float* out = rows.mutable_data();
         fraud_status status;
         {
             py::gil_scoped_release release;
-            status = fraud_engine_features(engine_.get(), span.data(), span.size(), out);
+            status = fraud_engine_features_events(engine_.get(), span.data(), span.size(), out);
         }
         check(status);
         return rows;
@@ -124,8 +157,7 @@ public:
 
     // One C API call per transaction, each timed inside C++: the latency a switch sees, without
     // Python's own overhead in the figure.
-    py::tuple score_and_ingest_timed(const py::array& records) {
-        TxnView span(records);
+    py::tuple score_and_ingest_timed(const EventsView& span) {
         py::array_t<float> scores(static_cast<py::ssize_t>(span.size()));
         py::array_t<int64_t> latency_ns(static_cast<py::ssize_t>(span.size()));
         float* out = scores.mutable_data();
@@ -135,7 +167,7 @@ public:
             py::gil_scoped_release release;
             for (size_t i = 0; i < span.size() && status == FRAUD_STATUS_OK; ++i) {
                 auto start = std::chrono::steady_clock::now();
-                status = fraud_engine_score_and_ingest(engine_.get(), span.data() + i, 1, out + i);
+                status = fraud_engine_score_and_ingest_events(engine_.get(), span.data() + i, 1, out + i);
                 ns[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(
                             std::chrono::steady_clock::now() - start).count();
             }
@@ -185,6 +217,9 @@ public:
         d["latency_p50_us"] = s.latency_p50_us;
         d["latency_p99_us"] = s.latency_p99_us;
         d["gnn_backend"] = std::string(s.gnn_backend);
+        d["labels_applied"] = s.labels_applied;
+        d["labels_rejected"] = s.labels_rejected;
+        d["store_labels"] = s.store_labels;
         return d;
     }
 
@@ -200,6 +235,7 @@ private:
         void operator()(fraud_engine* e) const { fraud_engine_free(e); }
     };
     std::unique_ptr<fraud_engine, Free> engine_;
+    libfraud::Schema schema_;
 };
 
 }  // namespace
@@ -215,12 +251,24 @@ void bind_engine(py::module_& m) {
         .def_property_readonly("num_features", &PyEngine::num_features)
         .def_property_readonly("feature_names", &PyEngine::feature_names)
         .def_property_readonly("threshold", &PyEngine::threshold)
-        .def("ingest", &PyEngine::ingest, py::arg("records"))
-        .def("score", [](PyEngine& e, const py::array& r) { return e.score(r, false); }, py::arg("records"))
-        .def("score_and_ingest", [](PyEngine& e, const py::array& r) { return e.score(r, true); }, py::arg("records"))
-        .def("score_and_ingest_timed", &PyEngine::score_and_ingest_timed, py::arg("records"),
-             "(scores, latency_ns): one C API call per transaction, timed in C++")
-        .def("features", &PyEngine::features, py::arg("records"))
+        .def_property_readonly("entity_types", [](const PyEngine& e) { return e.schema().entities; })
+        .def_property_readonly("numeric_fields", [](const PyEngine& e) { return e.schema().numeric; })
+        .def_property_readonly("categorical_fields", [](const PyEngine& e) { return e.schema().categorical; })
+        .def_property_readonly("has_amount", [](const PyEngine& e) { return e.schema().has_amount; })
+        .def("ingest", [](PyEngine& e, A a, A b, A c, A d, A f, A g) { e.ingest(e.view(a, b, c, d, f, g)); },
+             LIBFRAUD_EVENT_ARGS)
+        .def("score", [](PyEngine& e, A a, A b, A c, A d, A f, A g) { return e.score(e.view(a, b, c, d, f, g), false); },
+             LIBFRAUD_EVENT_ARGS)
+        .def("score_and_ingest",
+             [](PyEngine& e, A a, A b, A c, A d, A f, A g) { return e.score(e.view(a, b, c, d, f, g), true); },
+             LIBFRAUD_EVENT_ARGS)
+        .def("score_and_ingest_timed",
+             [](PyEngine& e, A a, A b, A c, A d, A f, A g) { return e.score_and_ingest_timed(e.view(a, b, c, d, f, g)); },
+             LIBFRAUD_EVENT_ARGS, "(scores, latency_ns): one C API call per event, timed in C++")
+        .def("features", [](const PyEngine& e, A a, A b, A c, A d, A f, A g) { return e.features(e.view(a, b, c, d, f, g)); },
+             LIBFRAUD_EVENT_ARGS)
+        .def("label", [](PyEngine& e, A g, A h, A i) { e.label(LabelsView(g, h, i)); }, LIBFRAUD_LABEL_ARGS,
+             "Label stored events through fraud_engine_label (all or nothing).")
         .def("score_features", &PyEngine::score_features, py::arg("rows"))
         .def("store_size", &PyEngine::store_size, "(transactions stored, watermark_ms)")
         .def("swap_bundle", &PyEngine::swap_bundle, py::arg("bundle_dir"), py::arg("gnn_backend") = "",

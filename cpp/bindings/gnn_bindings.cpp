@@ -17,8 +17,6 @@ namespace {
 
 using libfraud::GnnModel;
 
-constexpr int64_t kE = 4;  // entity types
-constexpr int64_t kF = 5;  // features per node (transaction and entity alike)
 
 using FloatArray = py::array_t<float, py::array::c_style>;
 
@@ -54,19 +52,22 @@ struct Inputs {
     Inputs(const py::array& target_x, const py::array& ent1_x, const py::array& ent1_mask,
            const py::array& txn2_x, const py::array& txn2_mask, const py::array& ent3_x,
            const py::array& ent3_mask) {
-        FloatArray t = checked(target_x, "target_x", {-1, kF});
-        const int64_t B = t.shape(0);
+        // E and Ft come from the arrays themselves (the schema's entity types, the txn features).
+        FloatArray t = checked(target_x, "target_x", {-1, -1});
+        const int64_t B = t.shape(0), kF = t.shape(1);
+        FloatArray m1 = checked(ent1_mask, "ent1_mask", {B, -1});
+        const int64_t kE = m1.shape(1), kEF = kE + 1;
         FloatArray x2 = checked(txn2_x, "txn2_x", {B, kE, -1, kF});
         const int64_t K = x2.shape(2);
         if (K <= 0) throw py::value_error("txn2_x has fanout 0, expected >= 1");
         arrays = {t,
-                  checked(ent1_x, "ent1_x", {B, kE, kF}),
-                  checked(ent1_mask, "ent1_mask", {B, kE}),
+                  checked(ent1_x, "ent1_x", {B, kE, kEF}),
+                  m1,
                   x2,
                   checked(txn2_mask, "txn2_mask", {B, kE, K}),
-                  checked(ent3_x, "ent3_x", {B, kE, K, kE, kF}),
+                  checked(ent3_x, "ent3_x", {B, kE, K, kE, kEF}),
                   checked(ent3_mask, "ent3_mask", {B, kE, K, kE})};
-        c = fraud_gnn_inputs{B,           K,           arrays[0].data(), arrays[1].data(),
+        c = fraud_gnn_inputs{B,           K,           kE,          kF,          arrays[0].data(), arrays[1].data(),
                              arrays[2].data(), arrays[3].data(), arrays[4].data(),
                              arrays[5].data(), arrays[6].data()};
     }

@@ -1,4 +1,5 @@
-// NumPy records of the fraud_txn layout, checked field by field and viewed without copying.
+// NumPy arrays of events and labels (python/libfraud/events.py), checked against the schema and
+// viewed as fraud_event / fraud_label without copying the arrays themselves.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -6,84 +7,82 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "libfraud/fraud.h"
+#include "schema/schema.h"
 
 namespace libfraud::bindings {
 
 namespace py = pybind11;
 
-static_assert(sizeof(fraud_txn) == 64, "fraud_txn must be 64 bytes with no padding");
+// The arguments every event-taking binding has, in EventArrays.args() order.
+#define LIBFRAUD_EVENT_ARGS                                                                    \
+    py::arg("event_id"), py::arg("time_ms"), py::arg("amount"), py::arg("entity_id"), py::arg("numeric"), \
+        py::arg("categorical")
+#define LIBFRAUD_LABEL_ARGS py::arg("label_event_id"), py::arg("label"), py::arg("label_time_ms")
 
-inline const char* const kExpectedLayout =
-    "a C-contiguous 1-D NumPy structured array with itemsize 64 and fields txn_id <i8 @0, "
-    "timestamp_ms <i8 @8, amount <f8 @16, entity_id (<i8, (4,)) @24, country <i4 @56, mcc <i4 @60";
+template <class T>
+const T* checked(const py::array& a, const char* name, const char* dtype, size_t rows, size_t cols, bool matrix) {
+    auto fail = [&](const std::string& got) {
+        throw py::value_error(std::string(name) + ": expected a C-contiguous " + dtype + " array of shape (" +
+                              std::to_string(rows) + (matrix ? ", " + std::to_string(cols) : std::string(",")) +
+                              "); got " + got);
+    };
+    if (!a.dtype().equal(py::dtype::of<T>())) fail("dtype " + py::str(a.dtype()).cast<std::string>());
+    if (!(a.flags() & py::array::c_style)) fail("a non-contiguous array");
+    const size_t want_ndim = matrix ? 2 : 1;
+    if (static_cast<size_t>(a.ndim()) != want_ndim) fail(std::to_string(a.ndim()) + " dimensions");
+    if (static_cast<size_t>(a.shape(0)) != rows || (matrix && static_cast<size_t>(a.shape(1)) != cols))
+        fail("shape (" + std::to_string(a.shape(0)) + (matrix ? ", " + std::to_string(a.shape(1)) : std::string(",")) + ")");
+    return static_cast<const T*>(a.data());
+}
 
-struct FieldSpec {
-    const char* name;
-    const char* dtype;  // native byte order
-    size_t offset;
-};
-
-inline const FieldSpec kFields[] = {
-    {"txn_id", "=i8", offsetof(fraud_txn, txn_id)},
-    {"timestamp_ms", "=i8", offsetof(fraud_txn, timestamp_ms)},
-    {"amount", "=f8", offsetof(fraud_txn, amount)},
-    {"entity_id", "4=i8", offsetof(fraud_txn, entity_id)},
-    {"country", "=i4", offsetof(fraud_txn, country)},
-    {"mcc", "=i4", offsetof(fraud_txn, mcc)},
-};
-
-// A view of the records as fraud_txn, without copying unless the buffer is misaligned.
-class TxnView {
+class EventsView {
 public:
-    explicit TxnView(const py::array& records) : records_(records) {
-        auto fail = [](const std::string& got) {
-            throw py::value_error(std::string("records: expected ") + kExpectedLayout + "; got " +
-                                  got);
-        };
-        const py::dtype dt = records.dtype();
-        if (records.ndim() != 1) fail(std::to_string(records.ndim()) + " dimensions");
-        if (dt.itemsize() != static_cast<py::ssize_t>(sizeof(fraud_txn))) {
-            fail("dtype " + py::str(dt).cast<std::string>() + " with itemsize " +
-                 std::to_string(dt.itemsize()));
+    EventsView(const Schema& s, const py::array& event_id, const py::array& time_ms, const py::array& amount,
+               const py::array& entity_id, const py::array& numeric, const py::array& categorical)
+        : keep_{event_id, time_ms, amount, entity_id, numeric, categorical} {
+        if (event_id.ndim() != 1) throw py::value_error("event_id: expected a 1-D int64 array");
+        const size_t n = static_cast<size_t>(event_id.shape(0));
+        const size_t E = s.num_entities(), N = s.num_numeric(), C = s.num_categorical();
+        const auto* ids = checked<int64_t>(event_id, "event_id", "int64", n, 0, false);
+        const auto* times = checked<int64_t>(time_ms, "time_ms", "int64", n, 0, false);
+        const auto* amounts = checked<double>(amount, "amount", "float64", n, 0, false);
+        const auto* ents = checked<int64_t>(entity_id, "entity_id", "int64", n, E, true);
+        const auto* nums = checked<double>(numeric, "numeric", "float64", n, N, true);
+        const auto* cats = checked<int64_t>(categorical, "categorical", "int64", n, C, true);
+        events_.resize(n);
+        for (size_t i = 0; i < n; ++i) {
+            events_[i] = fraud_event{ids[i], times[i], amounts[i], ents + i * E, N ? nums + i * N : nullptr,
+                                     C ? cats + i * C : nullptr};
         }
-        if (!dt.has_fields()) fail("dtype " + py::str(dt).cast<std::string>() + " without fields");
-        const py::dict fields = dt.attr("fields");
-        for (const FieldSpec& f : kFields) {
-            if (!fields.contains(f.name)) {
-                fail("dtype " + py::str(dt).cast<std::string>() + " without field '" + f.name + "'");
-            }
-            const py::tuple info = fields[f.name];
-            const py::dtype field_dt = info[0];
-            const auto offset = info[1].cast<size_t>();
-            if (offset != f.offset || !field_dt.equal(py::dtype(f.dtype))) {
-                fail("field '" + std::string(f.name) + "' of dtype " +
-                     py::str(field_dt).cast<std::string>() + " at offset " +
-                     std::to_string(offset));
-            }
-        }
-        if (!(records.flags() & py::array::c_style)) fail("a non-contiguous array");
-        n_ = static_cast<size_t>(records.shape(0));
-        const void* data = records.data();
-        if (n_ != 0 && reinterpret_cast<uintptr_t>(data) % alignof(fraud_txn) != 0) {
-            copy_.resize(n_);
-            std::memcpy(copy_.data(), data, n_ * sizeof(fraud_txn));
-            data = copy_.data();
-        }
-        txns_ = static_cast<const fraud_txn*>(data);
     }
-    const fraud_txn* data() const { return txns_; }
-    size_t size() const { return n_; }
+    const fraud_event* data() const { return events_.data(); }
+    size_t size() const { return events_.size(); }
 
 private:
-    py::array records_;  // keeps the buffer alive while the GIL is released
-    std::vector<fraud_txn> copy_;
-    const fraud_txn* txns_ = nullptr;
-    size_t n_ = 0;
+    std::vector<py::array> keep_;  // the buffers stay alive while the GIL is released
+    std::vector<fraud_event> events_;
+};
+
+class LabelsView {
+public:
+    LabelsView(const py::array& event_id, const py::array& label, const py::array& label_time_ms) {
+        if (event_id.ndim() != 1) throw py::value_error("label_event_id: expected a 1-D int64 array");
+        const size_t n = static_cast<size_t>(event_id.shape(0));
+        const auto* ids = checked<int64_t>(event_id, "label_event_id", "int64", n, 0, false);
+        const auto* labels = checked<int8_t>(label, "label", "int8", n, 0, false);
+        const auto* times = checked<int64_t>(label_time_ms, "label_time_ms", "int64", n, 0, false);
+        labels_.resize(n);
+        for (size_t i = 0; i < n; ++i) labels_[i] = fraud_label{ids[i], times[i], labels[i], 0};
+    }
+    const fraud_label* data() const { return labels_.data(); }
+    size_t size() const { return labels_.size(); }
+
+private:
+    std::vector<fraud_label> labels_;
 };
 
 }  // namespace libfraud::bindings

@@ -2,6 +2,7 @@
 // history through the same C++ code that serves.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <chrono>
 #include <cstddef>
@@ -23,11 +24,40 @@ namespace py = pybind11;
 // Defined in store_bindings.cpp.
 void with_store_read_locked(const py::handle& store,
                             void (*fn)(const libfraud::TemporalStore&, void*), void* ctx);
+const libfraud::Schema& store_schema(const py::handle& store);
 
 namespace libfraud {
 namespace {
 
-using bindings::TxnView;
+using bindings::EventsView;
+using A = const py::array&;
+
+// The sampler with the schema it was built for: a store of another schema is refused.
+struct PySampler {
+    Schema schema;
+    Sampler sampler;
+    std::vector<std::string> graph_fields;
+};
+
+std::vector<FieldRef> graph_refs(const Schema& s, const std::vector<std::string>& names) {
+    std::vector<FieldRef> out;
+    for (const auto& n : names) {
+        if (s.numeric_index(n) >= 0) {
+            out.push_back({FieldRef::Numeric, s.numeric_index(n)});
+        } else if (s.categorical_index(n) >= 0) {
+            out.push_back({FieldRef::Categorical, s.categorical_index(n)});
+        } else {
+            throw py::value_error("graph field '" + n + "' is not a numeric or categorical field of the schema");
+        }
+    }
+    return out;
+}
+
+PySampler make_sampler(const py::object& store, SamplerConfig config, const std::vector<std::string>& graph_fields) {
+    const Schema& s = store_schema(store);
+    config.graph_fields = graph_refs(s, graph_fields);
+    return PySampler{s, Sampler(s, config), graph_fields};
+}
 
 // Runs fn(const TemporalStore&) under the store's read lock, GIL released.
 template <class Fn>
@@ -43,8 +73,9 @@ struct ArraySpec {
     std::vector<py::ssize_t> dims;
 };
 
-std::vector<ArraySpec> array_specs(uint32_t k) {
-    const py::ssize_t E = kEntityTypes, K = k, T = kTxnFeatures, F = kEntityFeatures;
+std::vector<ArraySpec> array_specs(const NeighbourhoodShape& sh) {
+    const py::ssize_t E = sh.entity_types, K = sh.fanout, T = sh.txn_features,
+                      F = static_cast<py::ssize_t>(sh.entity_features());
     return {
         {"target_x", false, {T}},         {"ent1_x", false, {E, F}},
         {"ent1_mask", false, {E}},        {"txn2_x", false, {E, K, T}},
@@ -60,9 +91,9 @@ struct Batch {
     NeighbourhoodBuffers buffers;
 };
 
-Batch make_batch(uint32_t k, size_t batch) {
+Batch make_batch(const NeighbourhoodShape& sh, size_t batch) {
     Batch b;
-    for (const ArraySpec& spec : array_specs(k)) {
+    for (const ArraySpec& spec : array_specs(sh)) {
         std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(batch)};
         shape.insert(shape.end(), spec.dims.begin(), spec.dims.end());
         if (spec.is_id) {
@@ -90,11 +121,17 @@ Batch make_batch(uint32_t k, size_t batch) {
     return b;
 }
 
-py::dict sample(const Sampler& sampler, const py::object& store, const py::array& records) {
-    TxnView view(records);
-    Batch b = make_batch(sampler.config().fanout, view.size());
+void check_schema(const PySampler& p, const py::object& store) {
+    if (store_schema(store).layout_key() != p.schema.layout_key())
+        throw py::value_error("store: its schema is not the one this sampler was built for");
+}
+
+py::dict sample(const PySampler& p, const py::object& store, const EventsView& view) {
+    check_schema(p, store);
+    const Sampler& sampler = p.sampler;
+    Batch b = make_batch(sampler.shape(), view.size());
     read_store(store, [&](const TemporalStore& s) {
-        validate_fields(view.data(), view.size());
+        validate_fields(s.schema(), view.data(), view.size());
         for (size_t i = 0; i < view.size(); ++i) sampler.sample(s, view.data()[i], b.buffers, i);
     });
     return b.arrays;
@@ -102,16 +139,17 @@ py::dict sample(const Sampler& sampler, const py::object& store, const py::array
 
 // ns of each sample() call, [repeats, n], each call timed alone (batch 1, one thread), after one
 // untimed pass over the records; the Python overhead is outside the figure.
-py::array_t<int64_t> time_sample(const Sampler& sampler, const py::object& store,
-                                 const py::array& records, int64_t repeats) {
+py::array_t<int64_t> time_sample(const PySampler& p, const py::object& store, const EventsView& view,
+                                 int64_t repeats) {
     if (repeats < 1) throw py::value_error("repeats: must be >= 1, got " + std::to_string(repeats));
-    TxnView view(records);
-    Batch b = make_batch(sampler.config().fanout, 1);
+    check_schema(p, store);
+    const Sampler& sampler = p.sampler;
+    Batch b = make_batch(sampler.shape(), 1);
     py::array_t<int64_t> out({static_cast<py::ssize_t>(repeats), static_cast<py::ssize_t>(view.size())});
     int64_t* ns = out.mutable_data();
     read_store(store, [&](const TemporalStore& s) {
         using clock = std::chrono::steady_clock;
-        validate_fields(view.data(), view.size());
+        validate_fields(s.schema(), view.data(), view.size());
         for (size_t i = 0; i < view.size(); ++i) sampler.sample(s, view.data()[i], b.buffers, 0);
         for (int64_t r = 0; r < repeats; ++r) {
             for (size_t i = 0; i < view.size(); ++i) {
@@ -185,28 +223,40 @@ void bind_sampler(py::module_& m) {
                                    t[2].cast<uint64_t>(), t[3].cast<int64_t>());
             }));
 
-    py::class_<Sampler>(m, "Sampler",
-                        "Temporal neighbourhood sampler (see cpp/src/sampler/sampler.h): fixed-shape "
-                        "padded arrays of each target's 3-hop past, from a _core.Store.")
-        .def(py::init<SamplerConfig>(), py::arg("config") = d)
-        .def_property_readonly("config", &Sampler::config)
+    py::class_<PySampler>(m, "Sampler",
+                          "Temporal neighbourhood sampler (see cpp/src/sampler/sampler.h): fixed-shape "
+                          "padded arrays of each target's 3-hop past, from a _core.Store of the schema "
+                          "of `store`; graph_fields: numeric/categorical fields appended to the txn features.")
+        .def(py::init(&make_sampler), py::arg("store"), py::arg("config") = d,
+             py::arg("graph_fields") = std::vector<std::string>{})
+        .def_property_readonly("config", [](const PySampler& p) { return p.sampler.config(); })
+        .def_property_readonly("graph_fields", [](const PySampler& p) { return p.graph_fields; })
+        .def_property_readonly("entity_types", [](const PySampler& p) { return p.sampler.shape().entity_types; })
+        .def_property_readonly("txn_features", [](const PySampler& p) { return p.sampler.shape().txn_features; })
         .def_property_readonly(
             "shape",
-            [](const Sampler& s) {
+            [](const PySampler& p) {
                 py::dict shapes;
-                for (const auto& spec : array_specs(s.config().fanout)) {
+                for (const auto& spec : array_specs(p.sampler.shape())) {
                     py::tuple dims(spec.dims.size());
                     for (size_t j = 0; j < spec.dims.size(); ++j) dims[j] = py::int_(spec.dims[j]);
                     shapes[spec.name] = dims;
                 }
                 return shapes;
             },
-            "Per-target shape of each array, e.g. {'txn2_x': (4, K, 5), ...}.")
-        .def("sample", &sample, py::arg("store"), py::arg("records"),
+            "Per-target shape of each array, e.g. {'txn2_x': (E, K, Ft), ...}.")
+        .def("sample",
+             [](const PySampler& p, const py::object& store, A a, A b, A c, A e, A f, A g) {
+                 return sample(p, store, EventsView(p.schema, a, b, c, e, f, g));
+             },
+             py::arg("store"), LIBFRAUD_EVENT_ARGS,
              "dict of arrays, each [n, *shape[name]]: float32 features and masks, int64 ids "
-             "(-1 where masked). Sees only stored transactions earlier than each record; takes the "
+             "(-1 where masked). Sees only stored events earlier than each one; takes the "
              "store's read lock with the GIL released.")
-        .def("time_sample", &time_sample, py::arg("store"), py::arg("records"),
-             py::arg("repeats") = 1,
+        .def("time_sample",
+             [](const PySampler& p, const py::object& store, A a, A b, A c, A e, A f, A g, int64_t repeats) {
+                 return time_sample(p, store, EventsView(p.schema, a, b, c, e, f, g), repeats);
+             },
+             py::arg("store"), LIBFRAUD_EVENT_ARGS, py::arg("repeats") = 1,
              "int64 [repeats, n]: nanoseconds of each one-target sample() call, timed in C++.");
 }

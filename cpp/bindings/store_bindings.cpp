@@ -1,5 +1,5 @@
 // Python bindings for the store and the features: training replays history through the same C++
-// code that serves. Records come in as NumPy structured arrays of fraud_txn's layout, without a copy.
+// code that serves. Events come in as the NumPy arrays of libfraud.events, without a copy.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -11,7 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
-#include <sstream>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -29,62 +29,116 @@ namespace py = pybind11;
 namespace libfraud {
 namespace {
 
-using bindings::FieldSpec;
-using bindings::kFields;
-using bindings::TxnView;
+using bindings::EventsView;
+using bindings::LabelsView;
 
 StoreConfig make_store_config(int64_t retention_ms, int64_t max_history_per_entity);
 
-// The store and its feature computer. Readers (features) share the lock, writers (ingest) take it
-// exclusively, as the C engine does: Python threads may call in concurrently with the GIL released.
+// The store and its feature plan. Readers (features) share the lock, writers (ingest, label) take
+// it exclusively, as the C engine does: Python threads may call in concurrently with the GIL released.
 class PyStore {
 public:
-    PyStore(const FeatureConfig& config, int64_t expected_transactions, int64_t retention_ms,
-            int64_t max_history_per_entity)
-        : store_(make_store_config(retention_ms, max_history_per_entity)), features_(config) {
-        if (expected_transactions < 0) {
-            throw py::value_error("expected_transactions: must be >= 0, got " +
-                                  std::to_string(expected_transactions));
-        }
-        if (expected_transactions > 0) store_.reserve(static_cast<size_t>(expected_transactions));
+    PyStore(const std::string& schema_json, const std::string& spec_json, int64_t expected_events,
+            int64_t retention_ms, int64_t max_history_per_entity)
+        : schema_(parse_schema_json(schema_json, "")),
+          features_(schema_, spec_json, ""),
+          store_(StoreLayout{schema_, features_.history_fields()}, make_store_config(retention_ms, max_history_per_entity)) {
+        features_.bind(store_.layout());
+        if (expected_events < 0)
+            throw py::value_error("expected_events: must be >= 0, got " + std::to_string(expected_events));
+        if (expected_events > 0) store_.reserve(static_cast<size_t>(expected_events));
     }
 
-    void ingest(const py::array& records) {
-        TxnView view(records);
+    const Schema& schema() const { return schema_; }
+
+    EventsView view(const py::array& a, const py::array& b, const py::array& c, const py::array& d,
+                    const py::array& e, const py::array& f) const {
+        return EventsView(schema_, a, b, c, d, e, f);
+    }
+
+    void ingest(const EventsView& v) {
         py::gil_scoped_release release;
         std::unique_lock<std::shared_mutex> lock(mutex_);
-        validate_for_append(store_, view.data(), view.size());
-        store_.reserve(store_.size() + view.size());
-        for (size_t i = 0; i < view.size(); ++i) store_.append(view.data()[i]);
+        validate_for_append(store_, v.data(), v.size());
+        store_.reserve(store_.size() + v.size());
+        for (size_t i = 0; i < v.size(); ++i) store_.append(v.data()[i]);
     }
 
-    py::array_t<float> features(const py::array& records) const {
-        TxnView view(records);
-        py::array_t<float> out = empty_rows(view.size());
+    py::array_t<float> features(const EventsView& v) const {
+        py::array_t<float> out = empty_rows(v.size());
         float* dst = out.mutable_data();
         {
             py::gil_scoped_release release;
             std::shared_lock<std::shared_mutex> lock(mutex_);
-            validate_fields(view.data(), view.size());
-            for (size_t i = 0; i < view.size(); ++i) {
-                features_.compute(store_, view.data()[i], dst + i * features_.size());
-            }
+            validate_fields(schema_, v.data(), v.size());
+            for (size_t i = 0; i < v.size(); ++i) features_.compute(store_, v.data()[i], dst + i * features_.size());
         }
         return out;
     }
 
-    py::array_t<float> features_and_ingest(const py::array& records) {
-        TxnView view(records);
-        py::array_t<float> out = empty_rows(view.size());
+    void label(const LabelsView& l) {
+        py::gil_scoped_release release;
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        validate_labels(store_, l.data(), l.size());
+        for (size_t i = 0; i < l.size(); ++i) {
+            uint32_t row;
+            store_.find_event(l.data()[i].event_id, &row);
+            store_.apply_label(row, l.data()[i].label, l.data()[i].label_time_ms);
+        }
+    }
+
+    // Training's replay: each event's features just before it is stored, and each label stored
+    // right after its event. Label-aware features count a label only from its label time on, so
+    // this equals serving with the labels arriving at their label times. All or nothing.
+    py::array_t<float> replay(const EventsView& v, const LabelsView* l) {
+        py::array_t<float> out = empty_rows(v.size());
         float* dst = out.mutable_data();
         {
             py::gil_scoped_release release;
             std::unique_lock<std::shared_mutex> lock(mutex_);
-            validate_for_append(store_, view.data(), view.size());
-            store_.reserve(store_.size() + view.size());
-            for (size_t i = 0; i < view.size(); ++i) {
-                features_.compute(store_, view.data()[i], dst + i * features_.size());
-                store_.append(view.data()[i]);
+            validate_for_append(store_, v.data(), v.size());
+            std::unordered_map<int64_t, size_t> batch;  // event id -> index in the batch
+            batch.reserve(v.size());
+            for (size_t i = 0; i < v.size(); ++i) batch.emplace(v.data()[i].event_id, i);
+            // Labels of batch events wait for their event; others must name stored events.
+            std::vector<std::vector<size_t>> after(v.size());
+            std::vector<fraud_label> now;
+            std::unordered_map<int64_t, int> seen;
+            const size_t nl = l ? l->size() : 0;
+            for (size_t j = 0; j < nl; ++j) {
+                const fraud_label& x = l->data()[j];
+                const std::string where = "label " + std::to_string(j) + " (event_id=" + std::to_string(x.event_id) + "): ";
+                auto [it, inserted] = seen.emplace(x.event_id, x.label);
+                if (!inserted && it->second != x.label)
+                    throw FraudError(FRAUD_STATUS_LABEL_CONFLICT, where + "two different labels for one event");
+                auto b = batch.find(x.event_id);
+                if (b == batch.end()) {
+                    now.push_back(x);
+                    continue;
+                }
+                if (x.label != 0 && x.label != 1)
+                    throw FraudError(FRAUD_STATUS_INVALID_LABEL, where + "label: must be 0 or 1, got " + std::to_string(x.label));
+                if (x.label_time_ms < v.data()[b->second].time_ms)
+                    throw FraudError(FRAUD_STATUS_INVALID_LABEL, where + "label_time_ms " + std::to_string(x.label_time_ms) +
+                                                                     " is before the event's time_ms " +
+                                                                     std::to_string(v.data()[b->second].time_ms));
+                after[b->second].push_back(j);
+            }
+            validate_labels(store_, now.data(), now.size());
+            store_.reserve(store_.size() + v.size());
+            for (const fraud_label& x : now) {
+                uint32_t row;
+                store_.find_event(x.event_id, &row);
+                store_.apply_label(row, x.label, x.label_time_ms);
+            }
+            for (size_t i = 0; i < v.size(); ++i) {
+                features_.compute(store_, v.data()[i], dst + i * features_.size());
+                store_.append(v.data()[i]);
+                for (size_t j : after[i]) {
+                    uint32_t row;
+                    store_.find_event(l->data()[j].event_id, &row);
+                    store_.apply_label(row, l->data()[j].label, l->data()[j].label_time_ms);
+                }
             }
         }
         return out;
@@ -98,11 +152,15 @@ public:
         std::shared_lock<std::shared_mutex> lock(mutex_);
         return store_.watermark_ms();
     }
-    const FeatureComputer& computer() const { return features_; }
+    const FeaturePlan& plan() const { return features_; }
 
     uint64_t evicted() const {
         std::shared_lock<std::shared_mutex> lock(mutex_);
         return store_.evicted();
+    }
+    uint64_t labelled() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return store_.labelled();
     }
     size_t approx_bytes() const {
         std::shared_lock<std::shared_mutex> lock(mutex_);
@@ -114,19 +172,29 @@ public:
         for (const auto& p : store_.memory_breakdown()) out.emplace_back(p.first, p.second);
         return out;
     }
-    size_t num_entities(int type) const {
+    size_t entity_type(const py::object& type) const {
+        if (py::isinstance<py::str>(type)) {
+            const int i = schema_.entity_index(type.cast<std::string>());
+            if (i < 0) throw py::value_error("no entity type '" + type.cast<std::string>() + "' in the schema");
+            return static_cast<size_t>(i);
+        }
+        return type.cast<size_t>();
+    }
+    size_t num_entities(const py::object& type) const {
+        const size_t t = entity_type(type);
         std::shared_lock<std::shared_mutex> lock(mutex_);
-        return store_.num_entities(static_cast<fraud_entity>(type));
+        return store_.num_entities(t);
     }
     // Retained events of one entity (0 when none).
-    size_t history_size(int type, int64_t id) const {
+    size_t history_size(const py::object& type, int64_t id) const {
+        const size_t t = entity_type(type);
         std::shared_lock<std::shared_mutex> lock(mutex_);
-        const EntityHistory* h = store_.history(static_cast<fraud_entity>(type), id);
+        const EntityHistory* h = store_.history(t, id);
         return h ? h->size() : 0;
     }
-    bool contains_txn_id(int64_t id) const {
+    bool contains_event_id(int64_t id) const {
         std::shared_lock<std::shared_mutex> lock(mutex_);
-        return store_.contains_txn_id(id);
+        return store_.contains_event_id(id);
     }
     bool within_retention(int64_t t) const {
         std::shared_lock<std::shared_mutex> lock(mutex_);
@@ -145,6 +213,7 @@ public:
         std::unique_lock<std::shared_mutex> lock(mutex_);
         return restore_state(dir, store_);
     }
+    const StoreLayout& layout() const { return store_.layout(); }
 
     // fn(store) with the GIL released, under the read lock: for other bindings (the sampler).
     template <class Fn>
@@ -156,12 +225,12 @@ public:
 
 private:
     py::array_t<float> empty_rows(size_t n) const {
-        return py::array_t<float>({static_cast<py::ssize_t>(n),
-                                   static_cast<py::ssize_t>(features_.size())});
+        return py::array_t<float>({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(features_.size())});
     }
 
+    Schema schema_;
+    FeaturePlan features_;
     TemporalStore store_;
-    const FeatureComputer features_;
     mutable std::shared_mutex mutex_;
 };
 
@@ -184,47 +253,26 @@ StoreConfig make_store_config(int64_t retention_ms, int64_t max_history_per_enti
 // The state log, for tests and tools (the engine owns its own).
 class PyStateLog {
 public:
-    PyStateLog(const std::string& dir, bool fsync) : log_(StateLog::open(dir, fsync)) {}
-    void append(const py::array& records) {
-        TxnView view(records);
+    PyStateLog(const std::string& dir, bool fsync, const PyStore& like)
+        : schema_(like.schema()), log_(StateLog::open(dir, fsync, like.layout())) {}
+    void append(const EventsView& v) {
         py::gil_scoped_release release;
-        validate_fields(view.data(), view.size());
-        log_->append(view.data(), view.size());
+        validate_fields(schema_, v.data(), v.size());
+        log_->append(v.data(), v.size());
     }
+    void append_labels(const LabelsView& l) {
+        py::gil_scoped_release release;
+        log_->append_labels(l.data(), l.size());
+    }
+    const Schema& schema() const { return schema_; }
     void reset() { log_->reset(); }
     uint64_t next_seq() const { return log_->next_seq(); }
     uint64_t bytes() const { return log_->bytes(); }
 
 private:
+    Schema schema_;
     std::unique_ptr<StateLog> log_;
 };
-
-std::string config_repr(const FeatureConfig& c) {
-    std::ostringstream s;
-    s << "FeatureConfig(windows_ms=[";
-    for (size_t i = 0; i < c.windows_ms.size(); ++i) s << (i ? ", " : "") << c.windows_ms[i];
-    s << "], distinct_window_ms=" << c.distinct_window_ms << ", max_scan=" << c.max_scan << ")";
-    return s.str();
-}
-
-bool config_equal(const FeatureConfig& a, const FeatureConfig& b) {
-    return a.windows_ms == b.windows_ms && a.distinct_window_ms == b.distinct_window_ms &&
-           a.max_scan == b.max_scan;
-}
-
-FeatureConfig make_config(std::vector<int64_t> windows_ms, int64_t distinct_window_ms,
-                          int64_t max_scan) {
-    if (max_scan < 1 || max_scan > std::numeric_limits<uint32_t>::max()) {
-        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
-                         "max_scan: must be in 1..4294967295, got " + std::to_string(max_scan));
-    }
-    FeatureConfig c;
-    c.windows_ms = std::move(windows_ms);
-    c.distinct_window_ms = distinct_window_ms;
-    c.max_scan = static_cast<uint32_t>(max_scan);
-    validate_feature_config(c);
-    return c;
-}
 
 }  // namespace
 }  // namespace libfraud
@@ -240,71 +288,57 @@ void with_store_read_locked(const py::handle& store,
     store.cast<const libfraud::PyStore&>().read([&](const libfraud::TemporalStore& s) { fn(s, ctx); });
 }
 
+const libfraud::Schema& store_schema(const py::handle& store) {
+    if (!py::isinstance<libfraud::PyStore>(store)) {
+        throw py::type_error("store: expected a libfraud._core.Store, got " +
+                             py::str(py::type::of(store)).cast<std::string>());
+    }
+    return store.cast<const libfraud::PyStore&>().schema();
+}
+
 // Global, as module.cpp declares it.
 void bind_store(py::module_& m) {
     using namespace libfraud;
-    const FeatureConfig defaults;
+    using bindings::EventsView;
+    using bindings::LabelsView;
 
-    m.attr("TXN_ITEMSIZE") = py::int_(sizeof(fraud_txn));
-    py::dict offsets;
-    for (const FieldSpec& f : kFields) offsets[f.name] = py::int_(f.offset);
-    m.attr("TXN_OFFSETS") = offsets;
-
-    py::class_<FeatureConfig>(m, "FeatureConfig",
-                              "Feature configuration (immutable). Raises FraudError when invalid.")
-        .def(py::init(&make_config), py::arg("windows_ms") = defaults.windows_ms,
-             py::arg("distinct_window_ms") = defaults.distinct_window_ms,
-             py::arg("max_scan") = static_cast<int64_t>(defaults.max_scan))
-        .def_property_readonly("windows_ms",
-                               [](const FeatureConfig& c) { return c.windows_ms; })
-        .def_property_readonly("distinct_window_ms",
-                               [](const FeatureConfig& c) { return c.distinct_window_ms; })
-        .def_property_readonly("max_scan", [](const FeatureConfig& c) { return c.max_scan; })
-        .def("__repr__", &config_repr)
-        .def("__eq__", [](const FeatureConfig& a, const py::object& b) -> py::object {
-            if (!py::isinstance<FeatureConfig>(b)) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
-            return py::bool_(config_equal(a, b.cast<const FeatureConfig&>()));
-        })
-        .def("__hash__", [](const FeatureConfig& c) { return py::hash(py::str(config_repr(c))); })
-        .def(py::pickle(
-            [](const FeatureConfig& c) {
-                return py::make_tuple(c.windows_ms, c.distinct_window_ms, c.max_scan);
-            },
-            [](const py::tuple& t) {
-                return make_config(t[0].cast<std::vector<int64_t>>(), t[1].cast<int64_t>(),
-                                   t[2].cast<int64_t>());
-            }));
-
-    m.def("feature_names", [](const FeatureConfig& c) { return feature_names(c); },
-          py::arg("config") = defaults, "Feature names for a config, in column order.");
+    m.def("hash_ids",
+          [](const std::vector<std::string>& values) {
+              py::array_t<int64_t> out(static_cast<py::ssize_t>(values.size()));
+              int64_t* o = out.mutable_data();
+              for (size_t i = 0; i < values.size(); ++i) o[i] = hash_id(values[i].data(), values[i].size());
+              return out;
+          },
+          py::arg("values"), "fraud_hash_id of each string's UTF-8 bytes: int64 >= 0 (export/SCHEMA.md, Ids).");
     m.def("window_label", &window_label, py::arg("ms"),
           "Label of a window in feature names: 3600000 -> '1h', 604800000 -> '7d'.");
 
+    using A = const py::array&;
     py::class_<PyStore>(m, "Store",
-                        "The temporal store and the point-in-time features over it. records: a "
-                        "NumPy structured array of fraud_txn's layout (TXN_ITEMSIZE, TXN_OFFSETS).")
-        .def(py::init<const FeatureConfig&, int64_t, int64_t, int64_t>(), py::arg("config") = defaults,
-             py::arg("expected_transactions") = 0, py::kw_only(), py::arg("retention_ms") = 0,
+                        "The temporal store of a declared schema and the point-in-time features of a feature "
+                        "spec over it (both JSON text, export/SCHEMA.md). Events come as the arrays of "
+                        "libfraud.events.EventArrays.args(), labels as LabelArrays.args().")
+        .def(py::init<const std::string&, const std::string&, int64_t, int64_t, int64_t>(), py::arg("schema_json"),
+             py::arg("spec_json"), py::arg("expected_events") = 0, py::kw_only(), py::arg("retention_ms") = 0,
              py::arg("max_history_per_entity") = 0,
              "retention_ms: evict history older than watermark - retention_ms (0 = keep all); "
              "max_history_per_entity: newest events kept per entity (0 = no limit).")
-        .def_property_readonly("evicted", &PyStore::evicted,
-                               "Transactions evicted by retention so far.")
-        .def_property_readonly("approx_bytes", &PyStore::approx_bytes,
-                               "Approximate heap bytes held by the store.")
-        .def_property_readonly("retention_ms",
-                               [](const PyStore& s) { return s.store_config().retention_ms; })
+        .def_property_readonly("evicted", &PyStore::evicted, "Events evicted by retention so far.")
+        .def_property_readonly("labelled", &PyStore::labelled, "Labelled events in the store.")
+        .def_property_readonly("approx_bytes", &PyStore::approx_bytes, "Approximate heap bytes held by the store.")
+        .def_property_readonly("retention_ms", [](const PyStore& s) { return s.store_config().retention_ms; })
         .def_property_readonly("max_history_per_entity",
                                [](const PyStore& s) { return s.store_config().max_history_per_entity; })
-        .def("memory_breakdown", &PyStore::memory_breakdown,
-             "approx_bytes by part: [(name, bytes)].")
+        .def_property_readonly("entity_types", [](const PyStore& s) { return s.schema().entities; })
+        .def_property_readonly("history_fields", [](const PyStore& s) { return s.layout().history_fields; })
+        .def("memory_breakdown", &PyStore::memory_breakdown, "approx_bytes by part: [(name, bytes)].")
         .def("num_entities", &PyStore::num_entities, py::arg("entity"),
-             "Entities of this type (0 card, 1 device, 2 merchant, 3 ip) with retained history.")
+             "Entities of this type (name or index) with retained history.")
         .def("history_size", &PyStore::history_size, py::arg("entity"), py::arg("id"),
              "Retained events of one entity (0 when none).")
-        .def("contains_txn_id", &PyStore::contains_txn_id, py::arg("txn_id"))
-        .def("within_retention", &PyStore::within_retention, py::arg("timestamp_ms"),
-             "False when timestamp_ms < watermark_ms - retention_ms.")
+        .def("contains_event_id", &PyStore::contains_event_id, py::arg("event_id"))
+        .def("within_retention", &PyStore::within_retention, py::arg("time_ms"),
+             "False when time_ms < watermark_ms - retention_ms.")
         .def("write_snapshot", &PyStore::write_snapshot, py::arg("path"),
              "Write a snapshot atomically (temp file, fsync, rename, directory fsync).")
         .def("restore",
@@ -316,30 +350,40 @@ void bind_store(py::module_& m) {
                  d["log_records"] = r.log_records;
                  d["log_transactions"] = r.log_transactions;
                  d["log_skipped"] = r.log_skipped;
+                 d["log_label_records"] = r.log_label_records;
                  d["torn_tail_bytes"] = r.torn_tail_bytes;
                  return d;
              },
-             py::arg("dir"),
-             "Replace the store with dir's store.snapshot then store.log (all or nothing); "
-             "returns counts.")
-        .def("ingest", &PyStore::ingest, py::arg("records"),
-             "Append records (all or nothing: validated first).")
-        .def("features", &PyStore::features, py::arg("records"),
-             "float32 [n, num_features]: features against the store as it stands; stores nothing.")
-        .def("features_and_ingest", &PyStore::features_and_ingest, py::arg("records"),
-             "Per record in order: its features, then append it. Validated as a whole first.")
+             py::arg("dir"), "Replace the store with dir's store.snapshot then store.log (all or nothing); returns counts.")
+        .def("ingest", [](PyStore& s, A a, A b, A c, A d, A e, A f) { s.ingest(s.view(a, b, c, d, e, f)); },
+             LIBFRAUD_EVENT_ARGS, "Append events (all or nothing: validated first).")
+        .def("features", [](const PyStore& s, A a, A b, A c, A d, A e, A f) { return s.features(s.view(a, b, c, d, e, f)); },
+             LIBFRAUD_EVENT_ARGS, "float32 [n, num_features]: features against the store as it stands; stores nothing.")
+        .def("features_and_ingest",
+             [](PyStore& s, A a, A b, A c, A d, A e, A f) { return s.replay(s.view(a, b, c, d, e, f), nullptr); },
+             LIBFRAUD_EVENT_ARGS, "Per event in order: its features, then append it. Validated as a whole first.")
+        .def("replay",
+             [](PyStore& s, A a, A b, A c, A d, A e, A f, A g, A h, A i) {
+                 const LabelsView labels(g, h, i);
+                 return s.replay(s.view(a, b, c, d, e, f), &labels);
+             },
+             LIBFRAUD_EVENT_ARGS, LIBFRAUD_LABEL_ARGS,
+             "Training's replay: per event, its features, then append it, then its labels (counted by "
+             "label-aware features from their label time on). All or nothing.")
+        .def("label", [](PyStore& s, A g, A h, A i) { s.label(LabelsView(g, h, i)); }, LIBFRAUD_LABEL_ARGS,
+             "Label stored events (all or nothing).")
         .def_property_readonly("size", &PyStore::size)
         .def_property_readonly("watermark_ms", &PyStore::watermark_ms)
-        .def_property_readonly("num_features",
-                               [](const PyStore& s) { return s.computer().size(); })
-        .def_property_readonly("feature_names",
-                               [](const PyStore& s) { return s.computer().names(); })
-        .def_property_readonly("config", [](const PyStore& s) { return s.computer().config(); });
+        .def_property_readonly("num_features", [](const PyStore& s) { return s.plan().size(); })
+        .def_property_readonly("feature_names", [](const PyStore& s) { return s.plan().names(); });
 
-    py::class_<PyStateLog>(m, "StateLog",
-                           "The append-only log of a state directory (store.log), for tests.")
-        .def(py::init<const std::string&, bool>(), py::arg("dir"), py::arg("fsync") = false)
-        .def("append", &PyStateLog::append, py::arg("records"))
+    py::class_<PyStateLog>(m, "StateLog", "The append-only log of a state directory (store.log), for tests.")
+        .def(py::init<const std::string&, bool, const PyStore&>(), py::arg("dir"), py::arg("fsync"), py::arg("like"),
+             "A log for stores of `like`'s layout.")
+        .def("append",
+             [](PyStateLog& l, A a, A b, A c, A d, A e, A f) { l.append(EventsView(l.schema(), a, b, c, d, e, f)); },
+             LIBFRAUD_EVENT_ARGS)
+        .def("append_labels", [](PyStateLog& l, A g, A h, A i) { l.append_labels(LabelsView(g, h, i)); }, LIBFRAUD_LABEL_ARGS)
         .def("reset", &PyStateLog::reset, "Empty the log (after a snapshot of dir/store.snapshot).")
         .def_property_readonly("next_seq", &PyStateLog::next_seq)
         .def_property_readonly("bytes", &PyStateLog::bytes);

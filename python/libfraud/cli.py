@@ -1,4 +1,4 @@
-"""The `libfraud` command: generate, train, compile, score, demo, bench."""
+"""The `libfraud` command: schema infer, generate, train, compile, score, label, demo, bench."""
 
 from __future__ import annotations
 
@@ -15,18 +15,47 @@ def _generate(args) -> int:
     return 0
 
 
+def _declared(args, columns):
+    """(schema, spec) from --schema (one TOML with both, or with --features a second file), or the
+    --preset (payments when neither is given)."""
+    from .data.declared import load_config, load_preset, load_schema, load_spec
+    if args.schema:
+        if args.features:
+            schema = load_schema(args.schema)
+            return schema, load_spec(args.features, schema)
+        return load_config(args.schema)
+    return load_preset(args.preset or "payments", columns)
+
+
+def _schema_infer(args) -> int:
+    from .data.declared import infer_schema
+    text = infer_schema(args.data)
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not args.force:
+            raise FileExistsError(f"{out} exists (use --force to overwrite)")
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote a draft schema and feature spec to {out}: check every role, then "
+              f"`libfraud train {args.data} --schema {out} --out model/`", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _train(args) -> int:
-    from .data import load_transactions
+    from .data import read_table
     from .models.gbdt import GbdtParams
     from .train import SamplerSettings, train
-    transactions = load_transactions(args.data)
+    transactions = read_table(args.data)
+    schema, spec = _declared(args, transactions.columns)
     params = GbdtParams(n_estimators=args.trees, max_depth=args.depth, nthread=args.threads)
     gnn_params = None
     if not args.no_gnn:
         from .train_gnn import GnnParams
         gnn_params = GnnParams(epochs=args.gnn_epochs)
-    result = train(transactions, params=params, gnn_params=gnn_params,
-                   sampler=SamplerSettings(fanout=args.fanout, strategy=args.strategy),
+    result = train(transactions, schema=schema, spec=spec, params=params, gnn_params=gnn_params,
+                   sampler=SamplerSettings(fanout=args.fanout, strategy=args.strategy,
+                                           graph_fields=tuple(args.graph_field or ())),
                    progress=not args.quiet)
     out = result.save(args.out)
     test = result.metrics["test"]
@@ -48,13 +77,14 @@ def _score(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from .data import load_transactions
+    from .data import read_table
     from .scorer import Scorer
-    scorer = Scorer(args.bundle, gnn_backend=args.backend or "")
-    transactions = load_transactions(args.input, validate=False)  # the core validates values
+    scorer = Scorer(args.bundle, gnn_backend=args.backend or "", state_dir=args.state_dir or "")
+    transactions = read_table(args.input)  # in the bundle's schema's columns; the core validates values
     scores = (scorer.score(transactions) if args.no_ingest
               else scorer.score_and_ingest(transactions))
-    out = pd.DataFrame({"txn_id": transactions["txn_id"].to_numpy(),
+    id_column = scorer.schema.event_id.column
+    out = pd.DataFrame({id_column: transactions[id_column].to_numpy(),
                         "score": scores.astype(np.float32)})
     out["flagged"] = (out["score"] >= scorer.threshold).astype(np.int8)
     if args.out:
@@ -62,6 +92,18 @@ def _score(args) -> int:
         print(f"scored {len(out)} transactions into {args.out}", file=sys.stderr)
     else:
         out.to_csv(sys.stdout, index=False, float_format="%.9g")
+    return 0
+
+
+def _label(args) -> int:
+    from .data import read_table
+    from .scorer import Scorer
+    scorer = Scorer(args.bundle, state_dir=args.state_dir)
+    labels = read_table(args.labels)
+    scorer.label(labels)
+    stats = scorer.stats()
+    print(f"applied labels from {args.labels}: {stats['labels_applied']} new, "
+          f"{stats['store_labels']} labelled events in the store at {args.state_dir}", file=sys.stderr)
     return 0
 
 
@@ -113,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("schema", help="draft a schema and feature spec from a data file")
+    schema_sub = p.add_subparsers(dest="schema_command", required=True)
+    p = schema_sub.add_parser("infer", help="write a TOML draft: every column with a proposed role and type")
+    p.add_argument("data", help="transactions (.csv or .parquet)")
+    p.add_argument("--out", help="write the draft here (default: standard output)")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.set_defaults(run=_schema_infer)
+
     p = sub.add_parser("generate", help="write a synthetic payment network (.csv or .parquet)")
     p.add_argument("out")
     p.add_argument("-n", type=int, default=100_000, help="transactions (default 100000)")
@@ -123,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="replay features, train XGBoost on a time-ordered split")
     p.add_argument("data", help="labelled transactions (.csv or .parquet)")
     p.add_argument("--out", required=True, help="model directory")
+    p.add_argument("--schema", help="TOML declaring the schema and the features (see `libfraud schema infer`)")
+    p.add_argument("--features", help="the feature spec in a TOML of its own (else in --schema's file)")
+    p.add_argument("--preset", choices=("payments", "cards"),
+                   help="a built-in schema and feature spec instead of --schema (default: payments)")
+    p.add_argument("--graph-field", action="append",
+                   help="a numeric or categorical field added to the GNN's transaction features (repeatable)")
     p.add_argument("--trees", type=int, default=500, help="maximum boosting rounds")
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--threads", type=int, default=2)
@@ -146,7 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score against the store as it is, storing nothing (each sees none of the others)")
     p.add_argument("--backend", help="GNN backend for a GNN bundle (aoti, torchscript); default: "
                                      "the bundle's first that loads")
+    p.add_argument("--state-dir", help="keep the store durable here (restored on start, labels included)")
     p.set_defaults(run=_score)
+
+    p = sub.add_parser("label", help="apply labels (event id, label, label time) to a durable store")
+    p.add_argument("bundle")
+    p.add_argument("labels", help="labels (.csv or .parquet) in the schema's event id / label columns")
+    p.add_argument("--state-dir", required=True, help="the store's state directory (as given to score)")
+    p.set_defaults(run=_label)
 
     p = sub.add_parser("bench", help="the side-by-side latency and accuracy report (from the repo root)")
     p.add_argument("--mode", choices=("smoke", "quick", "full"), default="quick")

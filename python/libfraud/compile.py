@@ -115,6 +115,6 @@ def compile_model_dir(model_dir: str | Path, out: str | Path, *, jobs: int = 2,
             gnn["exports"] = export_onnx_artifacts(gnn_model, arrays, Path(work), info["sampler"]["fanout"],
                                                    score_fp16=score_with_trees, y=y, progress=progress)
         return build_bundle(out, booster=model.booster, feature_names=list(model.feature_names),
-                            feature_config=info["feature_config"], X_holdout=holdout,
+                            schema=info["schema"], spec=info["spec"], X_holdout=holdout,
                             threshold=info["threshold"], threshold_rule=info["threshold_rule"],
                             metrics=info["metrics"], gnn=gnn, jobs=jobs, progress=progress)

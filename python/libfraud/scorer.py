@@ -1,16 +1,19 @@
-"""Scorer: a bundle served by the C++ core, from pandas or NumPy. It calls the same C API a
-payment switch calls, so Python and C give the same scores."""
+"""Scorer: a bundle served by the C++ core, from pandas (in the user's own column names, as the
+bundle's declared schema names them) or libfraud.events arrays. It calls the same C API a payment
+switch calls, so Python and C give the same scores."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import _core
-from .data.schema import TXN_DTYPE, coerce_transactions, to_txn_records
+from .events import EventArrays, LabelArrays
 
 
 _LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
@@ -23,16 +26,6 @@ def _forward_log(level: int, message: str) -> None:
 
 # The core never prints; its messages go to the "libfraud" logger (the handlers decide what shows).
 _core.set_log_callback(_forward_log, 0)
-
-
-def _records(transactions) -> np.ndarray:
-    if isinstance(transactions, np.ndarray) and transactions.dtype == TXN_DTYPE:
-        return np.ascontiguousarray(transactions)
-    if isinstance(transactions, pd.DataFrame):
-        # Structure only (columns, types); the core checks values and names the bad field.
-        return to_txn_records(coerce_transactions(transactions))
-    raise TypeError("transactions must be a pandas DataFrame with the schema's columns "
-                    "or a NumPy array of libfraud.data.schema.TXN_DTYPE")
 
 
 class Scorer:
@@ -56,6 +49,20 @@ class Scorer:
         self._engine = _core.Engine(self.bundle, expected_transactions, gnn_backend,
                                     os.fspath(plugin_dir), os.fspath(state_dir), fsync_every_ingest,
                                     retention_ms, max_history_per_entity, os.fspath(trusted_public_key))
+        # The core verified the manifest; its schema maps the user's columns to events.
+        from .data.declared import Schema
+        manifest = json.loads((Path(self.bundle) / "manifest.json").read_text(encoding="utf-8"))
+        self.schema = Schema.from_json(manifest["schema"], source=str(Path(self.bundle) / "manifest.json"))
+
+    def events(self, transactions) -> EventArrays:
+        """The core's arrays for a DataFrame in the schema's columns (or EventArrays as they are)."""
+        if isinstance(transactions, EventArrays):
+            return transactions
+        if isinstance(transactions, pd.DataFrame):
+            from .data.declared import load_events
+            return load_events(transactions, self.schema, labels=False)[0]
+        raise TypeError("transactions must be a pandas DataFrame with the schema's columns "
+                        "or libfraud.events.EventArrays")
 
     @property
     def gnn_backend(self) -> str:
@@ -94,18 +101,30 @@ class Scorer:
         return self._engine.stats()
 
     def ingest(self, transactions) -> None:
-        self._engine.ingest(_records(transactions))
+        self._engine.ingest(*self.events(transactions).args())
 
     def score(self, transactions) -> np.ndarray:
         """Probabilities against the store as it stands; nothing is stored."""
-        return self._engine.score(_records(transactions))
+        return self._engine.score(*self.events(transactions).args())
 
     def score_and_ingest(self, transactions) -> np.ndarray:
         """The serving call: each transaction scored, then stored, in order."""
-        return self._engine.score_and_ingest(_records(transactions))
+        return self._engine.score_and_ingest(*self.events(transactions).args())
+
+    def label(self, labels) -> None:
+        """Labels for stored events (fraud_engine_label): LabelArrays, or a DataFrame in the
+        schema's columns with its event id, label and (when declared) label time columns.
+        All or nothing; a changed label, an unknown event or a label time before its event raise
+        FraudError naming it."""
+        if isinstance(labels, pd.DataFrame):
+            from .data.declared import load_labels
+            labels = load_labels(labels, self.schema)
+        if not isinstance(labels, LabelArrays):
+            raise TypeError("labels must be libfraud.events.LabelArrays or a DataFrame")
+        self._engine.label(*labels.args())
 
     def features(self, transactions) -> pd.DataFrame:
-        rows = self._engine.features(_records(transactions))
+        rows = self._engine.features(*self.events(transactions).args())
         return pd.DataFrame(rows, columns=self.feature_names)
 
     def score_features(self, rows: np.ndarray) -> np.ndarray:
@@ -115,4 +134,4 @@ class Scorer:
     def score_and_ingest_timed(self, transactions) -> tuple[np.ndarray, np.ndarray]:
         """As score_and_ingest, one C API call per transaction; also each call's latency in ns
         measured inside the core's caller (no Python overhead in the figure)."""
-        return self._engine.score_and_ingest_timed(_records(transactions))
+        return self._engine.score_and_ingest_timed(*self.events(transactions).args())

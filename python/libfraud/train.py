@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .features import FeatureConfig, as_matrix, replay_features
+from .events import EventArrays, LabelArrays
+from .features import as_json, replay, rows_of
 from .models.gbdt import GbdtParams, TrainedGbdt, train_gbdt
 from .splits import time_split
 
@@ -29,19 +30,24 @@ class SamplerSettings:
     fanout: int = 10
     strategy: str = "most_recent"  # or "uniform"
     seed: int = 0
+    # Numeric / categorical fields of the schema appended to the transaction node features.
+    graph_fields: tuple[str, ...] = ()
 
     def to_core(self):
         from . import _core
         return _core.SamplerConfig(fanout=self.fanout, strategy=self.strategy, seed=self.seed)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["graph_fields"] = list(self.graph_fields)
+        return d
 
 
 @dataclass(frozen=True)
 class TrainResult:
     model: TrainedGbdt  # the trees that ship: stacked on the GNN's outputs when there is a GNN
-    feature_config: FeatureConfig
+    schema: dict  # the declared schema and feature spec, JSON forms (export/SCHEMA.md)
+    spec: dict
     metrics: dict  # valid, test (the shipped model); test_gbdt_only, test_gnn_only with a GNN
     threshold: float
     threshold_rule: str
@@ -62,7 +68,7 @@ class TrainResult:
         np.save(out / "holdout_X.npy", self.X_test)
         np.save(out / "holdout_y.npy", self.y_test)
         info = {
-            "feature_config": self.feature_config.to_dict(),
+            "schema": self.schema, "spec": self.spec,
             "feature_order": list(self.model.feature_names),
             "threshold": self.threshold, "threshold_rule": self.threshold_rule,
             "metrics": self.metrics, "split_rows": self.split_rows,
@@ -80,10 +86,14 @@ class TrainResult:
         return out
 
 
-def _labels(transactions: pd.DataFrame) -> np.ndarray:
-    if "label" not in transactions.columns:
-        raise ValueError("training needs a 'label' column (1 fraud, 0 legitimate)")
-    return transactions["label"].to_numpy(dtype=np.int8)
+def _labels(events: EventArrays, labels: LabelArrays | None) -> np.ndarray:
+    """Each event's label: 1 fraud, 0 legitimate, -1 unknown (replayed for history, not trained on)."""
+    if labels is None or len(labels) == 0:
+        raise ValueError("training needs labels: declare [label] in the schema (1 fraud, 0 legitimate)")
+    y = np.full(len(events), -1, dtype=np.int8)
+    rows = rows_of(events.event_id, labels.event_id)
+    y[rows[rows >= 0]] = labels.label[rows >= 0]
+    return y
 
 
 def _threshold(y_valid: np.ndarray, valid_scores: np.ndarray) -> float:
@@ -94,25 +104,42 @@ def _threshold(y_valid: np.ndarray, valid_scores: np.ndarray) -> float:
 THRESHOLD_RULE = f"highest recall at <= {THRESHOLD_FPR:.0%} false-positive rate on validation"
 
 
-def train(transactions: pd.DataFrame, *, feature_config: FeatureConfig = FeatureConfig(),
+def _labelled_split(time_ms: np.ndarray, y: np.ndarray, fractions) -> tuple:
+    """time_split over the labelled events only (indices into all events)."""
+    known = np.flatnonzero(y >= 0)
+    parts = time_split(time_ms[known], fractions)
+    return tuple(known[p] for p in parts)
+
+
+def train(transactions: pd.DataFrame, *, schema: Any = None, spec: Any = None,
           params: GbdtParams = GbdtParams(), fractions=(0.7, 0.15, 0.15),
           gnn_params: Any = None, sampler: SamplerSettings | None = None,
           progress: bool = False) -> TrainResult:
-    """Tree model on the core's features; with ``gnn_params`` (train_gnn.GnnParams) also a GNN on
-    the sampled neighbourhoods whose outputs feed the shipped trees (see train_gnn: stacking)."""
-    y = _labels(transactions)
-    features = replay_features(transactions, feature_config)  # whole history, point in time
-    X = as_matrix(features)
-    splits = time_split(transactions["timestamp_ms"].to_numpy(), fractions)
+    """Tree model on the declared features (the payments preset when no schema is given); with
+    ``gnn_params`` (train_gnn.GnnParams) also a GNN on the sampled neighbourhoods whose outputs
+    feed the shipped trees (see train_gnn: stacking). ``transactions`` in the schema's columns."""
+    from .data.declared import load_events, load_preset
+    if schema is None:
+        schema, preset_spec = load_preset("payments", transactions.columns)
+        spec = spec if spec is not None else preset_spec
+    if spec is None:
+        raise ValueError("a schema needs a feature spec (see export/SCHEMA.md)")
+    events, label_arrays = load_events(transactions, schema)
+    y = _labels(events, label_arrays)
+    replayed = replay(events, label_arrays, schema, spec, progress=progress)  # point in time
+    features = replayed.frame()
+    X = replayed.features
+    splits = _labelled_split(events.time_ms, y, fractions)
     train_idx, valid_idx, test_idx = splits
-    test_start_ms = int(transactions["timestamp_ms"].to_numpy()[test_idx].min())
+    test_start_ms = int(events.time_ms[test_idx].min())
+    schema_json, spec_json = as_json(schema), as_json(spec)
     if gnn_params is None:
         model = train_gbdt(X[train_idx], y[train_idx], X[valid_idx], y[valid_idx],
                            list(features.columns), params, progress=progress)
         valid_scores = model.predict_proba(X[valid_idx])
         test_scores = model.predict_proba(X[test_idx])
         return TrainResult(
-            model=model, feature_config=feature_config,
+            model=model, schema=schema_json, spec=spec_json,
             metrics={"valid": metrics.summary(y[valid_idx], valid_scores),
                      "test": metrics.summary(y[test_idx], test_scores)},
             threshold=_threshold(y[valid_idx], valid_scores), threshold_rule=THRESHOLD_RULE,
@@ -122,7 +149,7 @@ def train(transactions: pd.DataFrame, *, feature_config: FeatureConfig = Feature
 
     from .train_gnn import gnn_outputs, sample_neighbourhoods, train_stacked
     sampler = sampler or SamplerSettings()
-    arrays = sample_neighbourhoods(transactions, sampler)
+    arrays = sample_neighbourhoods(events, replayed.store, sampler, sampler.graph_fields)
     stacked = train_stacked(features, arrays, y, splits, gnn_params=gnn_params, gbdt_params=params,
                             progress=progress)
     logits, embeddings = gnn_outputs(stacked.gnn.model, arrays)
@@ -135,7 +162,7 @@ def train(transactions: pd.DataFrame, *, feature_config: FeatureConfig = Feature
     parity_rows = test_idx[picked]
     from .models.gnn import INPUT_NAMES
     return TrainResult(
-        model=stacked.stacked, feature_config=feature_config,
+        model=stacked.stacked, schema=schema_json, spec=spec_json,
         metrics={"valid": metrics.summary(y[valid_idx], valid_scores),
                  "test": metrics.summary(y[test_idx], test_scores),
                  "test_gbdt_only": stacked.metrics["gbdt_only"],

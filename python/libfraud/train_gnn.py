@@ -125,31 +125,20 @@ def stacked_feature_names(embedding_dim: int) -> list[str]:
     return ["gnn_logit"] + [f"gnn_emb_{i}" for i in range(int(embedding_dim))]
 
 
-def sample_neighbourhoods(transactions: pd.DataFrame, sampler_config: Any,
-                          feature_store: Any = None) -> dict[str, np.ndarray]:
-    """Every transaction's sampled neighbourhood, as the serving engine would sample it.
-
-    All rows are replayed into a ``_core.Store`` (or ``feature_store``, when it already holds
-    exactly these rows, e.g. after ``features_and_ingest``), then sampled in one call; the sampler
-    uses only stored transactions strictly before each target's time. ``sampler_config`` is a
-    ``_core.SamplerConfig`` or anything with ``to_core()`` returning one. Returns the arrays of
-    ``INPUT_NAMES`` (float32) and the sampler's int64 id arrays (ent1_id, txn2_id, ent3_id).
+def sample_neighbourhoods(events, store, sampler_config: Any, graph_fields=()) -> dict[str, np.ndarray]:
+    """Every event's sampled neighbourhood, as the serving engine would sample it, from ``store``
+    (a ``_core.Store`` holding exactly these events, e.g. after features.replay), in one call: the
+    sampler uses only stored events strictly before each target's time. ``sampler_config`` is a
+    ``_core.SamplerConfig`` or anything with ``to_core()`` returning one; ``graph_fields``: the
+    schema's numeric/categorical fields appended to the transaction node features. Returns the
+    arrays of ``INPUT_NAMES`` (float32) and the sampler's int64 id arrays (ent1_id, txn2_id, ent3_id).
     """
     from . import _core
-    from .data.schema import coerce_transactions, to_txn_records
 
-    if not hasattr(_core, "Sampler"):
-        raise RuntimeError("this libfraud build has no _core.Sampler; rebuild with the sampler bindings")
-    records = to_txn_records(coerce_transactions(transactions))
-    if feature_store is None:
-        store = _core.Store(expected_transactions=len(records))
-        store.ingest(records)
-    else:
-        store = feature_store
-        if store.size != len(records):
-            raise ValueError(f"feature_store holds {store.size} transactions, the frame has {len(records)}")
+    if store.size != len(events):
+        raise ValueError(f"the store holds {store.size} events, the batch has {len(events)}")
     cfg = sampler_config.to_core() if hasattr(sampler_config, "to_core") else sampler_config
-    out = dict(_core.Sampler(cfg).sample(store, records))
+    out = dict(_core.Sampler(store, cfg, list(graph_fields)).sample(store, *events.args()))
     _check_arrays(out)
     return out
 

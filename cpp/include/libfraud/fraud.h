@@ -31,10 +31,10 @@ extern "C" {
 #define FRAUD_API __attribute__((visibility("default")))
 #endif
 
-/* Bumped when this header changes incompatibly. */
-#define FRAUD_API_VERSION 1
-/* The bundle format version this library reads (see export/BUNDLE.md). */
-#define FRAUD_BUNDLE_FORMAT_VERSION 1
+/* Bumped when this header changes incompatibly. 2: declared schemas (fraud_event), labels. */
+#define FRAUD_API_VERSION 2
+/* The bundle format version this library reads (see export/BUNDLE.md, export/SCHEMA.md). */
+#define FRAUD_BUNDLE_FORMAT_VERSION 2
 
 typedef enum fraud_status {
     FRAUD_STATUS_OK = 0,
@@ -49,10 +49,56 @@ typedef enum fraud_status {
     FRAUD_STATUS_LOAD_ERROR = 9,          /* an artifact verified but could not be loaded */
     FRAUD_STATUS_INTERNAL = 10,           /* a bug or out of memory; the message says which */
     FRAUD_STATUS_OUT_OF_RETENTION = 11,   /* a time older than the store keeps history for */
-    FRAUD_STATUS_BACKEND_UNAVAILABLE = 12 /* a GNN backend plugin missing or not loadable here */
+    FRAUD_STATUS_BACKEND_UNAVAILABLE = 12, /* a GNN backend plugin missing or not loadable here */
+    FRAUD_STATUS_UNKNOWN_EVENT = 13,      /* a label for an event id the store does not hold */
+    FRAUD_STATUS_INVALID_LABEL = 14,      /* a label not 0/1, or a label time before its event */
+    FRAUD_STATUS_LABEL_CONFLICT = 15      /* a label that differs from one already applied */
 } fraud_status;
 
-/* Entities a transaction links; the order of fraud_txn.entity_id. */
+/* The most entity types a schema declares. */
+#define FRAUD_MAX_ENTITY_TYPES 16
+/* A categorical code meaning "missing". */
+#define FRAUD_CODE_MISSING (-1)
+
+/*
+ * One event, laid out by the bundle's declared schema (export/SCHEMA.md): the engine's schema says
+ * how many entity ids, numeric values and categorical codes an event has, their names and order
+ * (fraud_engine_schema_count / fraud_engine_schema_name): a switch maps its fields once at start.
+ * Rules (checked at every entry point): time_ms any int64; amount finite and >= 0 (ignored when the
+ * schema has no amount); entity_id[i] >= 0, or FRAUD_ENTITY_ABSENT for an optional entity type;
+ * numeric[i] finite or NaN (missing); categorical[i] >= 0 or FRAUD_CODE_MISSING. String ids and
+ * codes are mapped with fraud_hash_id. The arrays are read during the call only.
+ */
+typedef struct fraud_event {
+    int64_t event_id;            /* unique within the store */
+    int64_t time_ms;             /* unix epoch, milliseconds, UTC */
+    double amount;
+    const int64_t* entity_id;    /* [num entity types]; may be NULL when there are none */
+    const double* numeric;       /* [num numeric fields]; NULL when there are none */
+    const int64_t* categorical;  /* [num categorical fields]; NULL when there are none */
+} fraud_event;
+
+/* A label for a stored event: known from label_time_ms on (>= the event's time_ms). */
+typedef struct fraud_label {
+    int64_t event_id;
+    int64_t label_time_ms;
+    int32_t label;    /* 1 fraud, 0 legitimate */
+    int32_t reserved; /* 0 */
+} fraud_label;
+
+/* The roles of a schema's fields, for fraud_engine_schema_count / fraud_engine_schema_name. */
+typedef enum fraud_field_role {
+    FRAUD_ROLE_ENTITY = 0,
+    FRAUD_ROLE_NUMERIC = 1,
+    FRAUD_ROLE_CATEGORICAL = 2
+} fraud_field_role;
+
+/*
+ * The legacy fixed transaction: the `payments` preset's event (entities card, device, merchant,
+ * ip; categoricals country, mcc; no numeric fields). The fraud_txn functions below convert to
+ * fraud_event and run the same path; they refuse an engine whose schema is not that preset.
+ */
+/* Entities of the payments preset; the order of fraud_txn.entity_id. */
 typedef enum fraud_entity {
     FRAUD_ENTITY_CARD = 0,
     FRAUD_ENTITY_DEVICE = 1,
@@ -65,10 +111,9 @@ typedef enum fraud_entity {
 #define FRAUD_ENTITY_ABSENT (-1)
 
 /*
- * One transaction. 64 bytes, no padding: Python passes NumPy records of this layout without copying.
- * Rules (checked at every entry point): amount finite and > 0; card and merchant ids >= 0; device
- * and IP ids >= 0 or FRAUD_ENTITY_ABSENT; country 1..999 (ISO 3166 numeric); mcc 0..9999. An entity
- * never seen before is not an error: it has an empty history (cold start).
+ * One payments-preset transaction, 64 bytes, no padding. Rules: those of fraud_event (amount finite
+ * and >= 0; card and merchant ids >= 0; device and IP ids >= 0 or FRAUD_ENTITY_ABSENT; country and
+ * mcc >= 0 or FRAUD_CODE_MISSING). An entity never seen before has an empty history (cold start).
  */
 typedef struct fraud_txn {
     int64_t txn_id;                        /* unique within the store */
@@ -132,6 +177,9 @@ typedef struct fraud_engine_stats {
     double latency_p50_us;           /* of recent scoring calls, per transaction */
     double latency_p99_us;
     char gnn_backend[32];            /* backend in use, "none" for a tree-only bundle */
+    uint64_t labels_applied;         /* labels stored (repeats of a stored label not counted) */
+    uint64_t labels_rejected;        /* labels refused (all reasons; by status in rejected_by_status) */
+    uint64_t store_labels;           /* labelled events in the store now */
 } fraud_engine_stats;
 
 typedef struct fraud_engine fraud_engine;
@@ -152,6 +200,10 @@ FRAUD_API const char* fraud_version(void);
 
 FRAUD_API fraud_engine_params fraud_engine_default_params(void);
 
+/* The stable id of a string (export/SCHEMA.md "Ids"): 64-bit FNV-1a of the len bytes, the
+ * splitmix64 finaliser, the top bit cleared (so >= 0). bytes may be NULL when len is 0. Pure. */
+FRAUD_API int64_t fraud_hash_id(const char* bytes, size_t len);
+
 /*
  * Open the bundle directory at bundle_dir: checks the manifest's format version and every
  * artifact's size and sha256 before loading anything, then loads the compiled trees, and starts
@@ -166,6 +218,20 @@ FRAUD_API void fraud_engine_free(fraud_engine* engine);
 
 /* Number of features the bundle's model reads (the length of a row from fraud_engine_features). */
 FRAUD_API fraud_status fraud_engine_num_features(const fraud_engine* engine, size_t* out);
+
+/* How many fields of a role the engine's schema declares (entity types, numeric, categorical):
+ * the lengths of fraud_event's arrays. The schema never changes for an open engine (a swap to a
+ * bundle of another schema is refused). */
+FRAUD_API fraud_status fraud_engine_schema_count(const fraud_engine* engine, fraud_field_role role,
+                                                 size_t* out);
+
+/* Name of field i of a role ("card", "terminal", "channel"...); owned by the engine, valid while
+ * it is open. */
+FRAUD_API fraud_status fraud_engine_schema_name(const fraud_engine* engine, fraud_field_role role,
+                                                size_t i, const char** out);
+
+/* 1 if the schema has an amount (fraud_event.amount is read), else 0. */
+FRAUD_API fraud_status fraud_engine_schema_has_amount(const fraud_engine* engine, int32_t* out);
 
 /* Name of feature i in the model's feature order; owned by the engine, valid until the next
  * fraud_engine_swap_bundle. */
@@ -235,6 +301,33 @@ FRAUD_API fraud_status fraud_engine_snapshot(fraud_engine* engine);
 
 /* Fills *out (out->struct_size must be set). Safe from many threads. */
 FRAUD_API fraud_status fraud_engine_get_stats(const fraud_engine* engine, fraud_engine_stats* out);
+
+/*
+ * The same functions for events of the engine's declared schema (fraud_event). Same rules,
+ * threading and all-or-nothing validation as their fraud_txn versions above, which are these
+ * functions applied to the payments preset's layout.
+ */
+FRAUD_API fraud_status fraud_engine_ingest_events(fraud_engine* engine, const fraud_event* events,
+                                                  size_t n);
+FRAUD_API fraud_status fraud_engine_score_events(const fraud_engine* engine,
+                                                 const fraud_event* events, size_t n,
+                                                 float* scores_out);
+FRAUD_API fraud_status fraud_engine_score_and_ingest_events(fraud_engine* engine,
+                                                            const fraud_event* events, size_t n,
+                                                            float* scores_out);
+FRAUD_API fraud_status fraud_engine_features_events(const fraud_engine* engine,
+                                                    const fraud_event* events, size_t n,
+                                                    float* features_out);
+
+/*
+ * Apply n labels to stored events, all or nothing: FRAUD_STATUS_UNKNOWN_EVENT (id not in the
+ * store, or evicted), FRAUD_STATUS_INVALID_LABEL (label not 0/1, reserved not 0, label time before
+ * the event's), FRAUD_STATUS_LABEL_CONFLICT (differs from a stored label; the same label again is
+ * a no-op keeping the first label time); the message names the batch index and the event id.
+ * Label-aware features of an event at time t count a label only when label_time_ms < t. Logged
+ * like an ingest (state_dir). Exclusive (see Threading).
+ */
+FRAUD_API fraud_status fraud_engine_label(fraud_engine* engine, const fraud_label* labels, size_t n);
 
 /* Number of transactions in the store, and its watermark (latest timestamp; INT64_MIN if empty). */
 FRAUD_API fraud_status fraud_engine_store_size(const fraud_engine* engine, uint64_t* n_out,

@@ -17,18 +17,20 @@
 extern "C" {
 #endif
 
-#define FRAUD_GNN_BACKEND_ABI 1
+#define FRAUD_GNN_BACKEND_ABI 2
 
 typedef struct fraud_gnn_inputs {
     int64_t batch;
     int64_t fanout;
-    const float* target_x;  /* [B, 5] */
-    const float* ent1_x;    /* [B, 4, 5] */
-    const float* ent1_mask; /* [B, 4] */
-    const float* txn2_x;    /* [B, 4, K, 5] */
-    const float* txn2_mask; /* [B, 4, K] */
-    const float* ent3_x;    /* [B, 4, K, 4, 5] */
-    const float* ent3_mask; /* [B, 4, K, 4] */
+    int64_t num_entity_types; /* E */
+    int64_t txn_features;     /* Ft */
+    const float* target_x;  /* [B, Ft] */
+    const float* ent1_x;    /* [B, E, E+1] */
+    const float* ent1_mask; /* [B, E] */
+    const float* txn2_x;    /* [B, E, K, Ft] */
+    const float* txn2_mask; /* [B, E, K] */
+    const float* ent3_x;    /* [B, E, K, E, E+1] */
+    const float* ent3_mask; /* [B, E, K, E] */
 } fraud_gnn_inputs;
 
 typedef struct fraud_gnn_backend {

@@ -20,9 +20,10 @@
 namespace libfraud {
 namespace {
 
-constexpr int E = kEntityTypes;
-constexpr int Ft = kTxnFeatures;
-constexpr int Fe = kEntityFeatures;
+// Interim: the payments layout until the kernels read E and Ft from the weights header.
+constexpr int E = 4;
+constexpr int Ft = 5;
+constexpr int Fe = E + 1;
 constexpr size_t kFixedHeader = 32;
 
 enum class Aggr { kMean, kMax, kSum };

@@ -3,11 +3,13 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "engine/engine.h"
 #include "libfraud/fraud.h"
+#include "schema/schema.h"
 
 struct fraud_engine {
     std::unique_ptr<libfraud::Engine> impl;
@@ -24,6 +26,40 @@ fraud_status fail(fraud_status status, const char* message) {
 
 void require(bool ok, const char* what) {
     if (!ok) throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT, what);
+}
+
+// The payments preset's events for a fraud_txn batch, in per-thread buffers (no allocation once a
+// thread has seen its largest batch). Valid until the thread's next conversion.
+const fraud_event* as_events(const libfraud::Engine& engine, const fraud_txn* txns, size_t n) {
+    if (!libfraud::is_payments_layout(engine.schema()))
+        throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                                   "fraud_txn is the payments preset's record; this engine's schema is '" +
+                                       engine.schema().name + "': use the fraud_engine_*_events functions");
+    thread_local std::vector<fraud_event> events;
+    thread_local std::vector<int64_t> codes;
+    if (events.size() < n) {
+        events.resize(n);
+        codes.resize(2 * n);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        const fraud_txn& t = txns[i];
+        codes[2 * i] = t.country;
+        codes[2 * i + 1] = t.mcc;
+        events[i] = fraud_event{t.txn_id, t.timestamp_ms, t.amount, t.entity_id, nullptr, &codes[2 * i]};
+    }
+    return events.data();
+}
+
+const libfraud::Schema& schema_of(const fraud_engine* engine) { return engine->impl->schema(); }
+
+const std::vector<std::string>& names_of(const libfraud::Schema& s, fraud_field_role role) {
+    switch (static_cast<int>(role)) {
+        case FRAUD_ROLE_ENTITY: return s.entities;
+        case FRAUD_ROLE_NUMERIC: return s.numeric;
+        case FRAUD_ROLE_CATEGORICAL: return s.categorical;
+    }
+    throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "role must be FRAUD_ROLE_ENTITY, _NUMERIC or _CATEGORICAL, got " +
+                                                                  std::to_string(static_cast<int>(role)));
 }
 
 }  // namespace
@@ -67,11 +103,19 @@ const char* fraud_status_name(fraud_status status) {
         case FRAUD_STATUS_INTERNAL: return "FRAUD_STATUS_INTERNAL";
         case FRAUD_STATUS_OUT_OF_RETENTION: return "FRAUD_STATUS_OUT_OF_RETENTION";
         case FRAUD_STATUS_BACKEND_UNAVAILABLE: return "FRAUD_STATUS_BACKEND_UNAVAILABLE";
+        case FRAUD_STATUS_UNKNOWN_EVENT: return "FRAUD_STATUS_UNKNOWN_EVENT";
+        case FRAUD_STATUS_INVALID_LABEL: return "FRAUD_STATUS_INVALID_LABEL";
+        case FRAUD_STATUS_LABEL_CONFLICT: return "FRAUD_STATUS_LABEL_CONFLICT";
     }
     return "FRAUD_STATUS_UNKNOWN";
 }
 
 const char* fraud_version(void) { return LIBFRAUD_VERSION; }
+
+int64_t fraud_hash_id(const char* bytes, size_t len) {
+    static const char empty = 0;
+    return libfraud::hash_id(bytes ? bytes : &empty, bytes ? len : 0);
+}
 
 void fraud_set_log_callback(fraud_log_fn fn, void* user_data, fraud_log_level min_level) {
     libfraud::set_log_callback(fn, user_data, min_level);
@@ -134,10 +178,73 @@ fraud_status fraud_engine_threshold(const fraud_engine* engine, double* out) {
     FRAUD_API_END()
 }
 
+fraud_status fraud_engine_schema_count(const fraud_engine* engine, fraud_field_role role, size_t* out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_schema_count: NULL argument");
+    *out = names_of(schema_of(engine), role).size();
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_schema_name(const fraud_engine* engine, fraud_field_role role, size_t i, const char** out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_schema_name: NULL argument");
+    const auto& names = names_of(schema_of(engine), role);
+    if (i >= names.size())
+        throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "fraud_engine_schema_name: index " + std::to_string(i) +
+                                                                      " >= " + std::to_string(names.size()));
+    *out = names[i].c_str();
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_schema_has_amount(const fraud_engine* engine, int32_t* out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_schema_has_amount: NULL argument");
+    *out = schema_of(engine).has_amount ? 1 : 0;
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_ingest_events(fraud_engine* engine, const fraud_event* events, size_t n) {
+    FRAUD_API_BEGIN()
+    require(engine && (events || n == 0), "fraud_engine_ingest_events: NULL argument");
+    engine->impl->ingest(events, n);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_score_events(const fraud_engine* engine, const fraud_event* events, size_t n,
+                                       float* scores_out) {
+    FRAUD_API_BEGIN()
+    require(engine && ((events && scores_out) || n == 0), "fraud_engine_score_events: NULL argument");
+    engine->impl->score(events, n, scores_out);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_score_and_ingest_events(fraud_engine* engine, const fraud_event* events, size_t n,
+                                                  float* scores_out) {
+    FRAUD_API_BEGIN()
+    require(engine && ((events && scores_out) || n == 0), "fraud_engine_score_and_ingest_events: NULL argument");
+    engine->impl->score_and_ingest(events, n, scores_out);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_features_events(const fraud_engine* engine, const fraud_event* events, size_t n,
+                                          float* features_out) {
+    FRAUD_API_BEGIN()
+    require(engine && ((events && features_out) || n == 0), "fraud_engine_features_events: NULL argument");
+    engine->impl->features(events, n, features_out);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_label(fraud_engine* engine, const fraud_label* labels, size_t n) {
+    FRAUD_API_BEGIN()
+    require(engine && (labels || n == 0), "fraud_engine_label: NULL argument");
+    engine->impl->label(labels, n);
+    FRAUD_API_END()
+}
+
 fraud_status fraud_engine_ingest(fraud_engine* engine, const fraud_txn* txns, size_t n) {
     FRAUD_API_BEGIN()
     require(engine && (txns || n == 0), "fraud_engine_ingest: NULL argument");
-    engine->impl->ingest(txns, n);
+    engine->impl->ingest(as_events(*engine->impl, txns, n), n);
     FRAUD_API_END()
 }
 
@@ -145,7 +252,7 @@ fraud_status fraud_engine_score(const fraud_engine* engine, const fraud_txn* txn
                                 float* scores_out) {
     FRAUD_API_BEGIN()
     require(engine && ((txns && scores_out) || n == 0), "fraud_engine_score: NULL argument");
-    engine->impl->score(txns, n, scores_out);
+    engine->impl->score(as_events(*engine->impl, txns, n), n, scores_out);
     FRAUD_API_END()
 }
 
@@ -153,7 +260,7 @@ fraud_status fraud_engine_score_and_ingest(fraud_engine* engine, const fraud_txn
                                            float* scores_out) {
     FRAUD_API_BEGIN()
     require(engine && ((txns && scores_out) || n == 0), "fraud_engine_score_and_ingest: NULL argument");
-    engine->impl->score_and_ingest(txns, n, scores_out);
+    engine->impl->score_and_ingest(as_events(*engine->impl, txns, n), n, scores_out);
     FRAUD_API_END()
 }
 
@@ -161,7 +268,7 @@ fraud_status fraud_engine_features(const fraud_engine* engine, const fraud_txn* 
                                    float* features_out) {
     FRAUD_API_BEGIN()
     require(engine && ((txns && features_out) || n == 0), "fraud_engine_features: NULL argument");
-    engine->impl->features(txns, n, features_out);
+    engine->impl->features(as_events(*engine->impl, txns, n), n, features_out);
     FRAUD_API_END()
 }
 

@@ -23,6 +23,10 @@ bool is_transaction_refusal(fraud_status s) {
            s == FRAUD_STATUS_DUPLICATE_TRANSACTION || s == FRAUD_STATUS_OUT_OF_RETENTION;
 }
 
+bool is_label_refusal(fraud_status s) {
+    return s == FRAUD_STATUS_UNKNOWN_EVENT || s == FRAUD_STATUS_INVALID_LABEL || s == FRAUD_STATUS_LABEL_CONFLICT;
+}
+
 }  // namespace
 
 namespace {
@@ -40,13 +44,14 @@ StoreConfig store_config(const fraud_engine_params& params) {
 }  // namespace
 
 Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
-    : model_(std::make_shared<const Model>(bundle_dir, params)), store_(store_config(params)) {
+    : model_(std::make_shared<const Model>(bundle_dir, params)),
+      store_(model_->store_layout(), store_config(params)) {
     if (params.expected_transactions > 0) store_.reserve(static_cast<size_t>(params.expected_transactions));
     if (params.state_dir && params.state_dir[0]) {
         state_dir_ = params.state_dir;
         // Restore first (snapshot, then the log's acknowledged batches), then reopen the log for appending.
         const RestoreStats restored = restore_state(state_dir_, store_);
-        log_ = StateLog::open(state_dir_, params.fsync_every_ingest != 0);
+        log_ = StateLog::open(state_dir_, params.fsync_every_ingest != 0, store_.layout());
         log(FRAUD_LOG_INFO, "restored " + std::to_string(store_.size()) + " transactions from " + state_dir_ +
                                 " (snapshot: " + std::to_string(restored.snapshot_transactions) +
                                 ", log: " + std::to_string(restored.log_transactions) + ", torn tail bytes dropped: " +
@@ -57,7 +62,7 @@ Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
 
 // Caller holds the exclusive lock and has validated the batch. Logged before it is applied, so an
 // acknowledged batch is always on disk; scored one by one when scorer is set (score, then store).
-void Engine::append_validated(const fraud_txn* txns, size_t n, const Model* scorer, float* scores) {
+void Engine::append_validated(const fraud_event* txns, size_t n, const Model* scorer, float* scores) {
     if (log_) log_->append(txns, n);
     for (size_t i = 0; i < n; ++i) {
         if (scorer) scores[i] = scorer->score(store_, txns[i]);
@@ -79,7 +84,7 @@ void Engine::count_scored(size_t n, uint64_t ns) const {
     latency_.record(ns / n);
 }
 
-void Engine::ingest(const fraud_txn* txns, size_t n) {
+void Engine::ingest(const fraud_event* txns, size_t n) {
     std::unique_lock lock(mutex_);
     try {
         validate_for_append(store_, txns, n);
@@ -90,10 +95,10 @@ void Engine::ingest(const fraud_txn* txns, size_t n) {
     append_validated(txns, n, nullptr, nullptr);
 }
 
-void Engine::score(const fraud_txn* txns, size_t n, float* scores) const {
+void Engine::score(const fraud_event* txns, size_t n, float* scores) const {
     const uint64_t start = now_ns();
     try {
-        validate_fields(txns, n);
+        validate_fields(schema(), txns, n);
     } catch (const FraudError& e) {
         count_rejection(e, n);
         throw;
@@ -106,7 +111,7 @@ void Engine::score(const fraud_txn* txns, size_t n, float* scores) const {
     count_scored(n, now_ns() - start);
 }
 
-void Engine::score_and_ingest(const fraud_txn* txns, size_t n, float* scores) {
+void Engine::score_and_ingest(const fraud_event* txns, size_t n, float* scores) {
     const uint64_t start = now_ns();
     const std::shared_ptr<const Model> model = this->model();
     {
@@ -122,11 +127,32 @@ void Engine::score_and_ingest(const fraud_txn* txns, size_t n, float* scores) {
     count_scored(n, now_ns() - start);
 }
 
-void Engine::features(const fraud_txn* txns, size_t n, float* rows) const {
-    validate_fields(txns, n);
+void Engine::features(const fraud_event* txns, size_t n, float* rows) const {
+    validate_fields(schema(), txns, n);
     const std::shared_ptr<const Model> model = this->model();
     std::shared_lock lock(mutex_);
     for (size_t i = 0; i < n; ++i) model->row(store_, txns[i], rows + i * model->num_features());
+}
+
+void Engine::label(const fraud_label* labels, size_t n) {
+    std::unique_lock lock(mutex_);
+    try {
+        validate_labels(store_, labels, n);
+    } catch (const FraudError& e) {
+        if (is_label_refusal(e.status())) {
+            labels_rejected_.fetch_add(n, std::memory_order_relaxed);
+            rejected_by_status_[static_cast<size_t>(e.status()) % rejected_by_status_.size()].fetch_add(n, std::memory_order_relaxed);
+        }
+        throw;
+    }
+    if (log_) log_->append_labels(labels, n);
+    uint64_t applied = 0;
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t row;
+        store_.find_event(labels[i].event_id, &row);
+        applied += store_.apply_label(row, labels[i].label, labels[i].label_time_ms) ? 1 : 0;
+    }
+    labels_applied_.fetch_add(applied, std::memory_order_relaxed);
 }
 
 void Engine::score_features(const float* rows, size_t n, float* scores) const {
@@ -142,7 +168,8 @@ void Engine::store_size(uint64_t* n, int64_t* watermark_ms) const {
 void Engine::swap_bundle(const std::string& bundle_dir, const fraud_engine_params& params) {
     std::shared_ptr<const Model> fresh;
     try {
-        fresh = std::make_shared<const Model>(bundle_dir, params);  // verified off the hot path
+        // Verified and loaded off the hot path; it must serve from this store (same schema).
+        fresh = std::make_shared<const Model>(bundle_dir, params, &store_.layout());
     } catch (const FraudError& e) {
         swap_failures_.fetch_add(1, std::memory_order_relaxed);
         log(FRAUD_LOG_ERROR, std::string("bundle swap refused, the old bundle keeps serving: ") + e.what());
@@ -177,7 +204,10 @@ void Engine::stats(fraud_engine_stats* out) const {
         s.store_transactions = store_.size();
         s.store_bytes = store_.approx_bytes();
         s.evicted = store_.evicted();
+        s.store_labels = store_.labelled();
     }
+    s.labels_applied = labels_applied_.load();
+    s.labels_rejected = labels_rejected_.load();
     const auto p = latency_.percentiles_us();
     s.latency_p50_us = p[0];
     s.latency_p99_us = p[1];

@@ -26,10 +26,13 @@ public:
     // never frees a model under a running score.
     std::shared_ptr<const Model> model() const { return std::atomic_load(&model_); }
 
-    void ingest(const fraud_txn* txns, size_t n);
-    void score(const fraud_txn* txns, size_t n, float* scores) const;
-    void score_and_ingest(const fraud_txn* txns, size_t n, float* scores);
-    void features(const fraud_txn* txns, size_t n, float* rows) const;
+    // The schema never changes while the engine is open (a swap must keep it).
+    const Schema& schema() const { return store_.schema(); }
+    void ingest(const fraud_event* events, size_t n);
+    void score(const fraud_event* events, size_t n, float* scores) const;
+    void score_and_ingest(const fraud_event* events, size_t n, float* scores);
+    void features(const fraud_event* events, size_t n, float* rows) const;
+    void label(const fraud_label* labels, size_t n);
     void score_features(const float* rows, size_t n, float* scores) const;
     void store_size(uint64_t* n, int64_t* watermark_ms) const;
     void swap_bundle(const std::string& bundle_dir, const fraud_engine_params& params);
@@ -39,7 +42,7 @@ public:
 private:
     void count_rejection(const FraudError& e, size_t n) const;
     void count_scored(size_t n, uint64_t ns) const;
-    void append_validated(const fraud_txn* txns, size_t n, const Model* scorer, float* scores);
+    void append_validated(const fraud_event* events, size_t n, const Model* scorer, float* scores);
 
     std::shared_ptr<const Model> model_;  // read and replaced with std::atomic_load/store
     TemporalStore store_;
@@ -50,6 +53,7 @@ private:
     mutable RwLock mutex_;
 
     mutable std::atomic<uint64_t> scored_{0}, ingested_{0}, rejected_{0}, swaps_{0}, swap_failures_{0};
+    std::atomic<uint64_t> labels_applied_{0}, labels_rejected_{0};
     mutable std::array<std::atomic<uint64_t>, 16> rejected_by_status_{};
     mutable LatencyWindow latency_;
 };

@@ -92,6 +92,8 @@ void read_gnn_section(const json& gnn, Manifest& m) {
     g.fanout = get_as<uint32_t>(sampler, "fanout", "gnn.sampler.");
     g.strategy = get_as<std::string>(sampler, "strategy", "gnn.sampler.");
     g.seed = get_as<uint64_t>(sampler, "seed", "gnn.sampler.");
+    if (sampler.contains("graph_fields"))
+        g.graph_fields = get_as<std::vector<std::string>>(sampler, "graph_fields", "gnn.sampler.");
     g.embedding_dim = get_as<int64_t>(gnn, "embedding_dim", "gnn.");
     g.output_features = get_as<std::vector<std::string>>(gnn, "output_features", "gnn.");
     g.default_backend = get_as<std::string>(gnn, "default_backend", "gnn.");
@@ -208,10 +210,8 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
                              std::to_string(FRAUD_BUNDLE_FORMAT_VERSION));
 
     const json& features = require(doc, "features", "");
-    const json& config = require(features, "config", "features.");
-    m.feature_config.windows_ms = get_as<std::vector<int64_t>>(config, "windows_ms", "features.config.");
-    m.feature_config.distinct_window_ms = get_as<int64_t>(config, "distinct_window_ms", "features.config.");
-    m.feature_config.max_scan = get_as<uint32_t>(config, "max_scan", "features.config.");
+    m.schema_json = require(doc, "schema", "").dump();
+    m.spec_json = require(features, "spec", "features.").dump();
     m.feature_order = get_as<std::vector<std::string>>(features, "order", "features.");
 
     const json& model = require(doc, "model", "");

@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "features/features.h"
 
 namespace libfraud {
 
@@ -29,6 +28,7 @@ struct GnnSection {
     uint32_t fanout = 10;
     std::string strategy = "most_recent";
     uint64_t seed = 0;
+    std::vector<std::string> graph_fields;  // numeric / categorical fields of the txn node features
     int64_t embedding_dim = 0;
     std::vector<std::string> output_features;  // the trailing names of features.order
     std::string default_backend;
@@ -38,7 +38,8 @@ struct GnnSection {
 struct Manifest {
     std::string bundle_dir;
     int64_t format_version = 0;
-    FeatureConfig feature_config;
+    std::string schema_json;  // the `schema` object (export/SCHEMA.md)
+    std::string spec_json;    // `features.spec`
     std::vector<std::string> feature_order;
     std::string model_artifact;  // the artifact that scores
     double threshold = 0.5;

@@ -15,9 +15,9 @@ Manifest verified_manifest(const std::string& bundle_dir, const char* trusted_ke
     return manifest;
 }
 
-// The model reads the core's features, then (GNN bundles) the GNN's outputs, in that order.
-FeatureComputer checked_features(const Manifest& manifest) {
-    FeatureComputer computer(manifest.feature_config);
+// The model reads the plan's features, then (GNN bundles) the GNN's outputs, in that order.
+FeaturePlan checked_features(const Manifest& manifest, const Schema& schema) {
+    FeaturePlan computer(schema, manifest.spec_json, "manifest.json: ");
     std::vector<std::string> expected = computer.names();
     expected.insert(expected.end(), manifest.gnn.output_features.begin(), manifest.gnn.output_features.end());
     if (expected != manifest.feature_order) {
@@ -28,14 +28,25 @@ FeatureComputer checked_features(const Manifest& manifest) {
         const std::string wanted = i < expected.size() ? expected[i] : "<end>";
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
                          "manifest.json: features.order[" + std::to_string(i) + "] is '" + found +
-                             "' but this libfraud computes '" + wanted +
-                             "' there for features.config (and gnn.output_features)");
+                             "' but features.spec computes '" + wanted +
+                             "' there (then gnn.output_features)");
     }
     return computer;
 }
 
-SamplerConfig sampler_config(const GnnSection& gnn) {
+SamplerConfig sampler_config(const GnnSection& gnn, const Schema& schema) {
     SamplerConfig config;
+    for (size_t i = 0; i < gnn.graph_fields.size(); ++i) {
+        const std::string& n = gnn.graph_fields[i];
+        if (schema.numeric_index(n) >= 0) {
+            config.graph_fields.push_back({FieldRef::Numeric, schema.numeric_index(n)});
+        } else if (schema.categorical_index(n) >= 0) {
+            config.graph_fields.push_back({FieldRef::Categorical, schema.categorical_index(n)});
+        } else {
+            throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "manifest.json: gnn.sampler.graph_fields[" + std::to_string(i) +
+                                                              "]: '" + n + "' is not a numeric or categorical field of the schema");
+        }
+    }
     config.fanout = gnn.fanout;
     config.seed = gnn.seed;
     if (gnn.strategy == "most_recent") {
@@ -65,7 +76,7 @@ std::unique_ptr<GnnModel> load_backend(const Manifest& manifest, const GnnBacken
 }
 
 // The caller's choice, or the bundle's backends in order (default first): the first that loads.
-std::unique_ptr<GnnStage> load_gnn(const Manifest& manifest, const fraud_engine_params& params) {
+std::unique_ptr<GnnStage> load_gnn(const Manifest& manifest, const Schema& schema, const fraud_engine_params& params) {
     const GnnSection& gnn = manifest.gnn;
     const std::string wanted = params.gnn_backend ? params.gnn_backend : "";
     const std::string plugin_dir = params.plugin_dir ? params.plugin_dir : "";
@@ -90,7 +101,7 @@ std::unique_ptr<GnnStage> load_gnn(const Manifest& manifest, const fraud_engine_
     fraud_status first_status = FRAUD_STATUS_BACKEND_UNAVAILABLE;
     for (const auto* b : order) {
         try {
-            auto stage = std::make_unique<GnnStage>(GnnStage{Sampler(sampler_config(gnn)), nullptr, b->kind,
+            auto stage = std::make_unique<GnnStage>(GnnStage{Sampler(schema, sampler_config(gnn, schema)), nullptr, b->kind,
                                                              static_cast<size_t>(gnn.embedding_dim)});
             stage->model = load_backend(manifest, *b, plugin_dir);
             if (!reasons.empty()) log(FRAUD_LOG_WARN, "GNN backends skipped: " + reasons);
@@ -133,16 +144,20 @@ Scratch& scratch() {
 
 }  // namespace
 
-Model::Model(const std::string& bundle_dir, const fraud_engine_params& params)
+Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, const StoreLayout* store)
     : manifest_(verified_manifest(bundle_dir, params.trusted_public_key_path)),
-      features_(checked_features(manifest_)) {
+      schema_(parse_schema_json(manifest_.schema_json, "manifest.json: ")),
+      features_(checked_features(manifest_, schema_)),
+      layout_{schema_, features_.history_fields()} {
+    if (store) layout_ = *store;
+    features_.bind(layout_);
     const ArtifactEntry& model = manifest_.artifact(manifest_.model_artifact);
     if (model.target != "tl2cgen-c-shared")
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
                          "manifest.json: model artifact '" + model.name + "' has target '" + model.target +
                              "'; this libfraud scores with 'tl2cgen-c-shared'");
     if (manifest_.gnn.present) {
-        gnn_ = load_gnn(manifest_, params);
+        gnn_ = load_gnn(manifest_, schema_, params);
         gnn_backend_ = gnn_->backend;
     }
     // The library re-checks the sha256 of the very bytes it maps (no swap between check and load).
@@ -153,7 +168,7 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params)
                              " features but features.order lists " + std::to_string(num_features()));
 }
 
-void Model::row(const TemporalStore& store, const fraud_txn& txn, float* row) const {
+void Model::row(const TemporalStore& store, const fraud_event& txn, float* row) const {
     features_.compute(store, txn, row);
     if (!gnn_) return;
     Scratch& s = scratch();
@@ -168,14 +183,22 @@ void Model::row(const TemporalStore& store, const fraud_txn& txn, float* row) co
     buffers.ent3_x = s.ent3_x.data();
     buffers.ent3_mask = s.ent3_mask.data();
     gnn_->sampler.sample(store, txn, buffers, 0);
-    fraud_gnn_inputs inputs{1,           static_cast<int64_t>(shape.fanout),
-                            buffers.target_x, buffers.ent1_x, buffers.ent1_mask, buffers.txn2_x,
-                            buffers.txn2_mask, buffers.ent3_x, buffers.ent3_mask};
+    fraud_gnn_inputs inputs{1,
+                            static_cast<int64_t>(shape.fanout),
+                            static_cast<int64_t>(shape.entity_types),
+                            static_cast<int64_t>(shape.txn_features),
+                            buffers.target_x,
+                            buffers.ent1_x,
+                            buffers.ent1_mask,
+                            buffers.txn2_x,
+                            buffers.txn2_mask,
+                            buffers.ent3_x,
+                            buffers.ent3_mask};
     float* gnn_out = row + features_.size();  // [logit, embedding...]
     gnn_->model->run(inputs, gnn_out, gnn_out + 1);
 }
 
-float Model::score(const TemporalStore& store, const fraud_txn& txn) const {
+float Model::score(const TemporalStore& store, const fraud_event& txn) const {
     Scratch& s = scratch();
     s.fit(num_features(), nullptr);
     row(store, txn, s.row.data());

@@ -26,23 +26,30 @@ struct GnnStage {
 
 class Model {
 public:
-    // Reads and verifies the bundle (format, checksums) before loading any of its artifacts.
-    Model(const std::string& bundle_dir, const fraud_engine_params& params);
+    // Reads and verifies the bundle (format, checksums) before loading any of its artifacts. With
+    // `store`, the model must be able to serve from that store (same schema, its history fields):
+    // BUNDLE_INVALID naming the difference otherwise.
+    Model(const std::string& bundle_dir, const fraud_engine_params& params, const StoreLayout* store = nullptr);
 
     const std::string& bundle_dir() const { return manifest_.bundle_dir; }
+    const Schema& schema() const { return schema_; }
+    // The layout of a store this model serves from (a new engine's store).
+    const StoreLayout& store_layout() const { return layout_; }
     size_t num_features() const { return manifest_.feature_order.size(); }
     const std::vector<std::string>& feature_names() const { return manifest_.feature_order; }
     double threshold() const { return manifest_.threshold; }
     const std::string& gnn_backend() const { return gnn_backend_; }
 
     // The model's input row for txn against the store (the caller holds the store's read lock).
-    void row(const TemporalStore& store, const fraud_txn& txn, float* out) const;
-    float score(const TemporalStore& store, const fraud_txn& txn) const;
+    void row(const TemporalStore& store, const fraud_event& event, float* out) const;
+    float score(const TemporalStore& store, const fraud_event& event) const;
     void score_rows(const float* rows, size_t n, float* scores) const;
 
 private:
     Manifest manifest_;
-    FeatureComputer features_;
+    Schema schema_;
+    FeaturePlan features_;
+    StoreLayout layout_;
     std::unique_ptr<GnnStage> gnn_;
     std::string gnn_backend_ = "none";
     std::unique_ptr<TreeLibrary> trees_;

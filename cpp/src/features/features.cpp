@@ -3,70 +3,237 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <utility>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "common/error.h"
-#include "store/validate.h"
 
 namespace libfraud {
 namespace {
 
+using nlohmann::json;
+
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr int64_t kMsPerHour = 3600000;
-// Bounds the per-thread scratch of the distinct counts (a bundle's config is input too).
-constexpr uint32_t kMaxScanLimit = 1u << 16;
 constexpr int64_t kMsPerDay = 24 * kMsPerHour;
-// A std below this fraction of |mean| is rounding noise in the cumsum difference, not spread.
+// Bounds the per-thread scratch of the distinct counts (a bundle's spec is input too).
+constexpr uint32_t kMaxScanLimit = 1u << 16;
+// A std below this fraction of |mean| is rounding noise, not spread.
 constexpr double kMinRelStd = 1e-6;
 
-// t - w without overflow for timestamps near INT64_MIN (w > 0).
-int64_t window_start(int64_t t, int64_t w) {
+// t - w without overflow for times near INT64_MIN (w >= 0).
+int64_t minus(int64_t t, int64_t w) {
     return t < std::numeric_limits<int64_t>::min() + w ? std::numeric_limits<int64_t>::min() : t - w;
 }
 
-// Present (>= 0) ids of entity type `other` among rows[begin, end), counted once each.
-size_t count_distinct(const TemporalStore& store, const EntityHistory& h, size_t begin, size_t end,
-                      int other, std::vector<int64_t>& scratch) {
-    scratch.clear();
-    for (size_t j = begin; j < end; ++j) {
-        const int64_t id = store.txn(h.txn_rows[j]).entity_id[other];
-        if (id >= 0) scratch.push_back(id);
+int64_t floor_mod(int64_t a, int64_t m) {
+    const int64_t r = a % m;
+    return r < 0 ? r + m : r;
+}
+int64_t floor_div(int64_t a, int64_t m) { return (a - floor_mod(a, m)) / m; }
+
+class SpecReader {
+public:
+    SpecReader(const Schema& s, std::string where) : s_(s), where_(std::move(where)) {}
+
+    [[noreturn]] void bad(const std::string& key, const std::string& what) const {
+        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, where_ + key + ": " + what);
     }
-    std::sort(scratch.begin(), scratch.end());
-    return static_cast<size_t>(std::unique(scratch.begin(), scratch.end()) - scratch.begin());
+    const json& need(const json& o, const char* key, const std::string& path) const {
+        auto it = o.find(key);
+        if (it == o.end()) bad(path + "." + key, "missing");
+        return *it;
+    }
+    std::string str(const json& o, const char* key, const std::string& path) const {
+        const json& v = need(o, key, path);
+        if (!v.is_string()) bad(path + "." + key, "must be a string");
+        return v.get<std::string>();
+    }
+    int64_t integer(const json& o, const char* key, const std::string& path, int64_t lo, int64_t def,
+                    bool required) const {
+        auto it = o.find(key);
+        if (it == o.end()) {
+            if (required) bad(path + "." + key, "missing");
+            return def;
+        }
+        if (!it->is_number_integer()) bad(path + "." + key, "must be an integer");
+        const int64_t v = it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX)
+                              ? INT64_MAX
+                              : it->get<int64_t>();
+        if (v < lo) bad(path + "." + key, "must be >= " + std::to_string(lo) + ", got " + std::to_string(v));
+        return v;
+    }
+    std::string list(const std::vector<std::string>& v) const {
+        std::string out;
+        for (const auto& n : v) out += (out.empty() ? "" : ", ") + n;
+        return out.empty() ? "none" : out;
+    }
+    int entity(const json& o, const std::string& path) const {
+        const std::string n = str(o, "entity", path);
+        const int i = s_.entity_index(n);
+        if (i < 0) bad(path + ".entity", "'" + n + "' is not an entity of the schema (" + list(s_.entities) + ")");
+        return i;
+    }
+    // "amount" or a numeric field.
+    FieldRef value_field(const json& o, const char* key, const std::string& path) const {
+        const std::string n = str(o, key, path);
+        if (n == "amount") {
+            if (!s_.has_amount) bad(path + "." + key, "the schema has no amount");
+            return {FieldRef::Amount, 0};
+        }
+        const int i = s_.numeric_index(n);
+        if (i < 0) {
+            const char* hint = s_.categorical_index(n) >= 0 ? " (it is categorical)" : "";
+            bad(path + "." + key, "'" + n + "' is not amount or a numeric field (" + list(s_.numeric) + ")" + hint);
+        }
+        return {FieldRef::Numeric, i};
+    }
+    FieldRef categorical(const json& o, const char* key, const std::string& path) const {
+        const std::string n = str(o, key, path);
+        const int i = s_.categorical_index(n);
+        if (i < 0) bad(path + "." + key, "'" + n + "' is not a categorical field (" + list(s_.categorical) + ")");
+        return {FieldRef::Categorical, i};
+    }
+    FieldRef of(const json& o, const std::string& path) const {
+        const json& v = need(o, "of", path);
+        if (!v.is_object() || v.size() != 1) bad(path + ".of", "must be {\"entity\": name} or {\"categorical\": name}");
+        if (v.contains("entity")) {
+            const int i = entity(v, path + ".of");
+            return {FieldRef::Entity, i};
+        }
+        if (v.contains("categorical")) return categorical(v, "categorical", path + ".of");
+        bad(path + ".of", "must be {\"entity\": name} or {\"categorical\": name}");
+    }
+    template <class E>
+    E choice(const json& o, const char* key, const std::string& path,
+             const std::vector<std::pair<const char*, E>>& options) const {
+        const std::string v = str(o, key, path);
+        std::string valid;
+        for (const auto& [n, e] : options) {
+            if (v == n) return e;
+            valid += (valid.empty() ? "" : ", ") + std::string(n);
+        }
+        bad(path + "." + key, "'" + v + "' is not one of " + valid);
+    }
+    Filter filter(const json& o, const std::string& path) const {
+        Filter f;
+        auto it = o.find("filter");
+        if (it == o.end() || it->is_null()) return f;
+        const json& v = *it;
+        const std::string p = path + ".filter";
+        if (!v.is_object()) bad(p, "must be an object");
+        f.present = true;
+        if (v.contains("in")) {
+            f.field = categorical(v, "field", p);
+            const json& codes = v["in"];
+            if (!codes.is_array() || codes.empty() || codes.size() > 65536) bad(p + ".in", "must be a non-empty list of codes");
+            for (const json& c : codes) {
+                if (!c.is_number_integer()) bad(p + ".in", "codes must be integers (strings are hashed by the compiler)");
+                f.codes.push_back(c.get<int64_t>());
+            }
+            std::sort(f.codes.begin(), f.codes.end());
+            return f;
+        }
+        f.field = value_field(v, "field", p);
+        f.op = choice<CompareOp>(v, "op", p, {{"<", CompareOp::Less}, {"<=", CompareOp::LessEqual},
+                                               {">", CompareOp::Greater}, {">=", CompareOp::GreaterEqual},
+                                               {"==", CompareOp::Equal}, {"!=", CompareOp::NotEqual}});
+        const json& value = need(v, "value", p);
+        if (!value.is_number()) bad(p + ".value", "must be a number");
+        f.value = value.get<double>();
+        if (!std::isfinite(f.value)) bad(p + ".value", "must be finite");
+        return f;
+    }
+
+private:
+    const Schema& s_;
+    std::string where_;
+};
+
+bool passes(const Filter& f, const EventRow& r) {
+    if (f.field.role == FieldRef::Categorical) {
+        const int64_t c = r.categorical(static_cast<size_t>(f.field.index));
+        return c != FRAUD_CODE_MISSING && std::binary_search(f.codes.begin(), f.codes.end(), c);
+    }
+    const double x = f.field.role == FieldRef::Amount ? r.amount() : r.numeric(static_cast<size_t>(f.field.index));
+    switch (f.op) {
+        case CompareOp::Less: return x < f.value;
+        case CompareOp::LessEqual: return x <= f.value;
+        case CompareOp::Greater: return x > f.value;
+        case CompareOp::GreaterEqual: return x >= f.value;
+        case CompareOp::Equal: return x == f.value;
+        case CompareOp::NotEqual: return !std::isnan(x) && x != f.value;
+    }
+    return false;
+}
+
+// The value of `of` in a stored event and in the event being scored; -1 = absent / missing.
+int64_t of_value(const FieldRef& of, const EventRow& r) {
+    return of.role == FieldRef::Entity ? r.entity(static_cast<size_t>(of.index))
+                                       : r.categorical(static_cast<size_t>(of.index));
+}
+int64_t of_value(const FieldRef& of, const fraud_event& ev) {
+    return of.role == FieldRef::Entity ? ev.entity_id[of.index] : ev.categorical[of.index];
+}
+double value_of(const FieldRef& f, const fraud_event& ev) {
+    return f.role == FieldRef::Amount ? ev.amount : ev.numeric[f.index];
+}
+
+// Sample std (ddof 1) of values [b, e) of a history field, two-pass and scaled by the largest
+// magnitude: for ranges whose sum of squares overflows (values beyond ~1e154), where the one-pass
+// formula would give inf - inf although the std itself is finite.
+double scaled_std(const EntityHistory& h, size_t slot, size_t b, size_t e) {
+    double scale = 0, sum = 0;
+    uint64_t n = 0;
+    for (size_t i = b; i < e; ++i) {
+        const double x = h.value(slot, i);
+        if (std::isnan(x)) continue;
+        scale = std::max(scale, std::fabs(x));
+    }
+    if (scale == 0 || !std::isfinite(scale)) return 0.0;
+    for (size_t i = b; i < e; ++i) {
+        const double x = h.value(slot, i);
+        if (std::isnan(x)) continue;
+        sum += x / scale;
+        ++n;
+    }
+    const double mean = sum / static_cast<double>(n);
+    double ss = 0;
+    for (size_t i = b; i < e; ++i) {
+        const double x = h.value(slot, i);
+        if (std::isnan(x)) continue;
+        const double d = x / scale - mean;
+        ss += d * d;
+    }
+    return std::sqrt(ss / static_cast<double>(n - 1)) * scale;
+}
+
+// Std from a range aggregate (n >= 2), falling back to the scaled two-pass form on overflow.
+double sample_std(const FieldAggregate& a, const EntityHistory& h, size_t slot, size_t b, size_t e) {
+    const double mean = a.sum / static_cast<double>(a.n);
+    if (std::isfinite(a.sum_sq) && std::isfinite(a.sum)) {
+        return std::sqrt(std::max((a.sum_sq - a.sum * mean) / static_cast<double>(a.n - 1), 0.0));
+    }
+    return scaled_std(h, slot, b, e);
+}
+
+float from_aggregate(Aggregate agg, const FieldAggregate& a) {
+    switch (agg) {
+        case Aggregate::Sum: return static_cast<float>(a.sum);
+        case Aggregate::Mean: return a.n == 0 ? kNaN : static_cast<float>(a.sum / static_cast<double>(a.n));
+        case Aggregate::Min: return a.n == 0 ? kNaN : static_cast<float>(a.min);
+        case Aggregate::Max: return a.n == 0 ? kNaN : static_cast<float>(a.max);
+        case Aggregate::Std: {
+            if (a.n < 2) return kNaN;
+            const double mean = a.sum / static_cast<double>(a.n);
+            const double var = (a.sum_sq - a.sum * mean) / static_cast<double>(a.n - 1);
+            return static_cast<float>(std::sqrt(std::max(var, 0.0)));
+        }
+        default: return static_cast<float>(a.n);
+    }
 }
 
 }  // namespace
-
-void validate_feature_config(const FeatureConfig& config) {
-    if (config.windows_ms.empty()) {
-        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "windows_ms: must not be empty");
-    }
-    for (size_t i = 0; i < config.windows_ms.size(); ++i) {
-        const int64_t w = config.windows_ms[i];
-        if (w <= 0) {
-            throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
-                             "windows_ms[" + std::to_string(i) + "]: must be > 0, got " +
-                                 std::to_string(w));
-        }
-        if (i > 0 && w <= config.windows_ms[i - 1]) {
-            throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
-                             "windows_ms: must be strictly increasing, got " +
-                                 std::to_string(config.windows_ms[i - 1]) + " then " +
-                                 std::to_string(w));
-        }
-    }
-    if (config.distinct_window_ms <= 0) {
-        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
-                         "distinct_window_ms: must be > 0, got " +
-                             std::to_string(config.distinct_window_ms));
-    }
-    if (config.max_scan < 1 || config.max_scan > kMaxScanLimit) {
-        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "max_scan: must be in 1.." +
-                                                            std::to_string(kMaxScanLimit) + ", got " +
-                                                            std::to_string(config.max_scan));
-    }
-}
 
 std::string window_label(int64_t ms) {
     if (ms > 0) {
@@ -78,147 +245,263 @@ std::string window_label(int64_t ms) {
     return std::to_string(ms) + "ms";
 }
 
-std::vector<std::string> feature_names(const FeatureConfig& config) {
-    std::vector<std::string> names = {"amount", "log_amount", "hour_of_day", "country", "mcc"};
-    for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
-        for (int64_t w : config.windows_ms) {
-            const std::string label = window_label(w);
-            names.push_back(std::string(entity_name(e)) + "_count_" + label);
-            names.push_back(std::string(entity_name(e)) + "_amount_sum_" + label);
-        }
+FeaturePlan::FeaturePlan(const Schema& schema, const std::string& spec_json, const std::string& where)
+    : schema_(schema) {
+    SpecReader r(schema_, where);
+    json spec;
+    try {
+        spec = json::parse(spec_json);
+    } catch (const json::exception& e) {
+        r.bad("features.spec", std::string("not JSON: ") + e.what());
     }
-    for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
-        names.push_back(std::string(entity_name(e)) + "_seconds_since_last");
-    }
-    names.push_back("card_amount_ratio_to_mean");
-    names.push_back("card_amount_zscore");
-    names.push_back("merchant_amount_ratio_to_mean");
-    const std::string dw = window_label(config.distinct_window_ms);
-    names.push_back("card_distinct_devices_" + dw);
-    names.push_back("card_distinct_ips_" + dw);
-    names.push_back("device_distinct_cards_" + dw);
-    names.push_back("ip_distinct_cards_" + dw);
-    names.push_back("card_device_is_new");
-    names.push_back("card_ip_is_new");
-    names.push_back("card_mcc_is_new");
-    names.push_back("card_country_changed");
-    return names;
-}
-
-FeatureComputer::FeatureComputer(FeatureConfig config) : config_(std::move(config)) {
-    validate_feature_config(config_);
-    names_ = feature_names(config_);
-}
-
-void FeatureComputer::compute(const TemporalStore& store, const fraud_txn& txn, float* out) const {
-    const int64_t t = txn.timestamp_ms;
-    const double amount = txn.amount;
-    float* o = out;
-
-    int64_t ms_of_day = t % kMsPerDay;
-    if (ms_of_day < 0) ms_of_day += kMsPerDay;  // before 1970: floor, not truncation
-    *o++ = static_cast<float>(amount);
-    *o++ = static_cast<float>(std::log1p(amount));
-    *o++ = static_cast<float>(ms_of_day / kMsPerHour);
-    *o++ = static_cast<float>(txn.country);
-    *o++ = static_cast<float>(txn.mcc);
-
-    // Each entity's history and the end of its strictly-earlier part: [0, end[e]) is all it sees.
-    const EntityHistory* hist[FRAUD_ENTITY_COUNT];
-    size_t end[FRAUD_ENTITY_COUNT];
-    bool absent[FRAUD_ENTITY_COUNT];
-    for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
-        absent[e] = txn.entity_id[e] < 0;
-        hist[e] = absent[e] ? nullptr : store.history(static_cast<fraud_entity>(e), txn.entity_id[e]);
-        end[e] = hist[e] ? hist[e]->lower_bound(t) : 0;
-    }
-
-    for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
-        for (int64_t w : config_.windows_ms) {
-            if (absent[e]) {
-                *o++ = kNaN;
-                *o++ = kNaN;
-            } else if (end[e] == 0) {
-                *o++ = 0.0f;
-                *o++ = 0.0f;
-            } else {
-                const size_t begin = hist[e]->lower_bound(window_start(t, w));
-                *o++ = static_cast<float>(end[e] - begin);
-                *o++ = static_cast<float>(hist[e]->amount_sum(begin, end[e]));
-            }
-        }
-    }
-
-    for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
-        *o++ = end[e] == 0 ? kNaN
-                           : static_cast<float>(static_cast<double>(static_cast<uint64_t>(t) -
-                                                                    static_cast<uint64_t>(hist[e]->ts_ms[end[e] - 1])) /
-                                                1000.0);
-    }
-
-    auto ratio_to_mean = [&](int e) {
-        if (end[e] == 0) return kNaN;
-        const double mean = hist[e]->amount_cumsum[end[e] - 1] / static_cast<double>(end[e]);
-        return static_cast<float>(amount / mean);
-    };
-    *o++ = ratio_to_mean(FRAUD_ENTITY_CARD);
-    {
-        const size_t n = end[FRAUD_ENTITY_CARD];
-        float z = kNaN;
-        if (n >= 2) {
-            const EntityHistory& h = *hist[FRAUD_ENTITY_CARD];
-            const double sum = h.amount_cumsum[n - 1];
-            const double mean = sum / static_cast<double>(n);
-            const double var = (h.amount_sq_cumsum[n - 1] - sum * mean) / static_cast<double>(n - 1);
-            const double min_std = kMinRelStd * std::fabs(mean);
-            if (var > min_std * min_std) z = static_cast<float>((amount - mean) / std::sqrt(var));
-        }
-        *o++ = z;
-    }
-    *o++ = ratio_to_mean(FRAUD_ENTITY_MERCHANT);
-
-    thread_local std::vector<int64_t> scratch;
-    if (scratch.capacity() < config_.max_scan) scratch.reserve(config_.max_scan);
-    auto distinct = [&](int owner, int other) {
-        if (absent[owner]) return kNaN;
-        if (end[owner] == 0) return 0.0f;
-        const EntityHistory& h = *hist[owner];
-        size_t begin = h.lower_bound(window_start(t, config_.distinct_window_ms));
-        if (end[owner] - begin > config_.max_scan) begin = end[owner] - config_.max_scan;
-        return static_cast<float>(count_distinct(store, h, begin, end[owner], other, scratch));
-    };
-    *o++ = distinct(FRAUD_ENTITY_CARD, FRAUD_ENTITY_DEVICE);
-    *o++ = distinct(FRAUD_ENTITY_CARD, FRAUD_ENTITY_IP);
-    *o++ = distinct(FRAUD_ENTITY_DEVICE, FRAUD_ENTITY_CARD);
-    *o++ = distinct(FRAUD_ENTITY_IP, FRAUD_ENTITY_CARD);
-
-    // Novelty and change, over the card's most recent events (newest first: a repeat ends the scan).
-    const size_t card_end = end[FRAUD_ENTITY_CARD];
-    const EntityHistory* card = hist[FRAUD_ENTITY_CARD];
-    const size_t scan_begin = card_end > config_.max_scan ? card_end - config_.max_scan : 0;
-    auto entity_is_new = [&](int other) {
-        if (absent[other] || card_end == 0) return kNaN;
-        for (size_t j = card_end; j-- > scan_begin;) {
-            if (store.txn(card->txn_rows[j]).entity_id[other] == txn.entity_id[other]) return 0.0f;
-        }
-        return 1.0f;
-    };
-    *o++ = entity_is_new(FRAUD_ENTITY_DEVICE);
-    *o++ = entity_is_new(FRAUD_ENTITY_IP);
-    if (card_end == 0) {
-        *o++ = kNaN;
-        *o++ = kNaN;
-    } else {
-        float mcc_new = 1.0f;
-        for (size_t j = card_end; j-- > scan_begin;) {
-            if (store.txn(card->txn_rows[j]).mcc == txn.mcc) {
-                mcc_new = 0.0f;
+    if (!spec.is_object()) r.bad("features.spec", "must be an object");
+    if (spec.value("format", std::string()) != "libfraud-features") r.bad("features.spec.format", "must be \"libfraud-features\"");
+    if (r.integer(spec, "version", "features.spec", 1, 1, true) != 1) r.bad("features.spec.version", "must be 1");
+    const int64_t default_scan = r.integer(spec, "max_scan", "features.spec", 1, 1024, false);
+    if (default_scan > kMaxScanLimit) r.bad("features.spec.max_scan", "must be <= " + std::to_string(kMaxScanLimit));
+    const json& features = r.need(spec, "features", "features.spec");
+    if (!features.is_array() || features.empty() || features.size() > 100000)
+        r.bad("features.spec.features", "must be a non-empty list");
+    std::set<std::string> seen;
+    for (size_t i = 0; i < features.size(); ++i) {
+        const std::string path = "features.spec.features[" + std::to_string(i) + "]";
+        const json& f = features[i];
+        if (!f.is_object()) r.bad(path, "must be an object");
+        FeatureOp op;
+        op.name = r.str(f, "name", path);
+        if (op.name.empty() || !seen.insert(op.name).second) r.bad(path + ".name", "'" + op.name + "' is empty or not unique");
+        op.kind = r.choice<FeatureKind>(
+            f, "kind", path,
+            {{"amount", FeatureKind::Amount}, {"log_amount", FeatureKind::LogAmount}, {"numeric", FeatureKind::Numeric},
+             {"categorical", FeatureKind::Categorical}, {"calendar", FeatureKind::Calendar},
+             {"window", FeatureKind::Window}, {"time_since_last", FeatureKind::TimeSinceLast},
+             {"amount_vs_history", FeatureKind::AmountVsHistory}, {"distinct", FeatureKind::Distinct},
+             {"novelty", FeatureKind::Novelty}, {"changed", FeatureKind::Changed}, {"label", FeatureKind::Label}});
+        op.max_scan = static_cast<uint32_t>(std::min<int64_t>(r.integer(f, "max_scan", path, 1, default_scan, false), kMaxScanLimit + 1));
+        if (op.max_scan > kMaxScanLimit) r.bad(path + ".max_scan", "must be <= " + std::to_string(kMaxScanLimit));
+        switch (op.kind) {
+            case FeatureKind::Amount:
+            case FeatureKind::LogAmount:
+                if (!schema_.has_amount) r.bad(path + ".kind", "the schema has no amount");
+                break;
+            case FeatureKind::Numeric: op.field = r.value_field(f, "field", path); break;
+            case FeatureKind::Categorical: {
+                op.field = r.categorical(f, "field", path);
+                auto it = f.find("vocabulary");
+                if (it != f.end() && !it->is_null()) {
+                    if (!it->is_array() || it->size() > 1000000) r.bad(path + ".vocabulary", "must be a list of codes");
+                    op.has_vocabulary = true;
+                    for (size_t k = 0; k < it->size(); ++k) {
+                        if (!(*it)[k].is_number_integer()) r.bad(path + ".vocabulary", "codes must be integers");
+                        op.vocabulary.emplace_back((*it)[k].get<int64_t>(), static_cast<uint32_t>(k));
+                    }
+                    std::sort(op.vocabulary.begin(), op.vocabulary.end());
+                    for (size_t k = 1; k < op.vocabulary.size(); ++k)
+                        if (op.vocabulary[k].first == op.vocabulary[k - 1].first)
+                            r.bad(path + ".vocabulary", "code " + std::to_string(op.vocabulary[k].first) + " twice");
+                    op.vocabulary_size = static_cast<uint32_t>(op.vocabulary.size());
+                }
                 break;
             }
+            case FeatureKind::Calendar:
+                op.part = r.choice<CalendarPart>(f, "part", path, {{"hour", CalendarPart::Hour}, {"day_of_week", CalendarPart::DayOfWeek},
+                                                                    {"weekend", CalendarPart::Weekend}, {"night", CalendarPart::Night}});
+                break;
+            case FeatureKind::Window:
+                op.entity = r.entity(f, path);
+                op.agg = r.choice<Aggregate>(f, "agg", path, {{"count", Aggregate::Count}, {"sum", Aggregate::Sum},
+                                                               {"mean", Aggregate::Mean}, {"std", Aggregate::Std},
+                                                               {"min", Aggregate::Min}, {"max", Aggregate::Max}});
+                if (op.agg != Aggregate::Count) op.field = r.value_field(f, "field", path);
+                op.window_ms = r.integer(f, "window_ms", path, 1, 0, true);
+                op.offset_ms = r.integer(f, "offset_ms", path, 0, 0, false);
+                op.filter = r.filter(f, path);
+                break;
+            case FeatureKind::TimeSinceLast: op.entity = r.entity(f, path); break;
+            case FeatureKind::AmountVsHistory:
+                op.entity = r.entity(f, path);
+                op.field = r.value_field(f, "field", path);
+                op.stat = r.choice<HistoryStat>(f, "stat", path, {{"ratio_to_mean", HistoryStat::RatioToMean}, {"zscore", HistoryStat::ZScore}});
+                op.window_ms = r.integer(f, "window_ms", path, 0, 0, false);
+                break;
+            case FeatureKind::Distinct:
+                op.entity = r.entity(f, path);
+                op.of = r.of(f, path);
+                op.window_ms = r.integer(f, "window_ms", path, 1, 0, true);
+                break;
+            case FeatureKind::Novelty:
+            case FeatureKind::Changed:
+                op.entity = r.entity(f, path);
+                op.of = r.of(f, path);
+                break;
+            case FeatureKind::Label:
+                op.entity = r.entity(f, path);
+                op.agg = r.choice<Aggregate>(f, "agg", path, {{"fraud_count", Aggregate::FraudCount}, {"fraud_rate", Aggregate::FraudRate},
+                                                               {"labelled_count", Aggregate::LabelledCount}});
+                op.window_ms = r.integer(f, "window_ms", path, 1, 0, true);
+                op.offset_ms = r.integer(f, "offset_ms", path, 0, 0, false);
+                break;
         }
-        *o++ = mcc_new;
-        *o++ = store.txn(card->txn_rows[card_end - 1]).country != txn.country ? 1.0f : 0.0f;
+        const bool aggregates = (op.kind == FeatureKind::Window && op.agg != Aggregate::Count) ||
+                                op.kind == FeatureKind::AmountVsHistory;
+        if (aggregates) {
+            const int hf = op.field.role == FieldRef::Amount ? kAmountField : op.field.index;
+            if (std::find(history_fields_.begin(), history_fields_.end(), hf) == history_fields_.end())
+                history_fields_.push_back(hf);
+        }
+        names_.push_back(op.name);
+        ops_.push_back(std::move(op));
     }
+    std::sort(history_fields_.begin(), history_fields_.end());
+}
+
+void FeaturePlan::bind(const StoreLayout& layout) {
+    if (layout.schema.layout_key() != schema_.layout_key())
+        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "the bundle's schema differs from the store's (" +
+                                                          schema_.layout_key() + " vs " + layout.schema.layout_key() + ")");
+    for (FeatureOp& op : ops_) {
+        op.history_slot = -1;
+        const bool aggregates = (op.kind == FeatureKind::Window && op.agg != Aggregate::Count) ||
+                                op.kind == FeatureKind::AmountVsHistory;
+        if (!aggregates) continue;
+        const int hf = op.field.role == FieldRef::Amount ? kAmountField : op.field.index;
+        auto it = std::find(layout.history_fields.begin(), layout.history_fields.end(), hf);
+        if (it == layout.history_fields.end())
+            throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "feature '" + op.name + "' aggregates a field the store does not keep "
+                                                              "in its histories (open a new engine for this bundle)");
+        op.history_slot = static_cast<int>(it - layout.history_fields.begin());
+    }
+}
+
+namespace {
+thread_local std::vector<int64_t> t_scratch;
+
+}  // namespace
+
+void FeaturePlan::compute(const TemporalStore& store, const fraud_event& ev, float* out) const {
+    // Each entity's history is looked up once per event, whatever the number of features on it.
+    Seen seen[FRAUD_MAX_ENTITY_TYPES];
+    for (size_t e = 0; e < schema_.num_entities(); ++e) {
+        const int64_t id = ev.entity_id[e];
+        seen[e].absent = id < 0;
+        seen[e].h = seen[e].absent ? nullptr : store.history(e, id);
+        seen[e].end = seen[e].h ? seen[e].h->lower_bound(ev.time_ms) : 0;
+    }
+    for (size_t i = 0; i < ops_.size(); ++i) {
+        const FeatureOp& op = ops_[i];
+        out[i] = op.entity >= 0 && seen[op.entity].absent ? kNaN : compute_one(op, store, ev, seen[op.entity < 0 ? 0 : op.entity]);
+    }
+}
+
+float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& store, const fraud_event& ev,
+                               const Seen& seen) const {
+    const int64_t t = ev.time_ms;
+    const EntityHistory* h = seen.h;
+    const size_t end = seen.end;
+    switch (op.kind) {
+        case FeatureKind::Amount: return static_cast<float>(ev.amount);
+        case FeatureKind::LogAmount: return static_cast<float>(std::log1p(ev.amount));
+        case FeatureKind::Numeric: return static_cast<float>(value_of(op.field, ev));
+        case FeatureKind::Categorical: {
+            const int64_t c = ev.categorical[op.field.index];
+            if (c == FRAUD_CODE_MISSING) return kNaN;
+            if (!op.has_vocabulary) return static_cast<float>(static_cast<double>(c));  // via double, as SCHEMA.md says
+            auto it = std::lower_bound(op.vocabulary.begin(), op.vocabulary.end(), std::make_pair(c, uint32_t{0}));
+            return static_cast<float>(it != op.vocabulary.end() && it->first == c ? it->second : op.vocabulary_size);
+        }
+        case FeatureKind::Calendar: {
+            const int64_t local = t + int64_t{schema_.utc_offset_seconds(t)} * 1000;
+            const int64_t hour = floor_mod(local, kMsPerDay) / kMsPerHour;
+            const int64_t dow = floor_mod(floor_div(local, kMsPerDay) + 3, 7);  // 1970-01-01 was a Thursday
+            switch (op.part) {
+                case CalendarPart::Hour: return static_cast<float>(hour);
+                case CalendarPart::DayOfWeek: return static_cast<float>(dow);
+                case CalendarPart::Weekend: return dow >= 5 ? 1.0f : 0.0f;
+                case CalendarPart::Night: return hour >= 22 || hour < 6 ? 1.0f : 0.0f;
+            }
+            return kNaN;
+        }
+        case FeatureKind::Window: {
+            if (!h) return op.agg == Aggregate::Count || op.agg == Aggregate::Sum ? 0.0f : kNaN;
+            const size_t e = op.offset_ms ? h->lower_bound(minus(t, op.offset_ms)) : end;
+            const size_t b = h->lower_bound(minus(minus(t, op.offset_ms), op.window_ms));
+            if (!op.filter.present) {
+                if (op.agg == Aggregate::Count) return static_cast<float>(e - b);
+                const size_t slot = static_cast<size_t>(op.history_slot);
+                const FieldAggregate a = h->aggregate(slot, b, e);
+                if (op.agg == Aggregate::Std && a.n >= 2) return static_cast<float>(sample_std(a, *h, slot, b, e));
+                return from_aggregate(op.agg, a);
+            }
+            FieldAggregate a;
+            uint64_t count = 0;
+            const size_t stop = e - b > op.max_scan ? e - op.max_scan : b;
+            for (size_t j = e; j-- > stop;) {
+                if (!passes(op.filter, store.event(h->row(j)))) continue;
+                ++count;
+                if (op.agg != Aggregate::Count) a.add(h->value(static_cast<size_t>(op.history_slot), j));
+            }
+            return op.agg == Aggregate::Count ? static_cast<float>(count) : from_aggregate(op.agg, a);
+        }
+        case FeatureKind::TimeSinceLast:
+            if (end == 0) return kNaN;
+            return static_cast<float>(
+                static_cast<double>(static_cast<uint64_t>(t) - static_cast<uint64_t>(h->ts(end - 1))) / 1000.0);
+        case FeatureKind::AmountVsHistory: {
+            const double x = value_of(op.field, ev);
+            if (end == 0 || std::isnan(x)) return kNaN;
+            const size_t b = op.window_ms ? h->lower_bound(minus(t, op.window_ms)) : 0;
+            const size_t slot = static_cast<size_t>(op.history_slot);
+            const FieldAggregate a = h->aggregate(slot, b, end);
+            if (a.n == 0) return kNaN;
+            const double mean = a.sum / static_cast<double>(a.n);
+            if (op.stat == HistoryStat::RatioToMean) return static_cast<float>(x / mean);
+            if (a.n < 2) return kNaN;
+            const double sd = sample_std(a, *h, slot, b, end);
+            return sd > kMinRelStd * std::fabs(mean) ? static_cast<float>((x - mean) / sd) : kNaN;
+        }
+        case FeatureKind::Distinct: {
+            if (end == 0) return 0.0f;
+            size_t b = h->lower_bound(minus(t, op.window_ms));
+            if (end - b > op.max_scan) b = end - op.max_scan;
+            std::vector<int64_t>& scratch = t_scratch;
+            if (scratch.capacity() < op.max_scan) scratch.reserve(std::max<size_t>(op.max_scan, 1024));
+            scratch.clear();
+            for (size_t j = b; j < end; ++j) {
+                const int64_t v = of_value(op.of, store.event(h->row(j)));
+                if (v >= 0) scratch.push_back(v);
+            }
+            std::sort(scratch.begin(), scratch.end());
+            return static_cast<float>(std::unique(scratch.begin(), scratch.end()) - scratch.begin());
+        }
+        case FeatureKind::Novelty: {
+            const int64_t v = of_value(op.of, ev);
+            if (end == 0 || v < 0) return kNaN;
+            const size_t stop = end > op.max_scan ? end - op.max_scan : 0;
+            for (size_t j = end; j-- > stop;)
+                if (of_value(op.of, store.event(h->row(j))) == v) return 0.0f;
+            return 1.0f;
+        }
+        case FeatureKind::Changed:
+            if (end == 0) return kNaN;
+            return of_value(op.of, store.event(h->row(end - 1))) != of_value(op.of, ev) ? 1.0f : 0.0f;
+        case FeatureKind::Label: {
+            if (!h) return op.agg == Aggregate::FraudRate ? kNaN : 0.0f;
+            const size_t e = op.offset_ms ? h->lower_bound(minus(t, op.offset_ms)) : end;
+            const size_t b = h->lower_bound(minus(minus(t, op.offset_ms), op.window_ms));
+            const size_t stop = e - b > op.max_scan ? e - op.max_scan : b;
+            uint64_t fraud = 0, labelled = 0;
+            for (size_t j = e; j-- > stop;) {
+                const EventRow r = store.event(h->row(j));
+                if (r.label() < 0 || r.label_time_ms() >= t) continue;  // not known before t
+                ++labelled;
+                fraud += static_cast<uint64_t>(r.label());
+            }
+            if (op.agg == Aggregate::FraudCount) return static_cast<float>(fraud);
+            if (op.agg == Aggregate::LabelledCount) return static_cast<float>(labelled);
+            return e == stop ? kNaN : static_cast<float>(static_cast<double>(fraud) / static_cast<double>(e - stop));
+        }
+    }
+    return kNaN;
 }
 
 }  // namespace libfraud

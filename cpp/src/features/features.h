@@ -1,68 +1,101 @@
-// Point-in-time features of a transaction, from the temporal store. The one implementation: training
-// replays history through it (via the bindings) and serving calls it, so the two cannot disagree.
+// Point-in-time features of an event, from the temporal store, by a plan compiled from the declared
+// feature spec (export/SCHEMA.md: the vocabulary and the exact semantics of every kind). The one
+// implementation: training replays history through it (via the bindings) and serving calls it.
+// Compiled once at load: the scoring path reads no JSON and no names, and allocates nothing after
+// a thread's first call.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "libfraud/fraud.h"
+#include "schema/schema.h"
 #include "store/temporal_store.h"
 
 namespace libfraud {
 
-struct FeatureConfig {
-    std::vector<int64_t> windows_ms{3600000, 86400000, 604800000};  // count/sum windows
-    int64_t distinct_window_ms = 86400000;                           // distinct-count window
-    // Scans (distinct counts, novelty) look at most at this many most recent events of the entity:
-    // a bounded cost per score however busy the card.
-    uint32_t max_scan = 1024;
+enum class FeatureKind {
+    Amount, LogAmount, Numeric, Categorical, Calendar, Window, TimeSinceLast, AmountVsHistory,
+    Distinct, Novelty, Changed, Label
+};
+enum class Aggregate { Count, Sum, Mean, Std, Min, Max, FraudCount, FraudRate, LabelledCount };
+enum class CalendarPart { Hour, DayOfWeek, Weekend, Night };
+enum class HistoryStat { RatioToMean, ZScore };
+enum class CompareOp { Less, LessEqual, Greater, GreaterEqual, Equal, NotEqual };
+
+// A field of an event: the amount, a numeric, a categorical, or an entity id.
+struct FieldRef {
+    enum Role { Amount, Numeric, Categorical, Entity } role = Amount;
+    int index = 0;  // in the schema's list of that role
 };
 
-// Throws FraudError(INVALID_ARGUMENT) unless windows_ms is non-empty, positive and strictly
-// increasing, distinct_window_ms > 0 and max_scan >= 1.
-void validate_feature_config(const FeatureConfig& config);
+struct Filter {
+    bool present = false;
+    FieldRef field;
+    std::vector<int64_t> codes;  // categorical: sorted; passes when the code is among them
+    CompareOp op = CompareOp::Equal;
+    double value = 0;            // amount / numeric: passes when (field op value); NaN never passes
+};
+
+struct FeatureOp {
+    std::string name;
+    FeatureKind kind = FeatureKind::Amount;
+    Aggregate agg = Aggregate::Count;
+    CalendarPart part = CalendarPart::Hour;
+    HistoryStat stat = HistoryStat::RatioToMean;
+    int entity = -1;                 // the owner whose history is read
+    FieldRef field;                  // aggregated / passed-through field
+    int history_slot = -1;           // the field's position in the store's history values
+    FieldRef of;                     // distinct / novelty / changed
+    int64_t window_ms = 0, offset_ms = 0;
+    uint32_t max_scan = 1024;
+    Filter filter;
+    std::vector<std::pair<int64_t, uint32_t>> vocabulary;  // sorted by code: (code, index)
+    uint32_t vocabulary_size = 0;
+    bool has_vocabulary = false;
+};
 
 // 3600000 -> "1h", 86400000 -> "24h", 604800000 -> "7d", 300000 -> "5m", 30000 -> "30s",
 // 1500 -> "1500ms": the largest unit that divides ms, days only from 2 days on.
 std::string window_label(int64_t ms);
 
-// The feature names for a config, in output order (see FeatureComputer).
-std::vector<std::string> feature_names(const FeatureConfig& config);
+// An entity's history as the event at t sees it: [0, end) are its events strictly before t.
+struct Seen {
+    const EntityHistory* h = nullptr;
+    size_t end = 0;
+    bool absent = true;
+};
 
-// Features, in this order (e = card, device, merchant, ip; w = each of windows_ms; NaN = missing;
-// "history" = the entity's stored events with ts < the transaction's timestamp, strictly):
-//   amount, log_amount (log1p), hour_of_day (UTC), country, mcc
-//   {e}_count_{w}, {e}_amount_sum_{w}           events in [t - w, t); 0 if none; NaN if e absent
-//   {e}_seconds_since_last                      NaN if e absent or no history
-//   card_amount_ratio_to_mean                   amount / mean of card history; NaN if none
-//   card_amount_zscore                          vs card history mean and sample std (ddof 1); NaN if
-//                                               fewer than 2 events or std <= 1e-6 * |mean| ("std 0")
-//   merchant_amount_ratio_to_mean
-//   card_distinct_devices_{dw}, card_distinct_ips_{dw}, device_distinct_cards_{dw},
-//   ip_distinct_cards_{dw}                      distinct present ids among the owner's events in
-//                                               [t - dw, t), and among its max_scan most recent
-//                                               events; NaN if the owner is absent
-//   card_device_is_new, card_ip_is_new          1 if no one of the card's max_scan most recent events
-//                                               used it, else 0; NaN if it is absent or no history
-//   card_mcc_is_new                             same for mcc; NaN if no history
-//   card_country_changed                        vs the card's previous transaction; NaN if none
-// Thread-safe: compute() is const and keeps its scratch buffer thread_local.
-class FeatureComputer {
+class FeaturePlan {
 public:
-    explicit FeatureComputer(FeatureConfig config);  // validate_feature_config
-    const FeatureConfig& config() const { return config_; }
+    // Compiles the spec (the manifest's features.spec, JSON text) against the schema. Throws
+    // FraudError(BUNDLE_INVALID) naming the key: "features.spec.features[3].entity: 'termnal' is not
+    // an entity of the schema (card, device...)". `where` prefixes messages.
+    FeaturePlan(const Schema& schema, const std::string& spec_json, const std::string& where);
+    // The history fields the plan aggregates (kAmountField or numeric indices): what a store for
+    // it keeps per history event.
+    const std::vector<int>& history_fields() const { return history_fields_; }
+    // Points the plan at a store's layout: every field it aggregates must be among the layout's
+    // history fields (BUNDLE_INVALID naming it otherwise; a hot swap to such a bundle is refused).
+    void bind(const StoreLayout& layout);
     const std::vector<std::string>& names() const { return names_; }
-    size_t size() const { return names_.size(); }
-    // Writes size() floats to out. Sees only stored transactions with ts_ms < txn.timestamp_ms, even
-    // when the store holds later ones (scoring in the past). Precondition: txn's fields validated.
-    // No heap allocation after the first call on a thread.
-    void compute(const TemporalStore& store, const fraud_txn& txn, float* out) const;
+    size_t size() const { return ops_.size(); }
+    const std::vector<FeatureOp>& ops() const { return ops_; }
+
+    // Writes size() floats. Sees only stored events with time < event.time_ms, even when the store
+    // holds later ones. Preconditions: fields validated; bind() to this store's layout.
+    void compute(const TemporalStore& store, const fraud_event& event, float* out) const;
 
 private:
-    FeatureConfig config_;
+    float compute_one(const FeatureOp& op, const TemporalStore& store, const fraud_event& ev, const Seen& seen) const;
+
+    Schema schema_;
+    std::vector<FeatureOp> ops_;
     std::vector<std::string> names_;
+    std::vector<int> history_fields_;
 };
 
 }  // namespace libfraud

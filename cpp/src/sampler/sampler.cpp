@@ -38,23 +38,39 @@ float log1p_degree(uint64_t d) {
                                            : static_cast<float>(std::log1p(static_cast<double>(d)));
 }
 
-// Transaction node features of s as seen from time t >= s.timestamp_ms (neighbourhood.h).
-void txn_features(const fraud_txn& s, int64_t t, float* o) {
-    int64_t ms_of_day = s.timestamp_ms % kMsPerDay;
+// The fixed transaction node features of an event at time ts, amount, as seen from t >= ts.
+void fixed_txn_features(int64_t ts, double amount, int64_t t, float* o) {
+    int64_t ms_of_day = ts % kMsPerDay;
     if (ms_of_day < 0) ms_of_day += kMsPerDay;  // before 1970: floor, not truncation
     const auto hour = static_cast<size_t>(ms_of_day / kMsPerHour);
     // Unsigned: t - ts is in [0, 2^64) even where the signed difference would overflow.
-    const uint64_t age_ms = static_cast<uint64_t>(t) - static_cast<uint64_t>(s.timestamp_ms);
-    o[0] = static_cast<float>(std::log1p(s.amount));
+    const uint64_t age_ms = static_cast<uint64_t>(t) - static_cast<uint64_t>(ts);
+    o[0] = static_cast<float>(std::log1p(amount));
     o[1] = kTables.hour_sin[hour];
     o[2] = kTables.hour_cos[hour];
     o[3] = age_ms == 0 ? 0.0f : static_cast<float>(std::log1p(static_cast<double>(age_ms) / 1000.0));
-    o[4] = static_cast<float>(static_cast<double>(s.mcc) / 10000.0);
 }
 
-void entity_features(int type, uint64_t degree, float* o) {
+float graph_value(double v) { return std::isnan(v) ? 0.0f : static_cast<float>(v); }
+float graph_code(int64_t c) { return c == FRAUD_CODE_MISSING ? 0.0f : static_cast<float>(c); }
+
+void txn_features(const std::vector<FieldRef>& fields, const fraud_event& ev, int64_t t, float* o) {
+    fixed_txn_features(ev.time_ms, ev.amount, t, o);
+    for (size_t g = 0; g < fields.size(); ++g)
+        o[kFixedTxnFeatures + g] = fields[g].role == FieldRef::Numeric ? graph_value(ev.numeric[fields[g].index])
+                                                                       : graph_code(ev.categorical[fields[g].index]);
+}
+
+void txn_features(const std::vector<FieldRef>& fields, const EventRow& r, int64_t t, float* o) {
+    fixed_txn_features(r.time_ms(), r.amount(), t, o);
+    for (size_t g = 0; g < fields.size(); ++g)
+        o[kFixedTxnFeatures + g] = fields[g].role == FieldRef::Numeric ? graph_value(r.numeric(fields[g].index))
+                                                                       : graph_code(r.categorical(fields[g].index));
+}
+
+void entity_features(uint32_t type, uint32_t types, uint64_t degree, float* o) {
     o[type] = 1.0f;  // the rest of the one-hot is already 0
-    o[kEntityTypes] = log1p_degree(degree);
+    o[types] = log1p_degree(degree);
 }
 
 uint64_t splitmix64(uint64_t x) {
@@ -111,11 +127,19 @@ void validate_sampler_config(const SamplerConfig& config) {
     }
 }
 
-Sampler::Sampler(SamplerConfig config) : config_(config) { validate_sampler_config(config_); }
+Sampler::Sampler(const Schema& schema, SamplerConfig config)
+    : config_(std::move(config)), entity_types_(static_cast<uint32_t>(schema.num_entities())) {
+    validate_sampler_config(config_);
+    for (const FieldRef& f : config_.graph_fields) {
+        const bool ok = (f.role == FieldRef::Numeric && f.index >= 0 && size_t(f.index) < schema.num_numeric()) ||
+                        (f.role == FieldRef::Categorical && f.index >= 0 && size_t(f.index) < schema.num_categorical());
+        if (!ok) throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "a graph field must be a numeric or categorical field of the schema");
+    }
+}
 
-void Sampler::sample(const TemporalStore& store, const fraud_txn& txn,
+void Sampler::sample(const TemporalStore& store, const fraud_event& txn,
                      const NeighbourhoodBuffers& out, size_t i) const {
-    const int64_t t = txn.timestamp_ms;
+    const int64_t t = txn.time_ms;
     if (config_.retention_ms > 0 && store.watermark_ms() != std::numeric_limits<int64_t>::min()) {
         const int64_t wm = store.watermark_ms();
         const bool too_old = wm >= std::numeric_limits<int64_t>::min() + config_.retention_ms &&
@@ -123,7 +147,7 @@ void Sampler::sample(const TemporalStore& store, const fraud_txn& txn,
         if (too_old) {
             throw FraudError(
                 FRAUD_STATUS_OUT_OF_RETENTION,
-                "txn_id=" + std::to_string(txn.txn_id) + ": timestamp_ms " + std::to_string(t) +
+                "event_id=" + std::to_string(txn.event_id) + ": time_ms " + std::to_string(t) +
                     " is older than the retained history: watermark_ms " + std::to_string(wm) +
                     " - retention_ms " + std::to_string(config_.retention_ms) + " = " +
                     std::to_string(wm - config_.retention_ms));
@@ -159,15 +183,18 @@ void Sampler::sample(const TemporalStore& store, const fraud_txn& txn,
     if (txn2_id) std::memset(txn2_id, 0xff, sh.txn2_mask() * sizeof(int64_t));
     if (ent3_id) std::memset(ent3_id, 0xff, sh.ent3_mask() * sizeof(int64_t));
 
-    txn_features(txn, t, target_x);
+    const uint32_t E = entity_types_;
+    const size_t Fe = sh.entity_features();
+    const size_t Ft = sh.txn_features;
+    txn_features(config_.graph_fields, txn, t, target_x);
 
     uint32_t idx[kMaxFanout];  // chosen events of one history, newest first
-    for (int e = 0; e < kEntityTypes; ++e) {
+    for (uint32_t e = 0; e < E; ++e) {
         const int64_t id = txn.entity_id[e];
         if (id < 0) continue;  // absent: padding
-        const EntityHistory* h = store.history(static_cast<fraud_entity>(e), id);
+        const EntityHistory* h = store.history(e, id);
         const size_t end = h ? h->lower_bound(t) : 0;  // events [0, end) are strictly before t
-        entity_features(e, end, ent1_x + e * kEntityFeatures);
+        entity_features(e, E, end, ent1_x + e * Fe);
         ent1_mask[e] = 1.0f;
         if (ent1_id) ent1_id[e] = id;
         if (end == 0) continue;
@@ -179,25 +206,23 @@ void Sampler::sample(const TemporalStore& store, const fraud_txn& txn,
             for (uint32_t k = 0; k < k_taken; ++k) idx[k] = n - 1 - k;
         } else {
             const uint64_t key = splitmix64(splitmix64(splitmix64(config_.seed) ^
-                                                       static_cast<uint64_t>(txn.txn_id)) ^
+                                                       static_cast<uint64_t>(txn.event_id)) ^
                                             static_cast<uint64_t>(e));
             floyd_sample(key, n, k_taken, idx);
             std::sort(idx, idx + k_taken, std::greater<uint32_t>());
         }
 
         for (uint32_t k = 0; k < k_taken; ++k) {
-            const uint32_t row = h->txn_rows[idx[k]];
-            const fraud_txn& s = store.txn(row);
-            const uint32_t* deg = store.degrees_before(row);
+            const EventRow s = store.event(h->row(idx[k]));
             const size_t slot = static_cast<size_t>(e) * K + k;
-            txn_features(s, t, txn2_x + slot * kTxnFeatures);
+            txn_features(config_.graph_fields, s, t, txn2_x + slot * Ft);
             txn2_mask[slot] = 1.0f;
-            if (txn2_id) txn2_id[slot] = s.txn_id;
-            for (int f = 0; f < kEntityTypes; ++f) {
-                const int64_t fid = s.entity_id[f];
+            if (txn2_id) txn2_id[slot] = s.event_id();
+            for (uint32_t f = 0; f < E; ++f) {
+                const int64_t fid = s.entity(f);
                 if (fid < 0) continue;
-                const size_t slot3 = slot * kEntityTypes + f;
-                entity_features(f, deg[f], ent3_x + slot3 * kEntityFeatures);
+                const size_t slot3 = slot * E + f;
+                entity_features(f, E, s.degree_before(f), ent3_x + slot3 * Fe);
                 ent3_mask[slot3] = 1.0f;
                 if (ent3_id) ent3_id[slot3] = fid;
             }

@@ -19,9 +19,8 @@ namespace {
 
 constexpr size_t kHeaderBytes = 56;
 constexpr size_t kFixedBytes = 56;
-constexpr size_t kBaseBytes = 32;
-constexpr size_t kRowBytes = 84;
-static_assert(sizeof(fraud_txn) == 64, "fraud_txn is 64 bytes");
+constexpr size_t kDroppedBytes = 24;
+constexpr uint64_t kMaxLayoutKey = 1u << 20;
 
 [[noreturn]] void io_fail(const std::string& path, const std::string& what) {
     throw FraudError(FRAUD_STATUS_IO_ERROR, "snapshot " + path + ": " + what);
@@ -142,16 +141,16 @@ void write_snapshot(const TemporalStore& store, const std::string& path) {
             write_all(f.fd, buf.data(), buf.size(), tmp);
             buf.clear();
         };
-        std::vector<unsigned char> bases;
-        uint64_t n_bases = 0;
-        store.for_each_entity_base([&](fraud_entity type, int64_t id, double base, double base_sq) {
-            put(bases, static_cast<int32_t>(type));
-            put(bases, uint32_t{0});
-            put(bases, id);
-            put(bases, base);
-            put(bases, base_sq);
-            ++n_bases;
+        std::vector<unsigned char> dropped;
+        uint64_t n_dropped = 0;
+        store.for_each_entity_dropped([&](size_t type, int64_t id, uint64_t count) {
+            put(dropped, static_cast<uint32_t>(type));
+            put(dropped, uint32_t{0});
+            put(dropped, id);
+            put(dropped, count);
+            ++n_dropped;
         });
+        const std::string key = store.layout().key();
         const StoreConfig& c = store.config();
         put(buf, c.retention_ms);
         put(buf, c.max_history_per_entity);
@@ -159,17 +158,26 @@ void write_snapshot(const TemporalStore& store, const std::string& path) {
         put(buf, store.watermark_ms());
         put(buf, store.evicted());
         put(buf, store.appended_total());
-        put(buf, n_bases);
+        put(buf, n_dropped);
         put(buf, static_cast<uint64_t>(store.size()));
-        buf.insert(buf.end(), bases.begin(), bases.end());
+        put(buf, static_cast<uint64_t>(key.size()));
+        buf.insert(buf.end(), key.begin(), key.end());
+        buf.insert(buf.end(), dropped.begin(), dropped.end());
         flush(kHeaderBytes);
+        const RowLayout& rl = store.rows();
+        const uint32_t E = rl.E, N = rl.N, C = rl.C;
         for (size_t k = 0; k < store.size(); ++k) {
-            const uint32_t row = store.row_at(k);
-            put(buf, store.txn(row));
-            const uint32_t* d = store.degrees_before(row);
-            for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) put(buf, d[e]);
-            put(buf, store.history_mask_at(k));
-            buf.insert(buf.end(), 3, 0);
+            const EventRow r = store.event(store.row_at(k));
+            put(buf, r.event_id());
+            put(buf, r.time_ms());
+            put(buf, r.amount());
+            put(buf, r.label_time_ms());
+            for (uint32_t e = 0; e < E; ++e) put(buf, r.entity(e));
+            for (uint32_t i = 0; i < N; ++i) put(buf, r.numeric(i));
+            for (uint32_t i = 0; i < C; ++i) put(buf, r.categorical(i));
+            for (uint32_t e = 0; e < E; ++e) put(buf, r.degree_before(e));
+            put(buf, r.history_mask());
+            put(buf, static_cast<int32_t>(r.label()));
             if (buf.size() >= (1u << 20)) flush(0);
         }
         if (!buf.empty()) flush(0);
@@ -248,9 +256,13 @@ uint64_t snapshot_appended_total(const std::string& path) {
 }
 
 namespace {
+size_t row_bytes(const RowLayout& l) { return 8 * (4 + l.E + l.N + l.C) + 4 * l.E + 8; }
+}  // namespace
+
+namespace {
 
 // wanted: the config of the store to build; nullptr = the snapshot's own.
-TemporalStore read_impl(const std::string& path, const StoreConfig* wanted) {
+TemporalStore read_impl(const std::string& path, const StoreLayout& layout, const StoreConfig* wanted) {
     Opened o;
     open_and_check_header(path, o);
     Sha256 hash;
@@ -263,13 +275,26 @@ TemporalStore read_impl(const std::string& path, const StoreConfig* wanted) {
     const auto watermark = get<int64_t>(fx + 16);
     const auto evicted = get<uint64_t>(fx + 24);
     const auto appended_total = get<uint64_t>(fx + 32);
-    const auto n_bases = get<uint64_t>(fx + 40);
+    const auto n_dropped = get<uint64_t>(fx + 40);
     const auto n_rows = get<uint64_t>(fx + 48);
-    const uint64_t body = o.payload - kFixedBytes;
-    if (n_bases > body / kBaseBytes || n_rows > body / kRowBytes ||
-        n_bases * kBaseBytes + n_rows * kRowBytes != body) {
-        io_fail(path, "corrupt: " + std::to_string(n_bases) + " bases and " + std::to_string(n_rows) +
-                          " rows do not fill the " + std::to_string(body) + " bytes after the fixed part");
+    uint64_t body = o.payload - kFixedBytes;
+    if (body < 8) io_fail(path, "truncated: no schema key");
+    unsigned char kl[8];
+    in.read(kl, 8);
+    const auto key_len = get<uint64_t>(kl);
+    body -= 8;
+    if (key_len > kMaxLayoutKey || key_len > body) io_fail(path, "corrupt: schema key of " + std::to_string(key_len) + " bytes");
+    std::string key(key_len, '\0');
+    in.read(reinterpret_cast<unsigned char*>(key.data()), key_len);
+    body -= key_len;
+    if (key != layout.key())
+        io_fail(path, "written for another schema or feature layout (" + key + "), this engine's is " + layout.key());
+    const RowLayout rl(layout.schema);
+    const size_t kRowBytes = row_bytes(rl);
+    if (n_dropped > body / kDroppedBytes || n_rows > body / kRowBytes ||
+        n_dropped * kDroppedBytes + n_rows * kRowBytes != body) {
+        io_fail(path, "corrupt: " + std::to_string(n_dropped) + " entity counts and " + std::to_string(n_rows) +
+                          " rows do not fill the " + std::to_string(body) + " bytes after the schema key");
     }
     if (snap.retention_ms < 0) io_fail(path, "corrupt: negative retention_ms");
     // Every transaction ever appended is either retained (a row) or evicted; the log's numbering
@@ -278,20 +303,23 @@ TemporalStore read_impl(const std::string& path, const StoreConfig* wanted) {
         io_fail(path, "corrupt: appended_total " + std::to_string(appended_total) + " is not rows " +
                           std::to_string(n_rows) + " + evicted " + std::to_string(evicted));
     }
-    TemporalStore store(wanted ? *wanted : snap);
+    TemporalStore store(layout, wanted ? *wanted : snap);
+    const uint32_t E = rl.E, N = rl.N, C = rl.C;
     try {
-        for (uint64_t i = 0; i < n_bases; ++i) {
-            unsigned char b[kBaseBytes];
-            in.read(b, kBaseBytes);
-            const auto type = get<int32_t>(b);
+        for (uint64_t i = 0; i < n_dropped; ++i) {
+            unsigned char b[kDroppedBytes];
+            in.read(b, kDroppedBytes);
+            const auto type = get<uint32_t>(b);
             const auto id = get<int64_t>(b + 8);
-            if (type < 0 || type >= FRAUD_ENTITY_COUNT || id < 0) {
-                io_fail(path, "corrupt: base " + std::to_string(i) + " has entity type " +
+            if (type >= E || id < 0) {
+                io_fail(path, "corrupt: entity count " + std::to_string(i) + " has entity type " +
                                   std::to_string(type) + ", id " + std::to_string(id));
             }
-            store.restore_entity_base(static_cast<fraud_entity>(type), id, get<double>(b + 16),
-                                      get<double>(b + 24));
+            store.restore_entity_dropped(type, id, get<uint64_t>(b + 16));
         }
+        std::vector<int64_t> ents(E), cats(C);
+        std::vector<double> nums(N);
+        std::vector<uint32_t> deg(E);
         std::vector<unsigned char> chunk;
         int64_t last_ts = INT64_MIN;
         for (uint64_t i = 0; i < n_rows;) {
@@ -300,25 +328,32 @@ TemporalStore read_impl(const std::string& path, const StoreConfig* wanted) {
             in.read(chunk.data(), chunk.size());
             for (uint64_t j = 0; j < m; ++j, ++i) {
                 const unsigned char* r = chunk.data() + j * kRowBytes;
-                fraud_txn t;
-                std::memcpy(&t, r, sizeof t);
-                uint32_t deg[FRAUD_ENTITY_COUNT];
-                std::memcpy(deg, r + 64, sizeof deg);
-                const uint8_t mask = r[80];
-                std::string err = field_error(t);
-                if (err.empty() && t.timestamp_ms < last_ts) err = "timestamp_ms out of order";
-                if (err.empty() && t.timestamp_ms > watermark) err = "timestamp_ms after the watermark";
-                if (err.empty() && store.contains_txn_id(t.txn_id)) err = "duplicate txn_id";
-                for (int e = 0; e < FRAUD_ENTITY_COUNT && err.empty(); ++e) {
-                    if ((mask & (1u << e)) && t.entity_id[e] < 0) err = "history mask names an absent entity";
+                fraud_event t{get<int64_t>(r), get<int64_t>(r + 8), get<double>(r + 16), ents.data(), nums.data(), cats.data()};
+                const auto label_time = get<int64_t>(r + 24);
+                const unsigned char* p = r + 32;
+                for (uint32_t e = 0; e < E; ++e, p += 8) ents[e] = get<int64_t>(p);
+                for (uint32_t k = 0; k < N; ++k, p += 8) nums[k] = get<double>(p);
+                for (uint32_t k = 0; k < C; ++k, p += 8) cats[k] = get<int64_t>(p);
+                for (uint32_t e = 0; e < E; ++e, p += 4) deg[e] = get<uint32_t>(p);
+                const auto mask = get<uint32_t>(p);
+                const auto label = get<int32_t>(p + 4);
+                std::string err = field_error(layout.schema, t);
+                if (err.empty() && t.time_ms < last_ts) err = "time_ms out of order";
+                if (err.empty() && t.time_ms > watermark) err = "time_ms after the watermark";
+                if (err.empty() && store.contains_event_id(t.event_id)) err = "duplicate event_id";
+                for (uint32_t e = 0; e < E && err.empty(); ++e) {
+                    if ((mask & (1u << e)) && ents[e] < 0) err = "history mask names an absent entity";
                 }
-                if (err.empty() && (mask >> FRAUD_ENTITY_COUNT) != 0) err = "history mask has unknown bits";
+                if (err.empty() && (mask >> E) != 0) err = "history mask has unknown bits";
+                if (err.empty() && (label < -1 || label > 1)) err = "label is not -1, 0 or 1";
+                if (err.empty() && label >= 0 && label_time < t.time_ms) err = "label time before the event";
+                if (err.empty() && label < 0 && label_time != INT64_MAX) err = "label time without a label";
                 if (!err.empty()) {
-                    io_fail(path, "corrupt: row " + std::to_string(i) + " (txn_id=" +
-                                      std::to_string(t.txn_id) + "): " + err);
+                    io_fail(path, "corrupt: row " + std::to_string(i) + " (event_id=" +
+                                      std::to_string(t.event_id) + "): " + err);
                 }
-                last_ts = t.timestamp_ms;
-                store.restore_append(t, deg, mask);
+                last_ts = t.time_ms;
+                store.restore_append(t, deg.data(), mask, label, label_time);
             }
         }
         uint8_t digest[32];
@@ -335,10 +370,12 @@ TemporalStore read_impl(const std::string& path, const StoreConfig* wanted) {
 
 }  // namespace
 
-TemporalStore read_snapshot(const std::string& path) { return read_impl(path, nullptr); }
+TemporalStore read_snapshot(const std::string& path, const StoreLayout& layout) {
+    return read_impl(path, layout, nullptr);
+}
 
-TemporalStore read_snapshot(const std::string& path, const StoreConfig& config) {
-    return read_impl(path, &config);
+TemporalStore read_snapshot(const std::string& path, const StoreLayout& layout, const StoreConfig& config) {
+    return read_impl(path, layout, &config);
 }
 
 }  // namespace libfraud

@@ -3,8 +3,8 @@
 // rename, directory fsync); read all-or-nothing (a fresh store, returned only when every check
 // passed).
 //
-// Format (version 1; integers and doubles in host byte order, little-endian on every supported
-// platform; fraud_txn as its 64-byte C layout):
+// Format (version 2; integers and doubles in host byte order, little-endian on every supported
+// platform):
 //   header, 56 bytes:
 //     0  char[8]  magic "LFRDSNAP"
 //     8  u32      format version (1)
@@ -14,10 +14,15 @@
 //   payload:
 //     fixed, 56 bytes: i64 retention_ms, u32 max_history_per_entity, u32 reserved (0),
 //                      i64 watermark_ms, u64 evicted, u64 appended_total, u64 n_bases, u64 n_rows
-//     n_bases x 32 bytes: i32 entity type, u32 reserved, i64 entity id, f64 base, f64 base_sq
-//                         (running sums before the entity's first retained event, when not 0)
-//     n_rows x 84 bytes, in table (append) order: fraud_txn (64), u32 degrees_before[4],
-//                         u8 history mask (bit e: still in entity type e's history), u8[3] 0
+//                      (n_bases is now n_dropped)
+//     u64 key bytes, then the store layout's key (StoreLayout::key: schema and history fields);
+//       a store of another layout refuses the snapshot
+//     n_dropped x 24 bytes: u32 entity type, u32 0, i64 entity id, u64 events dropped from the
+//       front of its history (block boundaries of the range aggregates depend on it)
+//     n_rows rows, in table (append) order: i64 event_id, i64 time_ms, f64 amount,
+//       i64 label_time_ms (INT64_MAX: unlabelled), i64 entity ids [E], f64 numeric [N],
+//       i64 categorical [C], u32 degrees_before [E], u32 history mask (bit e: still in entity
+//       type e's history), i32 label (-1 unlabelled)
 // Why SHA-256 and not CRC32C: OpenSSL is already linked and verified, it catches every
 // corruption (a CRC misses some multi-bit patterns), and at >1 GB/s it is noise next to the disk.
 #pragma once
@@ -31,7 +36,7 @@
 namespace libfraud {
 
 inline constexpr char kSnapshotMagic[8] = {'L', 'F', 'R', 'D', 'S', 'N', 'A', 'P'};
-inline constexpr uint32_t kSnapshotVersion = 1;
+inline constexpr uint32_t kSnapshotVersion = 2;
 
 // SHA-256 through OpenSSL's EVP interface, fed in pieces.
 class Sha256 {
@@ -51,12 +56,12 @@ private:
 // Throws FraudError(IO_ERROR) naming the file and the failed step; `path` is then untouched.
 void write_snapshot(const TemporalStore& store, const std::string& path);
 
-// Reads the snapshot at `path` into a fresh store with `config` (the snapshot's own config when
-// omitted; a tighter config evicts what it no longer retains). Throws FraudError(IO_ERROR) naming
+// Reads the snapshot at `path` into a fresh store of `layout` with `config` (the snapshot's own
+// config when omitted; a tighter config evicts what it no longer retains). Throws FraudError(IO_ERROR) naming
 // the file and what is wrong (missing, truncated, wrong magic or version, checksum mismatch, a bad
 // record); nothing is half-loaded since the store is returned only on success.
-TemporalStore read_snapshot(const std::string& path);
-TemporalStore read_snapshot(const std::string& path, const StoreConfig& config);
+TemporalStore read_snapshot(const std::string& path, const StoreLayout& layout);
+TemporalStore read_snapshot(const std::string& path, const StoreLayout& layout, const StoreConfig& config);
 
 // The appended_total recorded in a snapshot's fixed section, read WITHOUT verifying the checksum
 // (the state log uses it to number its records after the snapshot; restore verifies).

@@ -1,6 +1,7 @@
 #include "store/temporal_store.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -14,136 +15,224 @@ namespace {
 // glibc malloc: an 8-byte header, 16-byte granules, 32 bytes at least.
 size_t malloc_bytes(size_t n) { return n == 0 ? 0 : std::max<size_t>(32, (n + 8 + 15) & ~size_t{15}); }
 
-// libstdc++'s deque: 512-byte blocks (one element each when larger), plus the map of block pointers.
-template <class T>
-size_t deque_bytes(const std::deque<T>& d) {
-    const size_t per_block = sizeof(T) < 512 ? 512 / sizeof(T) : 1;
-    const size_t blocks = d.size() / per_block + 1;
-    return blocks * malloc_bytes(per_block * sizeof(T)) + malloc_bytes((blocks + 8) * sizeof(void*));
+size_t event_bytes(uint32_t fields) { return sizeof(int64_t) + sizeof(uint32_t) + fields * sizeof(double); }
+size_t block_bytes(uint32_t capacity, uint32_t fields) {
+    return sizeof(EntityHistory) + event_bytes(fields) * capacity;
 }
 
-// One event in a history's arrays: ts_ms, two running sums, a row.
-constexpr size_t kEventBytes = sizeof(int64_t) + 2 * sizeof(double) + sizeof(uint32_t);
-
-size_t block_bytes(uint32_t capacity) { return sizeof(EntityHistory) + kEventBytes * capacity; }
-
 // At least n events, rounded up to fill the allocator's block (that memory is held anyway).
-uint32_t fit_capacity(size_t n) {
-    const size_t usable = malloc_bytes(sizeof(EntityHistory) + kEventBytes * n) - 8;
-    const size_t cap = (usable - sizeof(EntityHistory)) / kEventBytes;
+uint32_t fit_capacity(size_t n, uint32_t fields) {
+    const size_t usable = malloc_bytes(block_bytes(0, fields) + event_bytes(fields) * n) - 8;
+    const size_t cap = (usable - sizeof(EntityHistory)) / event_bytes(fields);
     return static_cast<uint32_t>(std::min<size_t>(cap, std::numeric_limits<uint32_t>::max()));
 }
 
-// Room for n events and a sixteenth more: about 1/32 slack on average (doubling averages 1/2), for
-// an amortised 16 copies of 28 bytes per event.
-uint32_t grown_capacity(size_t n) { return fit_capacity(n + n / 16); }
+// Room for n events and a sixteenth more: about 1/32 slack on average (doubling averages 1/2).
+uint32_t grown_capacity(size_t n, uint32_t fields) { return fit_capacity(n + n / 16, fields); }
+
+uint64_t double_bits(double d) {
+    uint64_t b;
+    std::memcpy(&b, &d, sizeof b);
+    return b;
+}
+
+constexpr uint64_t kUnlabelledMeta = uint64_t{0xff} << 16;  // label byte -1
 
 }  // namespace
 
 static_assert(alignof(EntityHistory) <= alignof(std::max_align_t), "operator new's alignment");
 static_assert(sizeof(EntityHistory) % alignof(int64_t) == 0, "arrays follow the header aligned");
 
+std::string StoreLayout::key() const {
+    std::string k = schema.layout_key() + "h:";
+    for (int f : history_fields) k += std::to_string(f) + ",";
+    return k;
+}
+
+RowLayout::RowLayout(const Schema& s)
+    : E(static_cast<uint32_t>(s.num_entities())),
+      N(static_cast<uint32_t>(s.num_numeric())),
+      C(static_cast<uint32_t>(s.num_categorical())) {
+    entity = 4;  // id, time, amount, label time
+    numeric = entity + E;
+    categorical = numeric + N;
+    degrees = categorical + C;
+    meta = degrees + (E + 1) / 2;  // history mask (16 bits), label (8 bits)
+    words = meta + 1;
+}
+
+double EventRow::as_double(uint64_t b) {
+    double d;
+    std::memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+void FieldAggregate::add(double x) {
+    if (std::isnan(x)) return;
+    if (n == 0) {
+        min = max = x;
+    } else {
+        min = std::min(min, x);
+        max = std::max(max, x);
+    }
+    ++n;
+    sum += x;
+    sum_sq += x * x;
+}
+
+void FieldAggregate::merge(const FieldAggregate& o) {
+    if (o.n == 0) return;
+    if (n == 0) {
+        min = o.min;
+        max = o.max;
+    } else {
+        min = std::min(min, o.min);
+        max = std::max(max, o.max);
+    }
+    n += o.n;
+    sum += o.sum;
+    sum_sq += o.sum_sq;
+}
+
 void EntityHistory::Free::operator()(EntityHistory* h) const {
     h->~EntityHistory();
     ::operator delete(h);
 }
 
-EntityHistory::Ptr EntityHistory::make(uint32_t capacity) {
-    capacity = fit_capacity(std::max<uint32_t>(capacity, 1));
-    Ptr h(new (::operator new(block_bytes(capacity))) EntityHistory(capacity));
-    h->point_columns(0);
+EntityHistory::Ptr EntityHistory::make(uint32_t capacity, uint32_t fields) {
+    capacity = fit_capacity(std::max<uint32_t>(capacity, 1), fields);
+    Ptr h(new (::operator new(block_bytes(capacity, fields))) EntityHistory(capacity, fields));
+    h->point_arrays(0);
     return h;
 }
 
-void EntityHistory::point_columns(uint32_t begin) {
+void EntityHistory::point_arrays(uint32_t begin) {
     // int64 and double arrays first, so each stays 8-byte aligned after the 8-aligned header.
     auto* ts = reinterpret_cast<int64_t*>(this + 1);
-    auto* sums = reinterpret_cast<double*>(ts + capacity_);
-    auto* sq_sums = sums + capacity_;
-    auto* rows = reinterpret_cast<uint32_t*>(sq_sums + capacity_);
-    ts_ms.p_ = ts + begin;
-    amount_cumsum.p_ = sums + begin;
-    amount_sq_cumsum.p_ = sq_sums + begin;
-    txn_rows.p_ = rows + begin;
+    auto* vals = reinterpret_cast<double*>(ts + capacity_);
+    auto* rows = reinterpret_cast<uint32_t*>(vals + size_t(fields_) * capacity_);
+    begin_ = begin;
+    ts_ = ts + begin;
+    vals_ = vals + begin;
+    rows_ = rows + begin;
 }
 
 void EntityHistory::reallocate(Ptr& h, uint32_t capacity) {
-    Ptr n = make(capacity);
+    Ptr n = make(capacity, h->fields_);
     const size_t k = h->size_;
-    std::memcpy(n->ts_ms.p_, h->ts_ms.p_, k * sizeof(int64_t));
-    std::memcpy(n->amount_cumsum.p_, h->amount_cumsum.p_, k * sizeof(double));
-    std::memcpy(n->amount_sq_cumsum.p_, h->amount_sq_cumsum.p_, k * sizeof(double));
-    std::memcpy(n->txn_rows.p_, h->txn_rows.p_, k * sizeof(uint32_t));
+    std::memcpy(n->ts_, h->ts_, k * sizeof(int64_t));
+    std::memcpy(n->rows_, h->rows_, k * sizeof(uint32_t));
+    for (uint32_t f = 0; f < h->fields_; ++f)
+        std::memcpy(n->vals_ + size_t(f) * n->capacity_, h->vals_ + size_t(f) * h->capacity_, k * sizeof(double));
     n->size_ = h->size_;
-    n->amount_cumsum.base_ = h->amount_cumsum.base_;
-    n->amount_sq_cumsum.base_ = h->amount_sq_cumsum.base_;
+    n->dropped_ = h->dropped_;
+    n->first_block_ = h->first_block_;
+    n->blocks_ = std::move(h->blocks_);
     h = std::move(n);
 }
 
-void EntityHistory::push(Ptr& h, int64_t ts_ms, uint32_t row, double amount, double amount_sq) {
-    const uint32_t begin = h->begin();
-    if (begin + h->size_ == h->capacity_) {
-        if (begin > 0 && 16 * static_cast<size_t>(begin) >= h->capacity_) {
+void EntityHistory::push(Ptr& h, int64_t ts, uint32_t row, const double* values) {
+    if (h->begin_ + h->size_ == h->capacity_) {
+        EntityHistory& x = *h;
+        if (x.begin_ > 0 && 16 * static_cast<size_t>(x.begin_) >= x.capacity_) {
             // A sixteenth or more evicted at the front: slide the events down in place.
-            EntityHistory& x = *h;
             const size_t k = x.size_;
-            int64_t* ts = x.ts_ms.p_ - begin;
-            double* sums = x.amount_cumsum.p_ - begin;
-            double* sq_sums = x.amount_sq_cumsum.p_ - begin;
-            uint32_t* rows = x.txn_rows.p_ - begin;
-            std::memmove(ts, x.ts_ms.p_, k * sizeof(int64_t));
-            std::memmove(sums, x.amount_cumsum.p_, k * sizeof(double));
-            std::memmove(sq_sums, x.amount_sq_cumsum.p_, k * sizeof(double));
-            std::memmove(rows, x.txn_rows.p_, k * sizeof(uint32_t));
-            x.point_columns(0);
+            const uint32_t b = x.begin_;
+            std::memmove(x.ts_ - b, x.ts_, k * sizeof(int64_t));
+            std::memmove(x.rows_ - b, x.rows_, k * sizeof(uint32_t));
+            for (uint32_t f = 0; f < x.fields_; ++f) {
+                double* v = x.vals_ + size_t(f) * x.capacity_;
+                std::memmove(v - b, v, k * sizeof(double));
+            }
+            x.point_arrays(0);
         } else {
-            reallocate(h, grown_capacity(static_cast<size_t>(h->size_) + 1));
+            reallocate(h, grown_capacity(static_cast<size_t>(h->size_) + 1, h->fields_));
         }
     }
     EntityHistory& x = *h;
     const uint32_t i = x.size_;
-    x.ts_ms.p_[i] = ts_ms;
-    x.txn_rows.p_[i] = row;
-    x.amount_cumsum.p_[i] = (i == 0 ? x.amount_cumsum.base_ : x.amount_cumsum.p_[i - 1]) + amount;
-    x.amount_sq_cumsum.p_[i] = (i == 0 ? x.amount_sq_cumsum.base_ : x.amount_sq_cumsum.p_[i - 1]) + amount_sq;
+    x.ts_[i] = ts;
+    x.rows_[i] = row;
+    for (uint32_t f = 0; f < x.fields_; ++f) x.vals_[size_t(f) * x.capacity_ + i] = values[f];
     ++x.size_;
+    if (!x.blocks_.empty()) {
+        x.add_to_blocks(i);
+    } else if (x.fields_ > 0 && x.size_ >= 2 * kBlock) {
+        x.build_blocks();  // long enough that ranges span whole blocks
+    }
+}
+
+void EntityHistory::add_to_blocks(size_t i) {
+    const uint64_t block = (dropped_ + i) / kBlock;
+    const size_t slot = static_cast<size_t>(block - first_block_);
+    if (slot * fields_ >= blocks_.size()) blocks_.resize((slot + 1) * fields_);
+    for (uint32_t f = 0; f < fields_; ++f) blocks_[slot * fields_ + f].add(value(f, i));
+}
+
+void EntityHistory::build_blocks() {
+    first_block_ = dropped_ / kBlock;
+    blocks_.clear();
+    for (size_t i = 0; i < size_; ++i) add_to_blocks(i);
 }
 
 void EntityHistory::pop_front(Ptr& h) {
     EntityHistory& x = *h;
-    x.amount_cumsum.base_ = x.amount_cumsum.p_[0];
-    x.amount_sq_cumsum.base_ = x.amount_sq_cumsum.p_[0];
     --x.size_;
-    x.point_columns(x.size_ == 0 ? 0 : x.begin() + 1);
-    // Mostly evicted: give the memory back (amortised: the size fell by three quarters since the
-    // last move).
-    if (x.size_ > 0 && x.capacity_ > 16 && 4 * static_cast<size_t>(x.size_) <= x.capacity_) {
-        reallocate(h, grown_capacity(x.size_));
+    ++x.dropped_;
+    x.point_arrays(x.size_ == 0 ? 0 : x.begin_ + 1);
+    // Blocks wholly behind the front are never read again: drop them sixteen at a time.
+    if (!x.blocks_.empty() && x.dropped_ / kBlock >= x.first_block_ + 16) {
+        const uint64_t drop = x.dropped_ / kBlock - x.first_block_;
+        x.blocks_.erase(x.blocks_.begin(), x.blocks_.begin() + static_cast<ptrdiff_t>(drop * x.fields_));
+        x.first_block_ += drop;
     }
-}
-
-void EntityHistory::set_bases(double base, double base_sq) {
-    amount_cumsum.base_ = base;
-    amount_sq_cumsum.base_ = base_sq;
+    if (x.size_ > 0 && x.capacity_ > 16 && 4 * static_cast<size_t>(x.size_) <= x.capacity_) {
+        reallocate(h, grown_capacity(x.size_, x.fields_));
+    }
 }
 
 size_t EntityHistory::lower_bound(int64_t t) const {
-    return static_cast<size_t>(std::lower_bound(ts_ms.p_, ts_ms.p_ + size_, t) - ts_ms.p_);
+    return static_cast<size_t>(std::lower_bound(ts_, ts_ + size_, t) - ts_);
 }
 
-size_t EntityHistory::heap_bytes() const { return malloc_bytes(block_bytes(capacity_)); }
+FieldAggregate EntityHistory::aggregate(size_t f, size_t b, size_t e) const {
+    FieldAggregate a;
+    const double* v = vals_ + f * capacity_;
+    const uint64_t ab = dropped_ + b, ae = dropped_ + e;
+    const uint64_t head_end = (ab + kBlock - 1) / kBlock * kBlock;
+    const uint64_t tail_begin = ae / kBlock * kBlock;
+    if (blocks_.empty() || e - b < 2 * kBlock || head_end >= tail_begin) {
+        for (size_t i = b; i < e; ++i) a.add(v[i]);
+        return a;
+    }
+    // Whole blocks only: a block partly evicted starts before ab, so it is never used.
+    for (size_t i = b; i < static_cast<size_t>(head_end - dropped_); ++i) a.add(v[i]);
+    for (uint64_t block = head_end / kBlock; block < tail_begin / kBlock; ++block)
+        a.merge(blocks_[static_cast<size_t>(block - first_block_) * fields_ + f]);
+    for (size_t i = static_cast<size_t>(tail_begin - dropped_); i < e; ++i) a.add(v[i]);
+    return a;
+}
 
-TemporalStore::TemporalStore(StoreConfig config) : config_(config) {
+size_t EntityHistory::heap_bytes() const {
+    return malloc_bytes(block_bytes(capacity_, fields_)) + malloc_bytes(blocks_.capacity() * sizeof(FieldAggregate));
+}
+
+TemporalStore::TemporalStore(StoreLayout layout, StoreConfig config)
+    : layout_(std::move(layout)), rows_(layout_.schema), config_(config), histories_(rows_.E) {
     if (config_.retention_ms < 0) {
         throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
-                         "retention_ms: must be >= 0 (0 = keep all), got " +
-                             std::to_string(config_.retention_ms));
+                         "retention_ms: must be >= 0 (0 = keep all), got " + std::to_string(config_.retention_ms));
+    }
+    if (rows_.E < 1 || rows_.E > FRAUD_MAX_ENTITY_TYPES) {
+        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "a schema has 1 to 16 entity types, got " + std::to_string(rows_.E));
+    }
+    for (int f : layout_.history_fields) {
+        if (f == kAmountField ? !layout_.schema.has_amount : (f < 0 || static_cast<size_t>(f) >= rows_.N))
+            throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "history field " + std::to_string(f) + " is not in the schema");
     }
 }
 
-void TemporalStore::reserve(size_t n_txns) {
-    txn_ids_.reserve(n_txns);
-}
+void TemporalStore::reserve(size_t n) { ids_.reserve(n); }
 
 bool TemporalStore::within_retention(int64_t t) const {
     if (config_.retention_ms <= 0 || watermark_ms_ == std::numeric_limits<int64_t>::min()) return true;
@@ -151,15 +240,26 @@ bool TemporalStore::within_retention(int64_t t) const {
     return t >= watermark_ms_ - config_.retention_ms;
 }
 
-const EntityHistory* TemporalStore::history(fraud_entity type, int64_t id) const {
-    if (type < 0 || type >= FRAUD_ENTITY_COUNT || id < 0) return nullptr;
+bool TemporalStore::find_event(int64_t id, uint32_t* row) const {
+    const auto* s = ids_.find(id);
+    if (!s) return false;
+    *row = s->value;
+    return true;
+}
+
+const uint64_t* TemporalStore::word(uint32_t row) const {
+    const size_t pos = head_pos_ + offset(row);
+    return chunks_[pos / kChunkRows].get() + (pos % kChunkRows) * rows_.words;
+}
+
+const EntityHistory* TemporalStore::history(size_t type, int64_t id) const {
+    if (type >= histories_.size() || id < 0) return nullptr;
     const HistorySlot* s = histories_[type].find(id);
     return s ? s->value.get() : nullptr;
 }
 
-size_t TemporalStore::num_entities(fraud_entity type) const {
-    if (type < 0 || type >= FRAUD_ENTITY_COUNT) return 0;
-    return histories_[type].size();
+size_t TemporalStore::num_entities(size_t type) const {
+    return type < histories_.size() ? histories_[type].size() : 0;
 }
 
 std::vector<std::pair<const char*, size_t>> TemporalStore::memory_breakdown() const {
@@ -168,8 +268,10 @@ std::vector<std::pair<const char*, size_t>> TemporalStore::memory_breakdown() co
         index += malloc_bytes(m.slot_bytes());
         m.for_each([&](const HistorySlot& s) { arrays += s.value->heap_bytes(); });
     }
-    return {{"table", sizeof(*this) + deque_bytes(txns_) + deque_bytes(degrees_) + deque_bytes(masks_)},
-            {"txn_ids", malloc_bytes(txn_ids_.slot_bytes())},
+    const size_t table = sizeof(*this) + chunks_.size() * malloc_bytes(size_t(kChunkRows) * rows_.words * 8) +
+                         malloc_bytes((chunks_.size() / 64 + 8) * 512);
+    return {{"table", table},
+            {"event_ids", malloc_bytes(ids_.slot_bytes())},
             {"entity_index", index},
             {"histories", arrays}};
 }
@@ -180,157 +282,207 @@ size_t TemporalStore::approx_bytes() const {
     return b;
 }
 
-uint32_t TemporalStore::push_row(const fraud_txn& txn) {
-    if (txns_.size() >= std::numeric_limits<uint32_t>::max()) {
-        throw FraudError(FRAUD_STATUS_INTERNAL,
-                         "temporal store is full (2^32 - 1 retained transactions); rows are uint32_t");
+uint64_t* TemporalStore::push_row(const fraud_event& ev, uint32_t* row_out) {
+    if (size_ >= std::numeric_limits<uint32_t>::max()) {
+        throw FraudError(FRAUD_STATUS_INTERNAL, "temporal store is full (2^32 - 1 retained events); rows are uint32_t");
     }
-    const uint32_t row = head_row_ + static_cast<uint32_t>(txns_.size());
-    txns_.push_back(txn);
-    degrees_.emplace_back();
-    masks_.push_back(0);
-    txn_ids_.try_emplace(txn.txn_id);
-    if (txn.timestamp_ms > watermark_ms_) watermark_ms_ = txn.timestamp_ms;
+    const size_t pos = head_pos_ + size_;
+    if (pos / kChunkRows >= chunks_.size())
+        chunks_.push_back(std::make_unique<uint64_t[]>(size_t(kChunkRows) * rows_.words));
+    uint64_t* w = chunks_[pos / kChunkRows].get() + (pos % kChunkRows) * rows_.words;
+    const uint32_t row = head_row_ + static_cast<uint32_t>(size_);
+    ids_.try_emplace(ev.event_id).first->value = row;  // before the row counts, so a throw leaves it unseen
+    ++size_;
+    w[0] = static_cast<uint64_t>(ev.event_id);
+    w[1] = static_cast<uint64_t>(ev.time_ms);
+    w[2] = double_bits(layout_.schema.has_amount ? ev.amount : 0.0);
+    w[3] = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+    for (uint32_t e = 0; e < rows_.E; ++e) w[rows_.entity + e] = static_cast<uint64_t>(ev.entity_id[e]);
+    for (uint32_t i = 0; i < rows_.N; ++i) w[rows_.numeric + i] = double_bits(ev.numeric[i]);
+    for (uint32_t i = 0; i < rows_.C; ++i) w[rows_.categorical + i] = static_cast<uint64_t>(ev.categorical[i]);
+    for (uint32_t d = rows_.degrees; d < rows_.meta; ++d) w[d] = 0;
+    w[rows_.meta] = kUnlabelledMeta;
+    if (ev.time_ms > watermark_ms_) watermark_ms_ = ev.time_ms;
     ++appended_total_;
-    return row;
+    *row_out = row;
+    return w;
 }
 
-void TemporalStore::drop_from_history(int e, int64_t id) {
+void TemporalStore::set_mask(uint64_t* w, uint32_t mask) {
+    w[rows_.meta] = (w[rows_.meta] & ~uint64_t{0xffff}) | mask;
+}
+
+void TemporalStore::pop_row() {
+    const uint64_t* w = word(head_row_);
+    EventRow r(w, &rows_);
+    ids_.erase(r.event_id());
+    if (r.label() >= 0) --labelled_;
+    --size_;
+    ++head_row_;
+    if (++head_pos_ == kChunkRows) {
+        head_pos_ = 0;
+        chunks_.pop_front();
+    }
+}
+
+EntityHistory::Ptr& TemporalStore::history_for_append(size_t e, int64_t id) {
+    auto [s, inserted] = histories_[e].try_emplace(id);
+    if (inserted) s->value = EntityHistory::make(1, static_cast<uint32_t>(layout_.history_fields.size()));
+    return s->value;
+}
+
+void TemporalStore::push_history(EntityHistory::Ptr& h, const fraud_event& ev, uint32_t row) {
+    double values[64];
+    std::vector<double> many;
+    double* v = values;
+    if (layout_.history_fields.size() > 64) {
+        many.resize(layout_.history_fields.size());
+        v = many.data();
+    }
+    for (size_t f = 0; f < layout_.history_fields.size(); ++f) {
+        const int field = layout_.history_fields[f];
+        v[f] = field == kAmountField ? ev.amount : ev.numeric[field];
+    }
+    EntityHistory::push(h, ev.time_ms, row, v);
+}
+
+void TemporalStore::drop_from_history(size_t e, int64_t id) {
     HistorySlot* s = histories_[e].find(id);
     if (!s) return;
-    const size_t k = offset(s->value->txn_rows[0]);
-    masks_[k] = static_cast<uint8_t>(masks_[k] & ~(1u << e));
-    if (masks_[k] == 0) ++dead_rows_;
+    uint64_t* w = word_mut(s->value->row(0));
+    const uint32_t mask = EventRow(w, &rows_).history_mask() & ~(1u << e);
+    set_mask(w, mask);
+    if (mask == 0) ++dead_rows_;
     EntityHistory::pop_front(s->value);
     if (s->value->size() == 0) histories_[e].erase(id);  // an entity with nothing retained is forgotten
 }
 
-EntityHistory::Ptr& TemporalStore::history_for_append(int e, int64_t id) {
-    auto [s, inserted] = histories_[e].try_emplace(id);
-    if (inserted) s->value = EntityHistory::make(1);
-    return s->value;
-}
-
-void TemporalStore::append(const fraud_txn& txn) {
-    const uint32_t row = push_row(txn);
-    const size_t k = txns_.size() - 1;
-    const double sq = txn.amount * txn.amount;
-    std::array<uint32_t, FRAUD_ENTITY_COUNT>& before = degrees_[k];
-    for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
-        const int64_t id = txn.entity_id[e];
+void TemporalStore::append(const fraud_event& ev) {
+    uint32_t row;
+    uint64_t* w = push_row(ev, &row);
+    uint32_t mask = 0;
+    for (uint32_t e = 0; e < rows_.E; ++e) {
+        const int64_t id = ev.entity_id[e];
         if (id < 0) continue;  // absent
         EntityHistory::Ptr& h = history_for_append(e, id);
         // Appends are time-ordered, so only a tie with the newest events makes the count differ
         // from the history's size.
         const size_t n = h->size();
         if (n != 0) {
-            before[e] = static_cast<uint32_t>(h->ts_ms[n - 1] == txn.timestamp_ms
-                                                  ? h->lower_bound(txn.timestamp_ms)
-                                                  : n);
+            const uint64_t before = h->ts(n - 1) == ev.time_ms ? h->lower_bound(ev.time_ms) : n;
+            w[rows_.degrees + e / 2] |= (before & 0xffffffffu) << (32 * (e % 2));
         }
-        EntityHistory::push(h, txn.timestamp_ms, row, txn.amount, sq);
-        masks_[k] = static_cast<uint8_t>(masks_[k] | (1u << e));
+        push_history(h, ev, row);
+        mask |= 1u << e;
+        set_mask(w, mask);
         if (config_.max_history_per_entity > 0 && h->size() > config_.max_history_per_entity) {
             drop_from_history(e, id);  // never empties it: the cap is >= 1
+            mask = EventRow(word(row), &rows_).history_mask();
         }
     }
-    if (masks_[k] == 0) ++dead_rows_;  // cannot happen (card ids are required); kept consistent
+    if (mask == 0) ++dead_rows_;  // an event whose every entity is absent is kept in the table only
     evict();
+}
+
+bool TemporalStore::apply_label(uint32_t row, int label, int64_t label_time_ms) {
+    uint64_t* w = word_mut(row);
+    if (EventRow(w, &rows_).label() >= 0) return false;
+    w[3] = static_cast<uint64_t>(label_time_ms);
+    w[rows_.meta] = (w[rows_.meta] & ~(uint64_t{0xff} << 16)) | (uint64_t(uint8_t(label)) << 16);
+    ++labelled_;
+    return true;
 }
 
 void TemporalStore::evict() {
     const bool by_time = config_.retention_ms > 0 &&
                          watermark_ms_ >= std::numeric_limits<int64_t>::min() + config_.retention_ms;
     const int64_t cutoff = by_time ? watermark_ms_ - config_.retention_ms : 0;
-    while (!txns_.empty()) {
-        const fraud_txn& front = txns_.front();
-        const bool expired = by_time && front.timestamp_ms < cutoff;
-        if (!expired && masks_.front() != 0) break;
+    while (size_ > 0) {
+        const EventRow front = event(head_row_);
+        const bool expired = by_time && front.time_ms() < cutoff;
+        const uint32_t mask = front.history_mask();
+        if (!expired && mask != 0) break;
         // Every earlier row is gone, so this one is the front of each history it is still in.
-        for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
-            if (masks_.front() & (1u << e)) drop_from_history(e, front.entity_id[e]);
+        for (uint32_t e = 0; e < rows_.E; ++e) {
+            if (mask & (1u << e)) drop_from_history(e, front.entity(e));
         }
         --dead_rows_;  // drop_from_history made it dead (or it already was)
-        txn_ids_.erase(front.txn_id);
-        txns_.pop_front();
-        degrees_.pop_front();
-        masks_.pop_front();
-        ++head_row_;
+        pop_row();
         ++evicted_;
     }
-    // Dead rows behind a live front (the per-entity cap): compact once they are half the table,
-    // so the table stays within twice the retained rows (amortised O(1) per append).
-    if (dead_rows_ >= 1024 && 2 * dead_rows_ >= txns_.size()) compact();
+    // Dead rows behind a live front (the per-entity cap): compact once they are half the table.
+    if (dead_rows_ >= 1024 && 2 * dead_rows_ >= size_) compact();
 }
 
 void TemporalStore::compact() {
-    std::vector<uint32_t> new_row(txns_.size());
-    std::deque<fraud_txn> txns;
-    std::deque<std::array<uint32_t, FRAUD_ENTITY_COUNT>> degrees;
-    std::deque<uint8_t> masks;
-    for (size_t k = 0; k < txns_.size(); ++k) {
-        if (masks_[k] == 0) {
-            txn_ids_.erase(txns_[k].txn_id);
+    std::vector<uint32_t> new_row(size_);
+    std::deque<std::unique_ptr<uint64_t[]>> chunks;
+    size_t kept = 0;
+    for (size_t k = 0; k < size_; ++k) {
+        const uint32_t row = row_at(k);
+        const uint64_t* w = word(row);
+        EventRow r(w, &rows_);
+        if (r.history_mask() == 0) {
+            ids_.erase(r.event_id());
+            if (r.label() >= 0) --labelled_;
             ++evicted_;
             continue;
         }
-        new_row[k] = head_row_ + static_cast<uint32_t>(txns.size());
-        txns.push_back(txns_[k]);
-        degrees.push_back(degrees_[k]);
-        masks.push_back(masks_[k]);
+        if (kept % kChunkRows == 0) chunks.push_back(std::make_unique<uint64_t[]>(size_t(kChunkRows) * rows_.words));
+        std::memcpy(chunks.back().get() + (kept % kChunkRows) * rows_.words, w, rows_.words * sizeof(uint64_t));
+        new_row[k] = head_row_ + static_cast<uint32_t>(kept);
+        ids_.find(r.event_id())->value = new_row[k];
+        ++kept;
     }
     for (auto& m : histories_) {
         m.for_each([&](HistorySlot& s) {
-            uint32_t* rows = s.value->rows();
+            uint32_t* rows = s.value->rows_;
             for (size_t i = 0; i < s.value->size(); ++i) rows[i] = new_row[offset(rows[i])];
         });
     }
-    txns_.swap(txns);
-    degrees_.swap(degrees);
-    masks_.swap(masks);
+    chunks_.swap(chunks);
+    head_pos_ = 0;
+    size_ = kept;
     dead_rows_ = 0;
 }
 
-void TemporalStore::restore_entity_base(fraud_entity type, int64_t id, double base, double base_sq) {
-    history_for_append(type, id)->set_bases(base, base_sq);
+void TemporalStore::restore_entity_dropped(size_t type, int64_t id, uint64_t dropped) {
+    EntityHistory::Ptr& h = history_for_append(type, id);
+    h->dropped_ = dropped;
+    h->first_block_ = dropped / EntityHistory::kBlock;
 }
 
-void TemporalStore::restore_append(const fraud_txn& txn, const uint32_t degrees[FRAUD_ENTITY_COUNT],
-                                   uint8_t history_mask) {
-    const uint32_t row = push_row(txn);
-    const size_t k = txns_.size() - 1;
-    for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) degrees_[k][e] = degrees[e];
-    masks_[k] = history_mask;
+void TemporalStore::restore_append(const fraud_event& ev, const uint32_t* degrees, uint32_t history_mask,
+                                   int label, int64_t label_time_ms) {
+    uint32_t row;
+    uint64_t* w = push_row(ev, &row);
+    for (uint32_t e = 0; e < rows_.E; ++e) w[rows_.degrees + e / 2] |= uint64_t(degrees[e]) << (32 * (e % 2));
+    set_mask(w, history_mask);
+    if (label >= 0) apply_label(row, label, label_time_ms);
     if (history_mask == 0) ++dead_rows_;
-    for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
-        if (!(history_mask & (1u << e))) continue;
-        EntityHistory::push(history_for_append(e, txn.entity_id[e]), txn.timestamp_ms, row, txn.amount,
-                            txn.amount * txn.amount);
+    for (uint32_t e = 0; e < rows_.E; ++e) {
+        if (history_mask & (1u << e)) push_history(history_for_append(e, ev.entity_id[e]), ev, row);
     }
 }
 
 void TemporalStore::restore_finish(int64_t watermark_ms, uint64_t evicted, uint64_t appended_total) {
-    for (auto& m : histories_) {  // bases of entities that got no event: a corrupt snapshot
+    for (auto& m : histories_) {  // dropped counts of entities that got no event: a corrupt snapshot
         m.for_each([](const HistorySlot& s) {
-            if (s.value->size() == 0) {
-                throw FraudError(FRAUD_STATUS_IO_ERROR,
-                                 "entity " + std::to_string(s.key) + " has a base but no events");
-            }
+            if (s.value->size() == 0)
+                throw FraudError(FRAUD_STATUS_IO_ERROR, "entity " + std::to_string(s.key) + " has a dropped count but no events");
         });
     }
     watermark_ms_ = std::max(watermark_ms_, watermark_ms);
     evicted_ = evicted;
     appended_total_ = appended_total;
     if (config_.max_history_per_entity > 0) {
-        for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
+        for (size_t e = 0; e < histories_.size(); ++e) {
             std::vector<int64_t> over;
             histories_[e].for_each([&](const HistorySlot& s) {
                 if (s.value->size() > config_.max_history_per_entity) over.push_back(s.key);
             });
             for (int64_t id : over) {
-                while (histories_[e].find(id)->value->size() > config_.max_history_per_entity) {
-                    drop_from_history(e, id);
-                }
+                while (histories_[e].find(id)->value->size() > config_.max_history_per_entity) drop_from_history(e, id);
             }
         }
     }

@@ -1,26 +1,27 @@
-// The temporal store: the retained transactions, and each entity's time-ordered history of them.
-// One store serves the features and the GNN sampler, so both see the same past.
+// The temporal store: the retained events of a declared schema (schema/schema.h), each entity's
+// time-ordered history of them, and their labels. One store serves the features and the GNN
+// sampler, so both see the same past.
 //
-// Retention (bounded memory, StoreConfig): a transaction is RETAINED while
-//   - its timestamp_ms >= watermark_ms - retention_ms (when retention_ms > 0), and
+// Retention (bounded memory, StoreConfig): an event is RETAINED while
+//   - its time_ms >= watermark_ms - retention_ms (when retention_ms > 0), and
 //   - for each entity it links, it is among that entity's newest max_history_per_entity events
 //     (when max_history_per_entity > 0; counted in append order) — else it leaves that history.
-// A transaction in no history any more leaves the table. Readers (features, the sampler) see
-// exactly "the retained history strictly before t": a window longer than the retention simply
-// sees less, and an entity whose events were all evicted is unknown again (cold start).
-// Eviction runs inside append() as the watermark advances (amortised O(1) per append), never on
-// the read path.
+// An event in no history any more leaves the table. Readers (features, the sampler) see exactly
+// "the retained history strictly before t": a window longer than the retention simply sees less,
+// and an entity whose events were all evicted is unknown again (cold start). Eviction runs inside
+// append() as the watermark advances (amortised O(1) per append), never on the read path.
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "libfraud/fraud.h"
+#include "schema/schema.h"
 #include "store/flat_map.h"
 
 namespace libfraud {
@@ -30,56 +31,86 @@ struct StoreConfig {
     uint32_t max_history_per_entity = 0;  // 0 = no limit
 };
 
-// A read-only column of an entity's history: [i] is its i-th retained event, oldest first.
-template <class T>
-class HistoryColumn {
-public:
-    const T& operator[](size_t i) const { return p_[i]; }
-    const T* data() const { return p_; }
-
-private:
-    friend class EntityHistory;
-    T* p_ = nullptr;
+// What the store keeps: the schema's fields for every event, and in each entity's history the
+// values of `history_fields` (kAmountField or a numeric index), which windowed aggregates read.
+inline constexpr int kAmountField = -1;
+struct StoreLayout {
+    Schema schema;
+    std::vector<int> history_fields;
+    // Equal keys: a store of one serves a model of the other (hot swap, restore).
+    std::string key() const;
 };
 
-// Prefix sums: [i] = sum of the retained values [0..i]. Evicting the front moves the base (the
-// running sum before the first retained value) instead of rewriting the sums, so the raw running
-// sum continues identically after a snapshot round trip (bitwise-equal features).
-class PrefixSumColumn {
+// Where each part of an event lives in its row of 64-bit words.
+struct RowLayout {
+    explicit RowLayout(const Schema& s);
+    uint32_t E, N, C;
+    uint32_t entity, numeric, categorical, degrees, meta;  // word offsets
+    uint32_t words;                                        // row stride
+};
+
+// A stored event: read-only view of its row, valid until the store's next append or label.
+class EventRow {
 public:
-    double operator[](size_t i) const { return p_[i] - base_; }
-    // Sum of values [begin, end).
-    double sum(size_t begin, size_t end) const {
-        if (end <= begin) return 0.0;
-        return p_[end - 1] - (begin == 0 ? base_ : p_[begin - 1]);
+    EventRow(const uint64_t* w, const RowLayout* l) : w_(w), l_(l) {}
+    int64_t event_id() const { return static_cast<int64_t>(w_[0]); }
+    int64_t time_ms() const { return static_cast<int64_t>(w_[1]); }
+    double amount() const { return as_double(w_[2]); }
+    // INT64_MAX while unlabelled.
+    int64_t label_time_ms() const { return static_cast<int64_t>(w_[3]); }
+    // 1 fraud, 0 legitimate, -1 unlabelled.
+    int label() const { return static_cast<int8_t>((w_[l_->meta] >> 16) & 0xff); }
+    int64_t entity(size_t e) const { return static_cast<int64_t>(w_[l_->entity + e]); }
+    const int64_t* entities() const { return reinterpret_cast<const int64_t*>(w_ + l_->entity); }
+    double numeric(size_t i) const { return as_double(w_[l_->numeric + i]); }
+    int64_t categorical(size_t i) const { return static_cast<int64_t>(w_[l_->categorical + i]); }
+    // How many of entity type e's RETAINED events had time strictly before this one's when it was
+    // appended (0 when absent). Fixed at append, so later appends and evictions never change it.
+    uint32_t degree_before(size_t e) const {
+        return static_cast<uint32_t>(w_[l_->degrees + e / 2] >> (32 * (e % 2)));
     }
-    double base() const { return base_; }
+    // Bit e set: still in entity type e's history.
+    uint32_t history_mask() const { return static_cast<uint32_t>(w_[l_->meta] & 0xffff); }
+    // The value of a history field (kAmountField or a numeric index).
+    double field(int f) const { return f == kAmountField ? amount() : numeric(static_cast<size_t>(f)); }
 
 private:
-    friend class EntityHistory;
-    double* p_ = nullptr;
-    double base_ = 0.0;
+    static double as_double(uint64_t b);
+    const uint64_t* w_;
+    const RowLayout* l_;
 };
 
-// One entity's retained transactions, in append order (so time-ordered). The header and its four
-// arrays are one allocation (28 bytes an event plus 56 a history), grown by a sixteenth at a
-// time: the store holds millions of short histories, where a vector per column and doubling cost
-// twice as much. Only the store creates and changes one (through Ptr); readers get a const pointer,
-// valid until the store's next append.
+// Aggregates of a history field over a range of events; NaN values are skipped.
+struct FieldAggregate {
+    uint64_t n = 0;  // non-missing values
+    double sum = 0, sum_sq = 0;
+    double min = 0, max = 0;  // valid when n > 0
+    void add(double x);
+    void merge(const FieldAggregate& o);
+};
+
+// One entity's retained events, in append order (so time-ordered): one allocation holding the
+// header and its arrays (times, rows, one value array per history field), grown by a sixteenth at
+// a time. Range aggregates sum raw values directly at the ends and whole blocks of kBlock events
+// in the middle (per-block aggregates, built once a history is long): the result depends only on
+// the values inside the range, so no value — however large — disturbs a window it is not in (no
+// running prefix sums). Only the store changes one; readers get a const pointer, valid until the
+// store's next append.
 class EntityHistory {
 public:
-    HistoryColumn<int64_t> ts_ms;       // non-decreasing
-    HistoryColumn<uint32_t> txn_rows;   // rows in the store's transaction table (see TemporalStore::txn)
-    PrefixSumColumn amount_cumsum;      // [i] = sum of amounts [0..i]: window sums by subtraction
-    PrefixSumColumn amount_sq_cumsum;   // same for squares: mean/std of the history in O(1)
+    static constexpr uint32_t kBlock = 64;
 
     size_t size() const { return size_; }
-    // Index of the first event with ts_ms >= t (so [0, result) are the events strictly before t).
+    int64_t ts(size_t i) const { return ts_[i]; }
+    const int64_t* ts_data() const { return ts_; }
+    uint32_t row(size_t i) const { return rows_[i]; }
+    double value(size_t f, size_t i) const { return vals_[f * capacity_ + i]; }
+    // Index of the first event with ts >= t (so [0, result) are the events strictly before t).
     size_t lower_bound(int64_t t) const;
-    // Sum of amounts (or squared amounts) of events [begin, end).
-    double amount_sum(size_t begin, size_t end) const { return amount_cumsum.sum(begin, end); }
-    double amount_sq_sum(size_t begin, size_t end) const { return amount_sq_cumsum.sum(begin, end); }
-    // Heap bytes of the allocation (header and arrays), with the allocator's header.
+    // Aggregate of history field f (its index in StoreLayout::history_fields) over events [b, e).
+    FieldAggregate aggregate(size_t f, size_t b, size_t e) const;
+    // Events ever dropped from the front (blocks are aligned to this count, kept by snapshots).
+    uint64_t dropped() const { return dropped_; }
     size_t heap_bytes() const;
 
     EntityHistory(const EntityHistory&) = delete;
@@ -92,127 +123,117 @@ private:
     };
     using Ptr = std::unique_ptr<EntityHistory, Free>;
 
-    explicit EntityHistory(uint32_t capacity) : capacity_(capacity) {}
-    // A new, empty history with room for `capacity` events.
-    static Ptr make(uint32_t capacity);
-    // Appends one event; may move the history to a new allocation (h is updated).
-    static void push(Ptr& h, int64_t ts_ms, uint32_t row, double amount, double amount_sq);
+    EntityHistory(uint32_t capacity, uint32_t fields) : capacity_(capacity), fields_(fields) {}
+    static Ptr make(uint32_t capacity, uint32_t fields);
+    // Appends one event (values: fields_ of them); may move the history (h is updated).
+    static void push(Ptr& h, int64_t ts, uint32_t row, const double* values);
     // Drops the oldest event (size() > 0); may move it to a smaller allocation.
     static void pop_front(Ptr& h);
-    // Starts the running sums at these bases; only while empty (snapshot restore).
-    void set_bases(double base, double base_sq);
-    uint32_t* rows() { return txn_rows.p_; }
-    // Points the columns at slot `begin` of arrays sized capacity_, laid out after the header.
-    void point_columns(uint32_t begin);
-    // Evicted events still at the front of the arrays (the ts array starts right after the header).
-    uint32_t begin() const {
-        return static_cast<uint32_t>(ts_ms.p_ - reinterpret_cast<const int64_t*>(this + 1));
-    }
-    // Moves the retained events to a new allocation of (at least) `capacity` events.
     static void reallocate(Ptr& h, uint32_t capacity);
+    void point_arrays(uint32_t begin);
+    void build_blocks();
+    void add_to_blocks(size_t i);
 
+    int64_t* ts_ = nullptr;
+    uint32_t* rows_ = nullptr;
+    double* vals_ = nullptr;  // fields_ arrays of capacity_, each starting at slot begin_
     uint32_t size_ = 0;
     uint32_t capacity_ = 0;
+    uint32_t begin_ = 0;  // evicted slots at the front of the arrays
+    uint32_t fields_ = 0;
+    uint64_t dropped_ = 0;
+    uint64_t first_block_ = 0;  // block number of blocks_[0]
+    std::vector<FieldAggregate> blocks_;  // [block - first_block_][field]; empty while short
 };
 
-// Not thread-safe for writers: append() must not run concurrently with anything else on the store;
-// const members may run from many threads at once. Movable (restore builds a fresh store and moves
-// it in on success).
+// Not thread-safe for writers: append() and label() must not run concurrently with anything else;
+// const members may run from many threads at once. Movable.
 class TemporalStore {
 public:
-    explicit TemporalStore(StoreConfig config = {});
+    explicit TemporalStore(StoreLayout layout, StoreConfig config = {});
 
+    const StoreLayout& layout() const { return layout_; }
+    const Schema& schema() const { return layout_.schema; }
+    const RowLayout& rows() const { return rows_; }
     const StoreConfig& config() const { return config_; }
-    // Capacity hint for the duplicate-id set (the entity index grows by itself: how many entities
-    // n transactions name varies too much to guess).
-    void reserve(size_t n_txns);
-    // Transactions retained now (in the table).
-    size_t size() const { return txns_.size(); }
-    // Latest timestamp ever stored (eviction does not lower it); INT64_MIN when none.
+    // Capacity hint for the event-id index.
+    void reserve(size_t n_events);
+    size_t size() const { return size_; }
+    // Latest time ever stored (eviction does not lower it); INT64_MIN when none.
     int64_t watermark_ms() const { return watermark_ms_; }
-    // Transactions evicted so far (by time, by the per-entity cap, or both).
     uint64_t evicted() const { return evicted_; }
-    // Transactions ever appended (restored ones included): the sequence number of the next append,
-    // which the state log uses to line its records up with a snapshot.
+    // Events ever appended (restored ones included): the state log's sequence number.
     uint64_t appended_total() const { return appended_total_; }
-    // Whether the history at time t is complete under the time retention: false when
-    // t < watermark - retention_ms (what the sampler's OUT_OF_RETENTION check asks).
+    uint64_t labelled() const { return labelled_; }
+    // false when t < watermark - retention_ms (history at t may be incomplete).
     bool within_retention(int64_t t) const;
-    // Duplicate detection covers the retained transactions only.
-    bool contains_txn_id(int64_t txn_id) const { return txn_ids_.contains(txn_id); }
-    // Rows are logical uint32 numbers that wrap modulo 2^32 (months of appends never overflow; at
-    // most 2^32 - 1 transactions are retained at once). Precondition: row is in some history (or
-    // was returned by row_of() for a retained transaction).
-    const fraud_txn& txn(uint32_t row) const { return txns_[offset(row)]; }
-    // For transaction `row` and each entity type e: how many of that entity's RETAINED
-    // transactions had ts strictly before this one's when it was appended (0 when absent). Fixed at
-    // append, so later appends and evictions never change it. 16 bytes per transaction.
-    const uint32_t* degrees_before(uint32_t row) const { return degrees_[offset(row)].data(); }
-    // Row of the k-th retained transaction in table order (k < size()).
+    bool contains_event_id(int64_t id) const { return ids_.contains(id); }
+    // The row of a retained event id, or false.
+    bool find_event(int64_t id, uint32_t* row) const;
+    // Rows are logical uint32 numbers that wrap modulo 2^32. Precondition: row is retained.
+    EventRow event(uint32_t row) const { return EventRow(word(row), &rows_); }
     uint32_t row_at(size_t k) const { return head_row_ + static_cast<uint32_t>(k); }
-    // Bit e set: the transaction at table position k is still in entity type e's history.
-    uint8_t history_mask_at(size_t k) const { return masks_[k]; }
     // nullptr when the entity has no retained event (or type is out of range, or id is absent).
-    const EntityHistory* history(fraud_entity type, int64_t id) const;
-    // Number of distinct entities of this type with a retained history.
-    size_t num_entities(fraud_entity type) const;
-    // Approximate heap bytes held: deques' blocks, hash tables' slot arrays, histories'
-    // allocations, with the allocator's per-block header.
+    const EntityHistory* history(size_t type, int64_t id) const;
+    size_t num_entities(size_t type) const;
     size_t approx_bytes() const;
-    // approx_bytes() by part: "table" (transactions, degrees, masks), "txn_ids" (duplicate
-    // detection set), "entity_index" (the hash tables' slots), "histories" (their allocations).
+    // "table", "event_ids", "entity_index", "histories".
     std::vector<std::pair<const char*, size_t>> memory_breakdown() const;
 
-    // Precondition: validated (validate_for_append): fields in their domain, timestamp >= the
-    // watermark, txn_id new. Absent entities (-1) get no history. Evicts what leaves retention.
-    // Throws FraudError(INTERNAL) when 2^32 - 1 transactions are already retained; if memory runs
-    // out midway (std::bad_alloc) the store must be discarded.
-    void append(const fraud_txn& txn);
+    // Precondition: validated (validate_for_append). Absent entities (-1) get no history. Evicts
+    // what leaves retention. On std::bad_alloc midway the store must be discarded.
+    void append(const fraud_event& event);
+    // Precondition: validated (validate_labels): the event is retained, label 0/1, no conflict.
+    // Returns false when the same label was already stored (nothing changes).
+    bool apply_label(uint32_t row, int label, int64_t label_time_ms);
 
-    // For snapshot restore only (snapshot.cpp): the running-sum bases of an entity about to be
-    // restored, and a transaction with its fixed degrees and the histories it is still in.
-    void restore_entity_base(fraud_entity type, int64_t id, double base, double base_sq);
-    void restore_append(const fraud_txn& txn, const uint32_t degrees[FRAUD_ENTITY_COUNT],
-                        uint8_t history_mask);
-    // After a restore: counters from the snapshot, then this store's limits applied (they may be
-    // tighter than the snapshot's).
+    // Snapshot restore only: an entity's dropped count, set before its first restored event, and
+    // an event with its fixed degrees, history mask and label.
+    void restore_entity_dropped(size_t type, int64_t id, uint64_t dropped);
+    void restore_append(const fraud_event& event, const uint32_t* degrees, uint32_t history_mask,
+                        int label, int64_t label_time_ms);
     void restore_finish(int64_t watermark_ms, uint64_t evicted, uint64_t appended_total);
-    // Calls fn(type, id, base, base_sq) for each entity whose running sums do not start at 0.
+    // fn(type, id, dropped) for each entity whose history has dropped events.
     template <class Fn>
-    void for_each_entity_base(Fn&& fn) const {
-        for (int e = 0; e < FRAUD_ENTITY_COUNT; ++e) {
+    void for_each_entity_dropped(Fn&& fn) const {
+        for (size_t e = 0; e < histories_.size(); ++e) {
             histories_[e].for_each([&](const HistorySlot& s) {
-                const EntityHistory& h = *s.value;
-                if (h.amount_cumsum.base() != 0.0 || h.amount_sq_cumsum.base() != 0.0) {
-                    fn(static_cast<fraud_entity>(e), s.key, h.amount_cumsum.base(),
-                       h.amount_sq_cumsum.base());
-                }
+                if (s.value->dropped() != 0) fn(e, s.key, s.value->dropped());
             });
         }
     }
 
 private:
     using HistorySlot = FlatKeyValue<EntityHistory::Ptr>;
+    static constexpr uint32_t kChunkRows = 1024;
     size_t offset(uint32_t row) const { return static_cast<uint32_t>(row - head_row_); }
-    uint32_t push_row(const fraud_txn& txn);
-    // The entity's history, created empty when absent; valid until the map's next insert or erase.
-    EntityHistory::Ptr& history_for_append(int e, int64_t id);
-    void drop_from_history(int e, int64_t id);  // pops that history's front
-    void evict();                                // time, dead rows, compaction
+    const uint64_t* word(uint32_t row) const;
+    uint64_t* word_mut(uint32_t row) { return const_cast<uint64_t*>(word(row)); }
+    uint64_t* push_row(const fraud_event& event, uint32_t* row);
+    void pop_row();
+    void set_mask(uint64_t* w, uint32_t mask);
+    EntityHistory::Ptr& history_for_append(size_t e, int64_t id);
+    void push_history(EntityHistory::Ptr& h, const fraud_event& event, uint32_t row);
+    void drop_from_history(size_t e, int64_t id);
+    void evict();
     void compact();
 
+    StoreLayout layout_;
+    RowLayout rows_;
     StoreConfig config_;
-    // The table, in append order (so time order); row head_row_ + k is at position k.
-    std::deque<fraud_txn> txns_;
-    std::deque<std::array<uint32_t, FRAUD_ENTITY_COUNT>> degrees_;
-    std::deque<uint8_t> masks_;  // bit e: still in entity type e's history; 0 = dead row
+    // The table: rows in append (time) order, kChunkRows per chunk; row head_row_ + k is at
+    // position head_pos_ + k of the chunk sequence.
+    std::deque<std::unique_ptr<uint64_t[]>> chunks_;
+    size_t head_pos_ = 0;
+    size_t size_ = 0;
     uint32_t head_row_ = 0;
     size_t dead_rows_ = 0;
-    FlatMap<EntityHistory::Ptr> histories_[FRAUD_ENTITY_COUNT];  // values never null
-    FlatSet txn_ids_;
+    std::vector<FlatMap<EntityHistory::Ptr>> histories_;  // per entity type; values never null
+    FlatMap<uint32_t> ids_;                               // event id -> row
     int64_t watermark_ms_ = INT64_MIN;
     uint64_t evicted_ = 0;
     uint64_t appended_total_ = 0;
+    uint64_t labelled_ = 0;
 };
 
 }  // namespace libfraud

@@ -26,11 +26,28 @@ Fraud is meant to be hard per transaction (realistic tree AUPRC ~0.6-0.8 at 1%),
 - Account takeover: an existing card (chosen by activity), 1-5 purchases within 6 hours; 25% on
   the victim's own device and home IP (malware / remote access), the rest on a new device and IP;
   half at high-value merchants, half at ordinary ones; most amounts above the card's normal.
+- Compromised merchants (``compromised_merchant``, ~15% of fraud rows by default, see
+  ``compromised_share``): ordinary merchants breached for 2-10 days each (a few a month; their
+  number scales with ``n * fraud_rate``; :func:`compromised_merchants` lists them). 60% of the
+  cards with a legitimate row there during the breach are captured (that row stays legitimate)
+  and defrauded elsewhere 1-14 days later: 1-5 rows within 36 h, a skimmed card cloned and used
+  card-present (no device/IP; high-value and resale shops; 30% abroad), breached card data
+  used online from a fresh device and IP (30% via residential proxies). A card is captured once
+  at most. The signal spans two hops: the merchant's own rows are not fraud, its past customers
+  later are.
 - Labels: 1 on exactly the fraud rows (no label noise). Fraud rows are scheduled so that their
-  share tracks ``fraud_rate``; half follow the daily cycle, half are flat over the day.
+  share tracks ``fraud_rate`` (compromised-merchant rows count in the hour they happen); half
+  follow the daily cycle, half are flat over the day.
+- Label times (``label_time_ms``, always >= timestamp_ms): a fraud row is reported after a
+  lognormal delay (median 5 days, sigma 0.7: 95% within ~16 days; capped at 30 days), 5% the
+  same day (10 min - 16 h); a legitimate row's 0 is known after :data:`LEGIT_LABEL_DELAY_MS`
+  (30 days, the longest a fraud report can take).
 
-Determinism: the world comes from ``seed``; hour ``k`` from ``(seed, k)``; rows are merged in
-time order independently of ``chunk_size``, so any chunking yields the same rows.
+Determinism: the world comes from ``seed``; hour ``k`` from ``(seed, k)``; breaches from
+``(seed, 2)``, captures and victims in hour ``k`` from ``(seed, 2, k)``, label times from the
+last draws of ``(seed, k)``; rows are merged in time order independently of ``chunk_size``, so
+any chunking yields the same rows. With ``compromised_share=0`` the rows (all but label_time_ms)
+are those of the generator before compromised merchants existed.
 """
 
 from __future__ import annotations
@@ -44,7 +61,8 @@ import pandas as pd
 
 from .schema import ABSENT_ID, FRAUD_TYPES
 
-__all__ = ["DEFAULT_START_MS", "generate_transactions", "write_transactions"]
+__all__ = ["DEFAULT_START_MS", "GENERATED_FRAUD_TYPES", "LEGIT_LABEL_DELAY_MS",
+           "compromised_merchants", "generate_transactions", "write_transactions"]
 
 DEFAULT_START_MS = 1_767_225_600_000
 """2026-01-01T00:00:00Z."""
@@ -76,15 +94,38 @@ _HOME_COUNTRIES = np.array([840, 826, 124, 276, 250, 36, 392, 484], dtype=np.int
 _HOME_P = np.array([0.60, 0.10, 0.08, 0.07, 0.05, 0.04, 0.03, 0.03])
 _FRAUD_COUNTRIES = np.array([566, 643, 804, 156, 76, 608, 642, 360], dtype=np.int32)
 
-# Fraud typologies: code in FRAUD_TYPES, share of fraud rows, mean rows per episode.
-_RING, _CARD_TESTING, _ATO, _COLLUSION = (FRAUD_TYPES.index(t) for t in
-                                          ("ring", "card_testing", "account_takeover",
-                                           "merchant_collusion"))
+GENERATED_FRAUD_TYPES: tuple[str, ...] = FRAUD_TYPES + tuple(
+    t for t in ("compromised_merchant",) if t not in FRAUD_TYPES)
+"""Values of the ``fraud_type`` column: the schema's FRAUD_TYPES plus any typology it lacks."""
+
+# Fraud typologies: code in GENERATED_FRAUD_TYPES, share of fraud rows, mean rows per episode.
+_RING, _CARD_TESTING, _ATO, _COLLUSION, _COMPROMISED = (
+    GENERATED_FRAUD_TYPES.index(t) for t in
+    ("ring", "card_testing", "account_takeover", "merchant_collusion", "compromised_merchant"))
 _EP_TYPES = np.array([_RING, _COLLUSION, _CARD_TESTING, _ATO])
 _EP_SHARE = np.array([0.35, 0.15, 0.30, 0.20])
 _CASHOUT_P = 0.4
 _EP_MEAN = np.array([17.5, 17.5, 15.0 + _CASHOUT_P, 3.0])
 _EP_P = (_EP_SHARE / _EP_MEAN) / (_EP_SHARE / _EP_MEAN).sum()
+
+# Compromised merchants: default share of fraud rows; chance that a card seen by a breached
+# merchant is then defrauded; victim episodes of 1-5 rows (mean 3) over up to 36 h, 1-14 days
+# after the capture.
+_COMPROMISED_SHARE = 0.15
+_CAPTURE_P = 0.6
+_VICTIM_ROWS_MEAN = 3.0
+_BREACH_VICTIMS = 15.0  # expected victims per breach (so the number of breaches scales with n)
+_DAY_MS = 24 * _HOUR_MS
+
+# Label times: fraud is reported after a lognormal delay (chargeback; median 5 days, 95% within
+# ~16 days, capped at 30), a few the same day (within 10 min - 16 h); a legitimate row counts as
+# labelled once it is 30 days old (the longest a fraud report can take).
+LEGIT_LABEL_DELAY_MS = 30 * _DAY_MS
+"""Delay after which a legitimate row's label 0 is known (= the longest fraud report delay)."""
+_FRAUD_DELAY_MEDIAN_MS = 5 * _DAY_MS
+_FRAUD_DELAY_SIGMA = 0.7
+_FRAUD_DELAY_MAX_MS = 30 * _DAY_MS
+_SAME_DAY_P = 0.05
 
 # Ids are scrambled by an odd-multiplier bijection of [0, 2**40) so that they carry no order.
 _ID_MASK = np.uint64(2 ** 40 - 1)
@@ -107,7 +148,8 @@ def _pick(rng: np.random.Generator, base: np.ndarray, count: np.ndarray) -> np.n
 class _World:
     """Entity populations and the per-hour event generator."""
 
-    def __init__(self, n: int, seed: int, fraud_rate: float):
+    def __init__(self, n: int, seed: int, fraud_rate: float,
+                 compromised_share: float = _COMPROMISED_SHARE):
         rng = np.random.default_rng([seed, 0])
         self.seed, self.fraud_rate = seed, fraud_rate
         self.rate = n / _SPAN_HOURS  # expected transactions per hour, all kinds
@@ -131,6 +173,7 @@ class _World:
         self.high_merchants = np.flatnonzero(np.isin(mcc_codes, _HIGH_VALUE_MCC) & ordinary)
         self.travel_merchants = np.flatnonzero(np.isin(mcc_codes, _TRAVEL_MCC) & ordinary)
         resale = np.flatnonzero(np.isin(mcc_codes, _RESALE_MCC) & ordinary)
+        self.resale_merchants = resale
         self.kiosk = rng.random(nm) < 0.25  # card-present through the merchant's own tablet
 
         # Cards: heavy-tailed activity, home devices/IPs/country, favourite merchants.
@@ -211,6 +254,43 @@ class _World:
         self.fraud_made = 0
         h = np.arange(24) + 0.5
         self.cycle = 1.0 + 0.75 * np.cos(2 * np.pi * (h - 14.0) / 24.0)
+        self._breaches(n, seed, nm, ordinary, compromised_share)
+
+    def _breaches(self, n: int, seed: int, nm: int, ordinary: np.ndarray, share: float) -> None:
+        """Breach schedule (own random stream, so the rest of the world does not depend on it).
+
+        Enough breaches for ``share`` of the fraud rows; each an ordinary merchant whose expected
+        traffic over its 2-10 day breach yields about the wanted number of victims.
+        """
+        rng = np.random.default_rng([seed, 2])
+        self.comp_ledger: dict[int, int] = {}  # hour -> victim fraud rows that happen in it
+        self.compromised = np.zeros(self.n_cards, bool)  # a card is defrauded once at most
+        self.merchant_breach = np.full(nm, -1, np.int64)
+        # A quarter of the victims' fraud would fall after the simulated month: plan for more.
+        victims = share * self.fraud_rate * n / _VICTIM_ROWS_MEAN / 0.75
+        nb = int(round(victims / _BREACH_VICTIMS))
+        if nb == 0 and victims >= 3:
+            nb = 1
+        dur = rng.integers(48, 241, size=nb) * _HOUR_MS
+        self.breach_t0 = (rng.integers(-72, _SPAN_HOURS - 72, size=nb) * _HOUR_MS
+                          + rng.integers(0, _HOUR_MS, size=nb))
+        self.breach_t1 = self.breach_t0 + dur
+        self.breach_skimmer = rng.random(nb) < 0.5  # card-present skimmer, else a data breach
+        want = victims / max(nb, 1) * rng.uniform(0.5, 1.5, size=nb)
+        visits = np.diff(np.concatenate([[0.0], self.merchant_cdf]))
+        per_hour = (1.0 - self.fraud_rate) * self.rate * visits  # expected legit rows
+        free = ordinary.copy()
+        merchant = np.zeros(nb, np.int64)
+        for b in range(nb):
+            # Repeat visits by favourites: ~1.3 rows per distinct card.
+            rows = want[b] / _CAPTURE_P * 1.3
+            expect = per_hour * dur[b] / _HOUR_MS
+            score = np.abs(np.log(expect / rows + 1e-12)) + rng.gumbel(0, 0.3, size=nm)
+            score[~free] = np.inf
+            merchant[b] = int(np.argmin(score))
+            free[merchant[b]] = False
+        self.breach_merchant = merchant
+        self.merchant_breach[merchant] = np.arange(nb)
 
     def _fresh(self, what: str, count: int) -> np.ndarray:
         attr = "next_dev" if what == "device" else "next_ip"
@@ -230,12 +310,88 @@ class _World:
         rng = np.random.default_rng([self.seed, 1, k])
         t0 = start_ms + k * _HOUR_MS
         parts = [self._legit(rng, t0, k)]
+        # Victims of breaches seen this hour: their fraud comes 1-14 days later (counted then).
+        victims = self._captures(k, parts[0], start_ms)
+        if victims is not None:
+            parts.append(victims)
+        self.fraud_made += self.comp_ledger.pop(k, 0)
         # Fraud half follows the daily cycle (operators in the victims' time zones), half is flat.
         self.fraud_target += self.fraud_rate * self.rate * (0.5 + 0.5 * self.cycle[k % 24])
         deficit = self.fraud_target - self.fraud_made
         if deficit > 0:
             parts.append(self._fraud(rng, t0, k, deficit))
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        ev = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        ev["lt"] = self._label_times(rng, ev["ts"], ev["ftype"])  # the hour's last draws
+        return ev
+
+    @staticmethod
+    def _label_times(rng, ts: np.ndarray, ftype: np.ndarray) -> np.ndarray:
+        m = len(ts)
+        same_day = rng.random(m) < _SAME_DAY_P
+        quick = rng.integers(10 * _MIN_MS, 16 * _HOUR_MS, size=m)
+        slow = np.minimum(rng.lognormal(np.log(_FRAUD_DELAY_MEDIAN_MS), _FRAUD_DELAY_SIGMA, size=m),
+                          _FRAUD_DELAY_MAX_MS).astype(np.int64)
+        delay = np.where(same_day, quick, slow)
+        return ts + np.where(ftype != 0, delay, LEGIT_LABEL_DELAY_MS)
+
+    def _captures(self, k: int, legit: dict[str, np.ndarray],
+                  start_ms: int) -> dict[str, np.ndarray] | None:
+        """Cards newly captured by a breached merchant in hour ``k``, and their later fraud rows."""
+        if not len(self.breach_merchant):
+            return None
+        b = self.merchant_breach[legit["merchant"]]
+        rel = legit["ts"] - start_ms
+        hit = np.flatnonzero((b >= 0) & (rel >= self.breach_t0[b]) & (rel < self.breach_t1[b]))
+        if not len(hit):
+            return None
+        hit = hit[np.argsort(legit["ts"][hit], kind="stable")]
+        rng = np.random.default_rng([self.seed, 2, k])
+        take = rng.random(len(hit)) < _CAPTURE_P
+        hit = hit[take & ~self.compromised[legit["card"][hit]]]
+        card, first = np.unique(legit["card"][hit], return_index=True)
+        if not len(card):
+            return None
+        hit = hit[np.sort(first)]
+        card = legit["card"][hit]
+        self.compromised[card] = True
+        ev = self._victims(rng, card, legit["ts"][hit], self.breach_skimmer[b[hit]])
+        hours, counts = np.unique((ev["ts"] - start_ms) // _HOUR_MS, return_counts=True)
+        for h, c in zip(hours.tolist(), counts.tolist()):
+            self.comp_ledger[h] = self.comp_ledger.get(h, 0) + c
+        return ev
+
+    def _victims(self, rng, card, captured, skimmer) -> dict[str, np.ndarray]:
+        """Fraud on captured cards elsewhere: 1-5 rows over up to 36 h, 1-14 days after capture.
+
+        Skimmed cards are cloned and used card-present (no device/IP) at high-value and resale
+        shops, often abroad; breached card data is used online from a fresh device and IP (30%
+        through residential proxies).
+        """
+        e = len(card)
+        start = captured + rng.integers(_DAY_MS, 14 * _DAY_MS, size=e)
+        size = rng.integers(1, 6, size=e)
+        spree = rng.integers(30 * _MIN_MS, 36 * _HOUR_MS, size=e)
+        dev = np.where(skimmer, ABSENT_ID, self._fresh("device", e))
+        ip = np.where(skimmer, ABSENT_ID, self._fresh("ip", e))
+        ep = np.repeat(np.arange(e), size)
+        m = len(ep)
+        ts = start[ep] + (rng.random(m) * spree[ep]).astype(np.int64)
+        high = rng.random(m) < 0.5
+        merchant = np.where(high, rng.choice(self.high_merchants, size=m),
+                            rng.choice(self.resale_merchants, size=m))
+        online = ~skimmer[ep]
+        anywhere = online & (rng.random(m) < 0.3)  # online: also ordinary popular shops
+        merchant[anywhere] = np.searchsorted(self.merchant_cdf, rng.random(int(anywhere.sum())))
+        dev, ip = dev[ep], ip[ep]
+        proxy = online & (rng.random(m) < 0.3)
+        ip[proxy] = rng.integers(self.nat_base, size=int(proxy.sum()))
+        abroad = rng.random(m) < np.where(skimmer[ep], 0.3, 0.1)
+        cards = card[ep]
+        country = np.where(abroad, rng.choice(_FRAUD_COUNTRIES, size=m), self.card_country[cards])
+        mi = self.merchant_mcc[merchant]
+        amount = self._amount(rng, _MCC_MU[mi] + self.card_spend[cards] + 0.6, _MCC_SIGMA[mi])
+        return dict(ts=ts, card=cards, dev=dev, merchant=merchant, ip=ip, country=country,
+                    mcc=_MCC_CODE[mi], amount=amount, ftype=np.full(m, _COMPROMISED, np.int8))
 
     def _legit(self, rng, t0: int, k: int) -> dict[str, np.ndarray]:
         lam = (1.0 - self.fraud_rate) * self.rate * self.cycle[k % 24] / (1.0 + _BURST_EXTRA)
@@ -412,7 +568,7 @@ class _World:
                     ftype=np.full(m, _ATO, np.int8))
 
 
-_FRAUD_TYPE_ARRAY = np.array(FRAUD_TYPES, dtype=object)
+_FRAUD_TYPE_ARRAY = np.array(GENERATED_FRAUD_TYPES, dtype=object)
 
 
 def _frame(ev: dict[str, np.ndarray], first_id: int) -> pd.DataFrame:
@@ -428,6 +584,7 @@ def _frame(ev: dict[str, np.ndarray], first_id: int) -> pd.DataFrame:
         "country": ev["country"].astype(np.int32),
         "mcc": ev["mcc"].astype(np.int32),
         "label": (ev["ftype"] != 0).astype(np.int8),
+        "label_time_ms": ev["lt"].astype(np.int64),
         "fraud_type": pd.Series(_FRAUD_TYPE_ARRAY[ev["ftype"]], dtype="str"),
     })
 
@@ -435,28 +592,40 @@ def _frame(ev: dict[str, np.ndarray], first_id: int) -> pd.DataFrame:
 _EMPTY = dict(ts=np.zeros(0, np.int64), card=np.zeros(0, np.int64), dev=np.zeros(0, np.int64),
               merchant=np.zeros(0, np.int64), ip=np.zeros(0, np.int64),
               country=np.zeros(0, np.int32), mcc=np.zeros(0, np.int32),
-              amount=np.zeros(0), ftype=np.zeros(0, np.int8))
+              amount=np.zeros(0), ftype=np.zeros(0, np.int8), lt=np.zeros(0, np.int64))
 
 
-def generate_transactions(n: int, *, seed: int = 0, fraud_rate: float = 0.01,
-                          start_ms: int = DEFAULT_START_MS,
-                          chunk_size: int = 100_000) -> Iterator[pd.DataFrame]:
-    """Yield ``n`` synthetic transactions as frames of ``chunk_size`` rows (the last may be short).
-
-    Rows are globally sorted by timestamp_ms, with txn_id = 0..n-1 in that order; columns are the
-    schema's (with ``label``) plus ``fraud_type``. Memory is proportional to the entity
-    populations and one chunk, not to ``n``. Same ``seed`` gives the same rows whatever
-    ``chunk_size``. ``seed`` must be >= 0 and ``fraud_rate`` in [0, 0.5].
-    """
-    if n < 0 or chunk_size < 1:
-        raise ValueError(f"need n >= 0 and chunk_size >= 1, got n={n}, chunk_size={chunk_size}")
+def _check_args(n: int, seed: int, fraud_rate: float, compromised_share: float) -> None:
+    if n < 0:
+        raise ValueError(f"need n >= 0, got n={n}")
     if not 0.0 <= fraud_rate <= 0.5:
         raise ValueError(f"fraud_rate must be in [0, 0.5], got {fraud_rate}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    if not 0.0 <= compromised_share <= 0.5:
+        raise ValueError(f"compromised_share must be in [0, 0.5], got {compromised_share}")
+
+
+def generate_transactions(n: int, *, seed: int = 0, fraud_rate: float = 0.01,
+                          start_ms: int = DEFAULT_START_MS, chunk_size: int = 100_000,
+                          compromised_share: float = _COMPROMISED_SHARE) -> Iterator[pd.DataFrame]:
+    """Yield ``n`` synthetic transactions as frames of ``chunk_size`` rows (the last may be short).
+
+    Rows are globally sorted by timestamp_ms, with txn_id = 0..n-1 in that order; columns are the
+    schema's (with ``label``), then ``label_time_ms`` (int64, when the row's label became known,
+    >= timestamp_ms) and ``fraud_type`` (one of :data:`GENERATED_FRAUD_TYPES`). Memory is
+    proportional to the entity populations and one chunk, not to ``n``. Same ``seed`` gives the
+    same rows whatever ``chunk_size``. ``seed`` must be >= 0, ``fraud_rate`` in [0, 0.5] and
+    ``compromised_share`` (the wanted share of fraud rows from compromised merchants) in
+    [0, 0.5]; with 0 there are no breaches and the other rows are those of the generator
+    without them.
+    """
+    _check_args(n, seed, fraud_rate, compromised_share)
+    if chunk_size < 1:
+        raise ValueError(f"need chunk_size >= 1, got chunk_size={chunk_size}")
     if n == 0:
         return
-    world = _World(n, seed, fraud_rate)
+    world = _World(n, seed, fraud_rate, compromised_share)
     pending = _EMPTY
     out: list[dict[str, np.ndarray]] = []
     buffered = emitted = 0
@@ -483,9 +652,33 @@ def generate_transactions(n: int, *, seed: int = 0, fraud_rate: float = 0.01,
             buffered -= take
 
 
+def compromised_merchants(n: int, *, seed: int = 0, fraud_rate: float = 0.01,
+                          start_ms: int = DEFAULT_START_MS,
+                          compromised_share: float = _COMPROMISED_SHARE) -> pd.DataFrame:
+    """The breaches behind ``generate_transactions(n, ...)`` with the same arguments (ground truth).
+
+    One row per breached merchant: ``merchant_id`` (as in the transactions), ``start_ms`` and
+    ``end_ms`` (legitimate rows there with start_ms <= timestamp_ms < end_ms may capture their
+    card) and ``kind`` ("skimmer": cloned-card fraud card-present; "data_breach": online fraud).
+    """
+    _check_args(n, seed, fraud_rate, compromised_share)
+    if n == 0:
+        return pd.DataFrame({"merchant_id": np.zeros(0, np.int64), "start_ms": np.zeros(0, np.int64),
+                             "end_ms": np.zeros(0, np.int64), "kind": pd.Series([], dtype="str")})
+    w = _World(n, seed, fraud_rate, compromised_share)
+    order = np.argsort(w.breach_t0, kind="stable")
+    return pd.DataFrame({
+        "merchant_id": _scramble(w.breach_merchant[order], "merchant"),
+        "start_ms": (start_ms + w.breach_t0[order]).astype(np.int64),
+        "end_ms": (start_ms + w.breach_t1[order]).astype(np.int64),
+        "kind": pd.Series(np.where(w.breach_skimmer[order], "skimmer", "data_breach"), dtype="str"),
+    })
+
+
 def write_transactions(path: str | os.PathLike, n: int, *, seed: int = 0,
                        fraud_rate: float = 0.01, fmt: str | None = None, progress: bool = False,
-                       chunk_size: int = 100_000) -> Path:
+                       chunk_size: int = 100_000,
+                       compromised_share: float = _COMPROMISED_SHARE) -> Path:
     """Generate ``n`` transactions into a .csv or .parquet file, chunk by chunk; returns the path.
 
     ``fmt`` ("csv" or "parquet") defaults to the suffix of ``path``. In CSV an absent
@@ -498,7 +691,8 @@ def write_transactions(path: str | os.PathLike, n: int, *, seed: int = 0,
                          f"(or a .csv/.parquet suffix)")
     from tqdm.auto import tqdm
 
-    chunks = generate_transactions(n, seed=seed, fraud_rate=fraud_rate, chunk_size=chunk_size)
+    chunks = generate_transactions(n, seed=seed, fraud_rate=fraud_rate, chunk_size=chunk_size,
+                                   compromised_share=compromised_share)
     with tqdm(total=n, unit="txn", disable=not progress, desc=path.name) as bar:
         if fmt == "parquet":
             import pyarrow as pa

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .schema import SchemaError, coerce_transactions, validate_transactions
 
-__all__ = ["SUPPORTED_SUFFIXES", "iter_transactions", "load_transactions"]
+__all__ = ["SUPPORTED_SUFFIXES", "iter_transactions", "load_transactions", "read_table"]
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 
@@ -39,6 +39,16 @@ def _check(df: pd.DataFrame, *, validate: bool, kind: str, path: Path, row_offse
         raise e.relocated(row_offset=row_offset, path=str(path),
                           header_lines=1 if kind == "csv" else None) from None
     return df
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A .csv or .parquet file as it is, in its own columns: CSV cells as strings (empty = missing),
+    so the declared schema's loader (libfraud.data.declared.load_events) converts each column and
+    names a bad cell by row and column, instead of pandas guessing a type."""
+    path = Path(path)
+    if _kind(path) == "csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    return pd.read_parquet(path).reset_index(drop=True)
 
 
 def load_transactions(path: str | os.PathLike, *, validate: bool = True) -> pd.DataFrame:

@@ -69,7 +69,8 @@ _SPEC = {c.name: c for c in COLUMNS}
 ENTITY_COLUMNS: tuple[str, ...] = ("card_id", "device_id", "merchant_id", "ip_id")
 """Order of the C ``fraud_entity`` enum and of ``TXN_DTYPE['entity_id']``."""
 
-FRAUD_TYPES: tuple[str, ...] = ("", "ring", "card_testing", "account_takeover", "merchant_collusion")
+FRAUD_TYPES: tuple[str, ...] = ("", "ring", "card_testing", "account_takeover", "merchant_collusion",
+                                "compromised_merchant")
 """Values of the generator's diagnostic ``fraud_type`` column ("" = legitimate)."""
 
 # The C `fraud_txn` struct: 64 bytes, no padding.
