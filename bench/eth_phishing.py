@@ -3,9 +3,10 @@
     python bench/eth_phishing.py                      # data from ../shared/data/eth_phishing
     python bench/eth_phishing.py --data DIR           # or LIBFRAUD_ETH_PHISHING=DIR
 
-The edge list (one edge per account pair) becomes one transaction per edge in libfraud's schema
-(card_id = sender, merchant_id = receiver, amount in ETH, device/ip absent, fixed country/mcc),
-replayed in time order through the C++ core's features and temporal sampler. A transaction carries
+The edge list (one edge per account pair) becomes one transaction per edge in the payments preset's
+schema (card_id = sender, merchant_id = receiver, amount in ETH, device/ip absent, fixed country/mcc),
+replayed in time order through the C++ core's features (the preset's, with --windows for its
+count/sum windows) and temporal sampler. A transaction carries
 its receiver's label when the receiver is labelled (phishing accounts receive the funds). Models
 score transactions; an account's score is the max (and, reported beside it, the mean) of the scores
 of all its incoming transactions. Accounts are split by time; only training accounts' labels fit
@@ -28,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 from libfraud import _core, metrics
-from libfraud.data.schema import ABSENT_ID, to_txn_records, validate_transactions
-from libfraud.features import FeatureConfig
+from libfraud.data.declared import FeatureSpec, default_feature_name, load_events, load_preset
+from libfraud.data.schema import ABSENT_ID, validate_transactions
+from libfraud.features import replay
 from libfraud.models.gbdt import GbdtParams, train_gbdt
 from libfraud.train import SamplerSettings
 from libfraud.train_gnn import GnnParams, gnn_outputs, stacked_feature_names, train_gnn
@@ -66,6 +68,25 @@ def parse_windows(text: str) -> tuple[int, ...]:
         return tuple(int(w[:-1]) * unit[w[-1]] for w in text.replace(" ", "").split(","))
     except (KeyError, ValueError, IndexError):
         raise SystemExit(f"--windows: expected e.g. 1d,30d,365d or 1h,24h,7d, got {text!r}") from None
+
+
+def payments_spec(schema, windows: tuple[int, ...]) -> FeatureSpec:
+    """The payments preset's features with its per-entity count / amount-sum block over 1h, 24h, 7d
+    replaced by the same block over ``windows`` (entity by entity, window by window, count then
+    sum, named by default), the rest unchanged: what FeatureConfig(windows_ms=windows) computed."""
+    _, preset = load_preset("payments")
+    feats = preset.to_json()["features"]
+    at = [i for i, f in enumerate(feats) if f["kind"] == "window"]
+    entities = list(dict.fromkeys(feats[i]["entity"] for i in at))
+    block = []
+    for e in entities:
+        for w in windows:
+            for agg in ("count", "sum"):
+                f = {"kind": "window", "entity": e, "agg": agg, "field": None if agg == "count" else "amount",
+                     "window_ms": int(w), "offset_ms": 0, "filter": None}
+                block.append({"name": default_feature_name(f), **f})
+    feats = feats[:at[0]] + block + feats[at[-1] + 1:]
+    return FeatureSpec(tuple(feats), preset.max_scan).validate(schema)
 
 
 def data_dir(arg: Path | None) -> Path:
@@ -248,14 +269,16 @@ def main() -> int:
     # One replay of the whole history: point-in-time features of every row, then the sampler's
     # neighbourhoods of the labelled rows over the same store (only transactions before each).
     windows = parse_windows(args.windows)
-    fcfg = FeatureConfig(windows_ms=windows)
-    records = to_txn_records(txns)
-    store = _core.Store(fcfg.to_core(), expected_transactions=len(records))
-    X_all = np.ascontiguousarray(store.features_and_ingest(records), dtype=np.float32)
-    names = list(store.feature_names)
+    schema, _ = load_preset("payments")
+    spec = payments_spec(schema, windows)
+    events, _ = load_events(txns, schema, labels=False)  # labels are the accounts', used below only
+    replayed = replay(events, None, schema, spec)
+    store, names = replayed.store, list(replayed.names)
+    X_all = np.ascontiguousarray(replayed.features, dtype=np.float32)
     lab_rows = np.flatnonzero(txns["account_label"].to_numpy() >= 0)
     sampler = SamplerSettings(fanout=args.fanout, seed=args.seed)
-    arrays = dict(_core.Sampler(sampler.to_core()).sample(store, records[lab_rows]))
+    arrays = dict(_core.Sampler(store, sampler.to_core(), list(sampler.graph_fields))
+                  .sample(store, *events.take(lab_rows).args()))
     X = X_all[lab_rows]
     y_rows = txns["account_label"].to_numpy()[lab_rows].astype(np.int8)
     receiver = txns["merchant_id"].to_numpy()[lab_rows]
@@ -282,7 +305,7 @@ def main() -> int:
         "benchmark": "eth_phishing", "date": dt.date.today().isoformat(),
         "command": "python bench/eth_phishing.py " + " ".join(sys.argv[1:]),
         "data": str(d), "data_info": info,
-        "feature_config": fcfg.to_dict(), "sampler": sampler.to_dict(),
+        "windows_ms": list(windows), "feature_spec": spec.to_json(), "sampler": sampler.to_dict(),
         "gbdt_params": {k: v for k, v in vars(GbdtParams(seed=args.seed, nthread=args.threads)).items()},
         "gnn_epochs": args.epochs,
         "aggregation": "account score = max (primary) or mean of its incoming transactions' scores",

@@ -1,10 +1,11 @@
 """The Python pipeline a team would write without libfraud, for bench/report.py: the same trained
 models, the same transactions, one transaction per call.
 
-  features   pandas point-in-time aggregates over an in-memory history (all 44 of the core's
-             features, same definitions as tests/test_features.py's reference)
+  features   pandas point-in-time aggregates over an in-memory history (the payments preset's 44
+             features, as export/SCHEMA.md defines them; windows and max_scan from the bundle's spec)
   sample     the 2-hop neighbourhood (most recent `fanout` per entity) built in Python/NumPy over
-             per-entity index lists (same definitions as tests/test_sampler.py's reference)
+             per-entity index lists (same definitions as tests/test_sampler.py's reference; the
+             sampler's graph fields, country and/or mcc, appended to the transaction features)
   gnn        the trained FraudGnn (PyG SAGEConv) in eager PyTorch, one intra-op thread, no_grad
   trees      xgboost Booster.inplace_predict on [features, GNN logit, embedding], nthread=1
   ingest     the transaction appended to the history and the entity indexes
@@ -26,21 +27,55 @@ DAY = 24 * HOUR
 ENTITIES = ("card", "device", "merchant", "ip")
 CARD, DEVICE, MERCHANT, IP = range(4)
 STAGES = ("features", "sample", "gnn", "trees", "ingest")
+CODES = ("country", "mcc")  # the payments schema's categorical fields (possible graph fields)
+
+
+def payments_names(windows, distinct_window_ms: int) -> list[str]:
+    """The payments preset's feature names for these count/sum windows and distinct window."""
+    from libfraud.data.declared import window_label
+    wl, dl = [window_label(w) for w in windows], window_label(distinct_window_ms)
+    return (["amount", "log_amount", "hour_of_day", "country", "mcc"]
+            + [f"{e}_{what}_{w}" for e in ENTITIES for w in wl for what in ("count", "amount_sum")]
+            + [f"{e}_seconds_since_last" for e in ENTITIES]
+            + ["card_amount_ratio_to_mean", "card_amount_zscore", "merchant_amount_ratio_to_mean",
+               f"card_distinct_devices_{dl}", f"card_distinct_ips_{dl}", f"device_distinct_cards_{dl}",
+               f"ip_distinct_cards_{dl}", "card_device_is_new", "card_ip_is_new", "card_mcc_is_new",
+               "card_country_changed"])
+
+
+def payments_windows(spec: dict) -> tuple[list[int], int, int]:
+    """(count/sum windows, distinct window, max_scan) of a payments-preset feature spec (JSON form);
+    ValueError for any other spec: this pipeline hand-codes those 44 features."""
+    feats = spec["features"]
+    windows = [f["window_ms"] for f in feats if f["kind"] == "window" and f["entity"] == "card"
+               and f["agg"] == "count"]
+    distinct = [f["window_ms"] for f in feats if f["kind"] == "distinct"]
+    plain = all(f.get("filter") is None and not f.get("offset_ms") and "max_scan" not in f for f in feats)
+    names = [f["name"] for f in feats]
+    if not distinct or not plain or names != payments_names(windows, distinct[0]):
+        raise ValueError("the Python pipeline computes the payments preset's features only; the spec has "
+                         f"{names[:6]}...")
+    return windows, distinct[0], int(spec["max_scan"])
 
 
 class PythonPipeline:
-    def __init__(self, history: pd.DataFrame, capacity: int, booster, gnn_model, feature_config: dict,
-                 fanout: int) -> None:
+    def __init__(self, history: pd.DataFrame, capacity: int, booster, gnn_model, spec: dict,
+                 fanout: int, graph_fields=()) -> None:
+        """``spec``: the bundle's feature spec (manifest features.spec), the payments preset's
+        features; ``graph_fields``: the sampler's (manifest gnn.sampler.graph_fields)."""
         import torch
         torch.set_num_threads(1)
         self.torch = torch
         self.booster = booster
         booster.set_param({"nthread": 1})
         self.model = gnn_model.eval()
-        self.windows = [int(w) for w in feature_config["windows_ms"]]
-        self.dw = int(feature_config["distinct_window_ms"])
-        self.max_scan = int(feature_config["max_scan"])
+        self.windows, self.dw, self.max_scan = payments_windows(spec)
         self.K = fanout
+        unknown = [g for g in graph_fields if g not in CODES]
+        if unknown:
+            raise ValueError(f"graph fields {unknown}: the payments schema's are {CODES}")
+        self.graph_fields = list(graph_fields)
+        self.Ft = 4 + len(self.graph_fields)
         # The in-memory history: a preallocated DataFrame, rows appended in time order.
         n = len(history)
         self.df = pd.DataFrame({
@@ -112,11 +147,15 @@ class PythonPipeline:
             row.append(float(card["country"].iloc[-1] != q["country"]))
         return np.asarray(row, dtype=np.float32)
 
-    @staticmethod
-    def _txn_x(ts: np.ndarray, amount: np.ndarray, mcc: np.ndarray, t: int) -> np.ndarray:
+    def _txn_x(self, ts: np.ndarray, amount: np.ndarray, codes: dict, t: int) -> np.ndarray:
+        """log1p(amount), sin/cos of the UTC hour, log1p(age s) (0 for the target), graph fields
+        (a code as a number, missing = 0)."""
         hour = (ts % DAY) // HOUR
-        return np.stack([np.log1p(amount), np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
-                         np.log1p((t - ts) / 1000.0), mcc / 10000.0], axis=-1)
+        age = (t - ts) / 1000.0
+        cols = [np.log1p(amount), np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
+                np.where(age == 0, 0.0, np.log1p(age))]
+        cols += [np.where(np.asarray(codes[g]) < 0, 0.0, codes[g]) for g in self.graph_fields]
+        return np.stack(cols, axis=-1)
 
     def _degree(self, f: int, fid: int, ts: int) -> int:
         pos = self.index[f].get(fid)
@@ -125,13 +164,14 @@ class PythonPipeline:
         return int(np.searchsorted(self.df["timestamp_ms"].to_numpy()[pos], ts, side="left"))
 
     def sample(self, q: dict) -> dict:
-        E, K = 4, self.K
+        E, K, Ft = 4, self.K, self.Ft
         t = q["timestamp_ms"]
-        a = {"target_x": np.zeros((1, 5), np.float32), "ent1_x": np.zeros((1, E, E + 1), np.float32),
-             "ent1_mask": np.zeros((1, E), np.float32), "txn2_x": np.zeros((1, E, K, 5), np.float32),
+        a = {"target_x": np.zeros((1, Ft), np.float32), "ent1_x": np.zeros((1, E, E + 1), np.float32),
+             "ent1_mask": np.zeros((1, E), np.float32), "txn2_x": np.zeros((1, E, K, Ft), np.float32),
              "txn2_mask": np.zeros((1, E, K), np.float32), "ent3_x": np.zeros((1, E, K, E, E + 1), np.float32),
              "ent3_mask": np.zeros((1, E, K, E), np.float32)}
-        a["target_x"][0] = self._txn_x(np.array([t]), np.array([q["amount"]]), np.array([q["mcc"]]), t)[0]
+        a["target_x"][0] = self._txn_x(np.array([t]), np.array([q["amount"]]),
+                                       {g: np.array([q[g]]) for g in CODES}, t)[0]
         for e, name in enumerate(ENTITIES):
             eid = q[f"{name}_id"]
             if eid < 0:
@@ -145,7 +185,8 @@ class PythonPipeline:
                 continue
             k = len(picks)
             ts = picks["timestamp_ms"].to_numpy()
-            a["txn2_x"][0, e, :k] = self._txn_x(ts, picks["amount"].to_numpy(), picks["mcc"].to_numpy(), t)
+            a["txn2_x"][0, e, :k] = self._txn_x(ts, picks["amount"].to_numpy(),
+                                                {g: picks[g].to_numpy() for g in CODES}, t)
             a["txn2_mask"][0, e, :k] = 1.0
             for f, fname in enumerate(ENTITIES):
                 fids = picks[fname].to_numpy()

@@ -116,8 +116,14 @@ def build_bundle(mode: str, cfg: dict, rebuild: bool, log) -> tuple[Path, dict]:
     out = ROOT / "build" / "bench" / "report" / f"n{cfg['n']}-t{cfg['trees']}-e{cfg['gnn_epochs']}"
     rep = out / "report.json"
     if rep.is_file() and not rebuild:
+        from libfraud.export import BundleError, read_manifest
         report = json.loads(rep.read_text())
-        if report.get("libfraud") == libfraud.__version__:
+        try:
+            read_manifest(out / "bundle")  # a bundle of this format version (a kept one may be older)
+            current = True
+        except BundleError:
+            current = False
+        if report.get("libfraud") == libfraud.__version__ and current:
             log(f"reusing bundle {out / 'bundle'}")
             return out, report
     log(f"building the bundle: demo, {cfg['n']} transactions, <= {cfg['trees']} trees, "
@@ -160,7 +166,7 @@ def compile_without_onnx(out: Path, why: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-gnn-") as work:
         gnn = export_gnn(gnn_model, arrays, info["sampler"], Path(work), progress=False)
         bundle = build(out / "bundle", booster=model.booster, feature_names=list(model.feature_names),
-                       feature_config=info["feature_config"], X_holdout=holdout, threshold=info["threshold"],
+                       schema=info["schema"], spec=info["spec"], X_holdout=holdout, threshold=info["threshold"],
                        threshold_rule=info["threshold_rule"], metrics=info["metrics"], gnn=gnn, jobs=2)
     tx = load_transactions(out / "transactions.parquet")
     times = tx["timestamp_ms"].to_numpy()
@@ -295,8 +301,9 @@ def run(mode: str = "quick", *, out_dir: Path | None = None, rebuild: bool = Fal
     import libfraud
     from libfraud import _core
     from libfraud.data import load_transactions
-    from libfraud.data.schema import to_txn_records, coerce_transactions
+    from libfraud.data.schema import to_txn_records, coerce_transactions  # fraud_txn, for the C harnesses
     from libfraud.export import read_manifest
+    from libfraud.features import make_store
     from libfraud.models.gnn import INPUT_NAMES
     from libfraud.scorer import Scorer
     from libfraud.train import load_trained_gnn
@@ -329,8 +336,9 @@ def run(mode: str = "quick", *, out_dir: Path | None = None, rebuild: bool = Fal
     live_n = min(cfg["live"], len(tx) - n_hist)
     cfg["live"] = live_n
     hist_df, live_df = tx.iloc[:n_hist], tx.iloc[n_hist:n_hist + live_n]
-    records = to_txn_records(coerce_transactions(tx.iloc[:n_hist + live_n]))
+    records = to_txn_records(coerce_transactions(tx.iloc[:n_hist + live_n]))  # the C harnesses' input
     K = int(manifest["gnn"]["sampler"]["fanout"])
+    graph_fields = list(manifest["gnn"]["sampler"].get("graph_fields", []))
     D = int(manifest["gnn"]["embedding_dim"])
     art = {a["name"]: bundle / a["path"] for a in manifest["artifacts"]}
     result["model"] = {"bundle": str(bundle), "onnx_export_refused": demo.get("onnx_export_refused"), "n_trees": manifest["model"]["n_trees"],
@@ -360,14 +368,15 @@ def run(mode: str = "quick", *, out_dir: Path | None = None, rebuild: bool = Fal
         # -- end to end, Python (Scorer.score_and_ingest, one transaction per call, timed in Python)
         log("end to end, Python API")
         scorer = Scorer(bundle, expected_transactions=len(records))
-        scorer.ingest(records[:n_hist])
-        live_rec = records[n_hist:]
-        singles = [live_rec[i:i + 1] for i in range(len(live_rec))]
+        events = scorer.events(tx.iloc[:n_hist + live_n])  # the core's arrays, converted once (untimed)
+        history_ev, live_ev = events.slice(0, n_hist), events.slice(n_hist, len(events))
+        scorer.ingest(history_ev)
+        singles = [live_ev.slice(i, i + 1) for i in range(len(live_ev))]
         clock = time.perf_counter_ns
         py_ns = []
         for r in range(cfg["repeats"]):
             s = Scorer(bundle, expected_transactions=len(records))
-            s.ingest(records[:n_hist])
+            s.ingest(history_ev)
             ns = np.empty(len(singles), np.int64)
             gc.disable()
             for i, x in enumerate(singles):
@@ -378,15 +387,15 @@ def run(mode: str = "quick", *, out_dir: Path | None = None, rebuild: bool = Fal
             py_ns.append(ns[cfg["warmup"]:])
         lat["libfraud Python API (Scorer.score_and_ingest)"] = summarize(py_ns)
         raw_ns["libfraud Python API (Scorer.score_and_ingest)"] = np.stack(py_ns)
-        lib_scores = scorer.score_and_ingest(live_rec)  # reference scores for parity
+        lib_scores = scorer.score_and_ingest(live_ev)  # reference scores for parity
 
         # -- components
         comp: dict = {}
         log("component: features (C API, fraud_engine_features on a trees-only bundle)")
         fb = tl.train_bundle(argparse.Namespace(trees=10, depth=3, train_txns=5000, seed=0,
                                                 bundle_dir=ROOT / "build" / "bench", rebuild=False))
-        if read_manifest(fb)["features"]["config"] != manifest["features"]["config"]:
-            raise SystemExit("the features bundle's feature config differs from the model's")
+        if read_manifest(fb)["features"]["spec"] != manifest["features"]["spec"]:
+            raise SystemExit("the features bundle's feature spec differs from the model's")
         comp["features (C API)"], _ = e2e_latency(bins, fb, "-", txns_bin, n_hist, cfg, "features", work)
         comp["features + sample + GNN (C API)"], _ = e2e_latency(bins, bundle, default, txns_bin, n_hist, cfg,
                                                                   "features", work)
@@ -395,17 +404,19 @@ def run(mode: str = "quick", *, out_dir: Path | None = None, rebuild: bool = Fal
         sdir = work / "sampler"
         subprocess.run([sys.executable, str(HERE / "sampler_latency.py"), "--txns", str(cfg["n"]),
                         "--targets", str(min(cfg["calls"] * 2, cfg["n"] // 2)), "--fanout", str(K),
-                        "--repeats", str(cfg["repeats"]), "--out", str(sdir)], check=True,
+                        "--repeats", str(cfg["repeats"]), "--out", str(sdir),
+                        *[a for g in graph_fields for a in ("--graph-field", g)]], check=True,
                        capture_output=True, text=True)
         srow = next(r for r in json.loads(next(sdir.glob("*-sampler.json")).read_text())["results"]
                     if r["strategy"] == manifest["gnn"]["sampler"]["strategy"])
         comp["sampler, 2-hop (C++)"] = from_repeats(srow["repeats_p50_us"], srow["repeats_p99_us"])
 
         log("component: GNN backends on real sampled neighbourhoods")
-        store = _core.Store(expected_transactions=len(records))
-        store.ingest(records[:n_hist])
-        sampler = _core.Sampler(_core.SamplerConfig(fanout=K, strategy=manifest["gnn"]["sampler"]["strategy"], seed=0))
-        sampled = dict(sampler.sample(store, live_rec[:1]))
+        store = make_store(manifest["schema"], manifest["features"]["spec"], expected_events=len(records))
+        store.ingest(*history_ev.args())
+        sampler = _core.Sampler(store, _core.SamplerConfig(fanout=K, strategy=manifest["gnn"]["sampler"]["strategy"],
+                                                           seed=0), graph_fields)
+        sampled = dict(sampler.sample(store, *live_ev.slice(0, 1).args()))
         arrays = [np.ascontiguousarray(sampled[k], dtype=np.float32) for k in INPUT_NAMES]
         kinds = {"native": art["gnn_native"], "aoti": art["gnn_aoti"], "torchscript": art["gnn_torchscript"]}
         gnn_stats = {}
@@ -476,7 +487,7 @@ def run(mode: str = "quick", *, out_dir: Path | None = None, rebuild: bool = Fal
         log(f"the Python pipeline (pandas + eager PyG + inplace_predict), {cfg['py_txns']} transactions")
         n_py = min(cfg["py_txns"] + 20, live_n)
         pipe = PythonPipeline(hist_df, n_hist + n_py, xgb.Booster(model_file=str(art["xgboost"])), gnn_model,
-                              manifest["features"]["config"], K)
+                              manifest["features"]["spec"], K, graph_fields)
         py_scores, _, stage_ns = pipe.score_and_ingest_timed(live_df.iloc[:n_py])
         stage_ns = stage_ns[20:]  # the first 20 are warm-up
         py_total = stage_ns.sum(axis=1)

@@ -1,8 +1,10 @@
 """Neighbourhood sampler latency: one target per call, one thread, timed inside C++.
 
     python bench/sampler_latency.py [--txns 200000] [--targets 20000] [--fanout 10] [--repeats 5]
+                                    [--graph-field mcc ...]
 
-Builds a store from `--txns` synthetic transactions (libfraud.data.generate_transactions), then
+Builds a store (the payments preset's schema and features) from `--txns` synthetic transactions
+(libfraud.data.generate_transactions), then
 times `Sampler.time_sample`: each `sample()` call on one target (batch 1) timed alone with
 std::chrono::steady_clock, after an untimed pass over the targets, so no Python is in the figure.
 Targets: the last `--targets` transactions of the stream, sampled against the whole store (the
@@ -36,7 +38,8 @@ import pandas as pd  # noqa: E402
 
 from libfraud import _core  # noqa: E402
 from libfraud.data import generate_transactions  # noqa: E402
-from libfraud.data.schema import to_txn_records  # noqa: E402
+from libfraud.data.declared import load_events, load_preset  # noqa: E402
+from libfraud.features import make_store  # noqa: E402
 
 
 def percentile(values: np.ndarray, q: float) -> float:
@@ -62,6 +65,8 @@ def main() -> None:
     ap.add_argument("--fanout", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--graph-field", action="append", default=[],
+                    help="a numeric or categorical field appended to the txn features (country, mcc)")
     ap.add_argument("--cpu", type=int, default=None, help="pin the process to this CPU")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
@@ -69,18 +74,20 @@ def main() -> None:
         os.sched_setaffinity(0, {args.cpu})
 
     df = pd.concat(list(generate_transactions(args.txns, seed=args.seed)), ignore_index=True)
-    records = to_txn_records(df)
-    store = _core.Store(expected_transactions=len(records))
-    store.ingest(records)
-    targets = records[-args.targets :]
+    schema, spec = load_preset("payments", df.columns)  # the generator's schema; its features
+    events, _ = load_events(df, schema, labels=False)
+    store = make_store(schema, spec, expected_events=len(events))
+    store.ingest(*events.args())
+    targets = events.slice(len(events) - min(args.targets, len(events)), len(events))
 
     rows = []
     for strategy in ("most_recent", "uniform"):
-        sampler = _core.Sampler(_core.SamplerConfig(fanout=args.fanout, strategy=strategy, seed=1))
-        ns = sampler.time_sample(store, targets, repeats=args.repeats)
+        sampler = _core.Sampler(store, _core.SamplerConfig(fanout=args.fanout, strategy=strategy, seed=1),
+                                list(args.graph_field))
+        ns = sampler.time_sample(store, *targets.args(), repeats=args.repeats)
         p50 = [percentile(r, 50) / 1000 for r in ns]
         p99 = [percentile(r, 99) / 1000 for r in ns]
-        fill = sampler.sample(store, targets)["txn2_mask"].mean()
+        fill = sampler.sample(store, *targets.args())["txn2_mask"].mean()
         rows.append({
             "strategy": strategy,
             "p50_us": float(np.median(p50)),
@@ -91,7 +98,7 @@ def main() -> None:
             "repeats_p99_us": p99,
         })
 
-    print(f"store {len(records)} txns, {len(targets)} targets, fanout {args.fanout}, batch 1, one thread")
+    print(f"store {len(events)} txns, {len(targets)} targets, fanout {args.fanout}, batch 1, one thread")
     print(f"{'strategy':<12} {'p50 us':>8} {'p99 us':>8} {'mean us':>8} {'hop-2 fill':>10}")
     for r in rows:
         print(f"{r['strategy']:<12} {r['p50_us']:>8.2f} {r['p99_us']:>8.2f} {r['mean_us']:>8.2f} {r['hop2_fill']:>10.2f}")

@@ -3,8 +3,9 @@
     python bench/store_memory.py                    # 1M and 10M synthetic transactions
     python bench/store_memory.py --sizes 1000000    # just 1M
 
-For each size: generate the transactions (libfraud.data.generate_transactions) into one record
-array, then ingest them into an unbounded _core.Store in 100k batches, and report the store's own
+For each size: generate the transactions (libfraud.data.generate_transactions) into one set of
+event arrays (libfraud.events), then ingest them into an unbounded _core.Store of the payments
+preset (its schema, and its features: which fields the histories keep) in 100k batches, and report the store's own
 accounting (approx_bytes: deque blocks, hash-table slot arrays, history allocations, malloc
 headers) and the process RSS delta over the ingest, per transaction and per edge (a present entity
 id of a transaction; device and IP may be absent). Target: <= 64 bytes per edge. Writes bench/results/<date>-store-memory.json.
@@ -23,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from libfraud import _core
 from libfraud.data import generate_transactions
-from libfraud.data.schema import to_txn_records
+from libfraud.data.declared import load_events, load_preset
+from libfraud.events import EventArrays
+from libfraud.features import make_store
 
 TARGET_BYTES_PER_EDGE = 64
 
@@ -38,17 +40,23 @@ def rss_bytes() -> int:
     return 0
 
 
+def events_of(n: int, schema) -> EventArrays:
+    """n generated transactions as one set of event arrays (chunk by chunk: bounded pandas memory)."""
+    parts = [load_events(df, schema, labels=False)[0]
+             for df in generate_transactions(n, seed=0, chunk_size=500_000)]
+    return EventArrays.make(*(np.concatenate(cols) for cols in zip(*(p.args() for p in parts))))
+
+
 def measure(n: int) -> dict:
-    parts = [to_txn_records(df) for df in generate_transactions(n, seed=0, chunk_size=500_000)]
-    recs = np.concatenate(parts)
-    del parts
+    schema, spec = load_preset("payments")
+    events = events_of(n, schema)
     gc.collect()
-    edges = int((recs["entity_id"] >= 0).sum())
+    edges = int((events.entity_id >= 0).sum())
     rss0 = rss_bytes()
-    store = _core.Store()
+    store = make_store(schema, spec)
     t0 = time.perf_counter()
     for i in range(0, n, 100_000):
-        store.ingest(recs[i:i + 100_000])
+        store.ingest(*events.slice(i, i + 100_000).args())
     ingest_s = time.perf_counter() - t0
     rss1 = rss_bytes()
     approx = store.approx_bytes
@@ -56,7 +64,7 @@ def measure(n: int) -> dict:
     out = {
         "transactions": n,
         "edges": edges,
-        "entities": {name: store.num_entities(e) for e, name in enumerate(["card", "device", "merchant", "ip"])},
+        "entities": {name: store.num_entities(name) for name in store.entity_types},
         "approx_bytes": approx,
         "rss_delta_bytes": rss1 - rss0,
         "bytes_per_txn": approx / n,
@@ -66,7 +74,7 @@ def measure(n: int) -> dict:
         "ingest_s": ingest_s,
         "meets_target": approx / edges <= TARGET_BYTES_PER_EDGE,
     }
-    del store, recs
+    del store, events
     gc.collect()
     return out
 

@@ -25,22 +25,25 @@ import pandas as pd
 import xgboost as xgb
 
 import libfraud
+from libfraud.data.declared import load_preset
 from libfraud.data.generate import generate_transactions
-from libfraud.data.schema import to_txn_records
+from libfraud.data.schema import to_txn_records  # fraud_txn records: stress.c's input
 from libfraud.export import build_bundle
-from libfraud.features import FeatureConfig, as_matrix, feature_names, replay_features
+from libfraud.features import as_matrix, replay_features
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
 def make_bundles(work: Path, n: int) -> tuple[Path, Path, pd.DataFrame]:
-    """Two tree bundles of the same features (different seeds), so each swap really changes model."""
+    """Two tree bundles of the same features (the payments preset, different seeds), so each swap
+    really changes model; stress.c drives them through the fraud_txn functions."""
     df = pd.concat(list(generate_transactions(n, seed=11, fraud_rate=0.02)), ignore_index=True)
-    config = FeatureConfig()
-    X = as_matrix(replay_features(df, config))
+    schema, spec = load_preset("payments", df.columns)
+    features = replay_features(df, schema, spec)
+    X = as_matrix(features)
     y = df["label"].to_numpy(dtype=np.float32)
-    names = feature_names(config)
+    names = list(features.columns)
     cut = int(0.8 * n)
     bundles = []
     for seed in (1, 2):
@@ -48,7 +51,7 @@ def make_bundles(work: Path, n: int) -> tuple[Path, Path, pd.DataFrame]:
                              "nthread": 2}, xgb.DMatrix(X[:cut], label=y[:cut], feature_names=names),
                             num_boost_round=200)
         bundles.append(build_bundle(work / f"bundle-{seed}", booster=booster, feature_names=names,
-                                    feature_config=config.to_dict(), X_holdout=X[cut:], threshold=0.5,
+                                    schema=schema.to_json(), spec=spec.to_json(), X_holdout=X[cut:], threshold=0.5,
                                     threshold_rule="stress model: fixed 0.5", metrics={}))
     return bundles[0], bundles[1], df
 

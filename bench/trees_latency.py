@@ -49,9 +49,10 @@ import numpy as np  # noqa: E402
 import xgboost as xgb  # noqa: E402
 
 import libfraud  # noqa: E402
-from libfraud.export import build_bundle, read_manifest  # noqa: E402
-from libfraud.features import FeatureConfig, as_matrix, feature_names, replay_features  # noqa: E402
+from libfraud.data.declared import FeatureSpec, Schema, load_preset  # noqa: E402
 from libfraud.data.generate import generate_transactions  # noqa: E402
+from libfraud.export import BundleError, build_bundle, read_manifest  # noqa: E402
+from libfraud.features import as_matrix, replay_features  # noqa: E402
 
 PATHS = ("libfraud", "xgb-capi", "xgb-inplace")
 
@@ -95,17 +96,21 @@ def train_bundle(a: argparse.Namespace) -> Path:
     """A bundle for a model of exactly --trees trees of --depth, trained on synthetic data."""
     out = a.bundle_dir / f"trees-{a.trees}x{a.depth}-n{a.train_txns}-seed{a.seed}"
     if (out / "manifest.json").is_file() and not a.rebuild:
-        m = read_manifest(out)
-        if m["model"]["n_trees"] == a.trees and m["tools"].get("libfraud") == libfraud.__version__:
+        try:
+            m = read_manifest(out)
+        except BundleError:  # kept from an older format version: built again
+            m = None
+        if m and m["model"]["n_trees"] == a.trees and m["tools"].get("libfraud") == libfraud.__version__:
             print(f"reusing bundle {out}", file=sys.stderr)
             return out
     print(f"training {a.trees} trees of depth {a.depth} on {a.train_txns} synthetic transactions...",
           file=sys.stderr)
-    config = FeatureConfig()
     df = transactions(a.train_txns, a.seed)
-    X = as_matrix(replay_features(df, config))
+    schema, spec = load_preset("payments", df.columns)  # the generator's schema and its 44 features
+    features = replay_features(df, schema, spec)
+    X = as_matrix(features)
     y = df["label"].to_numpy(dtype=np.float32)
-    names = feature_names(config)
+    names = list(features.columns)
     cut = int(0.8 * len(df))
     dtrain = xgb.DMatrix(X[:cut], label=y[:cut], missing=np.nan, feature_names=names)
     # Fixed rounds, no early stopping: the model has exactly --trees trees, each grown to --depth
@@ -115,7 +120,7 @@ def train_bundle(a: argparse.Namespace) -> Path:
                          "seed": a.seed, "nthread": os.cpu_count() or 1},
                         dtrain, num_boost_round=a.trees)
     print(f"compiling the bundle into {out}...", file=sys.stderr)
-    return build_bundle(out, booster=booster, feature_names=names, feature_config=config.to_dict(),
+    return build_bundle(out, booster=booster, feature_names=names, schema=schema.to_json(), spec=spec.to_json(),
                         X_holdout=X[cut:], threshold=0.5,
                         threshold_rule="benchmark model: fixed 0.5, not chosen on data",
                         metrics={}, jobs=os.cpu_count() or 1)
@@ -123,12 +128,14 @@ def train_bundle(a: argparse.Namespace) -> Path:
 
 def bench_rows(manifest: dict, a: argparse.Namespace) -> np.ndarray:
     """--rows feature rows of fresh synthetic transactions (another seed than training), computed
-    by the core's feature code with the bundle's configuration: the rows serving would see."""
-    config = FeatureConfig.from_dict(manifest["features"]["config"])
-    if feature_names(config) != manifest["features"]["order"]:
-        raise SystemExit("the bundle's features.order differs from this libfraud's feature names")
-    df = transactions(max(2 * a.rows, 20_000), a.seed + 1)
-    X = as_matrix(replay_features(df, config))
+    by the core's feature plan with the bundle's schema and spec: the rows serving would see."""
+    schema = Schema.from_json(manifest["schema"])
+    spec = FeatureSpec.from_json(manifest["features"]["spec"], schema)
+    if spec.names != manifest["features"]["order"]:
+        raise SystemExit("the bundle's model reads more than its spec's features (a GNN bundle?): "
+                         "time a trees-only bundle")
+    df = transactions(max(2 * a.rows, 20_000), a.seed + 1)  # payments data: the schema must read it
+    X = as_matrix(replay_features(df, schema, spec))
     return np.ascontiguousarray(X[-a.rows:], dtype=np.float32)  # the latest rows: richest histories
 
 

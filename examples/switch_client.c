@@ -1,24 +1,32 @@
 /*
  * switch_client: a stand-in for a payment switch, written against libfraud's C API alone.
  *
- *   switch_client BUNDLE_DIR TRANSACTIONS.csv [--scores OUT.csv]
+ *   switch_client BUNDLE_DIR EVENTS.csv [--scores OUT.csv]
  *
- * Opens the bundle, then for every CSV row calls fraud_engine_score_and_ingest() with one
- * transaction (as a switch does when an authorisation request arrives), timing each call.
- * Writes "txn_id,score" (a header line, then one line per scored row, score as %.9g: the exact
- * float32) to stdout or OUT.csv; prints a summary with latency percentiles to stderr.
+ * Opens the bundle and reads its declared schema from the engine (entity types, numeric and
+ * categorical fields, by name), maps the CSV's columns to them once, then for every row calls
+ * fraud_engine_score_and_ingest_events() with one event (as a switch does when an authorisation
+ * request arrives), timing each call. Writes "<id column>,score" (a header line, then one line per
+ * scored row, score as %.9g: the exact float32) to stdout or OUT.csv; prints a summary with latency
+ * percentiles to stderr.
  *
- * CSV: a header naming at least txn_id,timestamp_ms,amount,card_id,device_id,merchant_id,ip_id,
- * country,mcc in any order; other columns (label, fraud_type...) are ignored. An empty device_id
- * or ip_id means FRAUD_ENTITY_ABSENT. Double-quoted fields are accepted; a field may not span lines.
+ * CSV: a header naming the event id ("event_id" or "txn_id"), the time in epoch milliseconds
+ * ("time_ms" or "timestamp_ms"), "amount" when the schema has one, and a column per schema field,
+ * named as the schema names it or, for an entity, with an "_id" suffix ("card" or "card_id"), in
+ * any order; other columns are ignored. Where the schema says a field holds strings
+ * (fraud_engine_schema_string_ids), each cell's text is mapped with fraud_hash_id, as the compiler
+ * mapped the training data; other ids and codes are integers. An empty entity cell is
+ * FRAUD_ENTITY_ABSENT, an empty categorical cell FRAUD_CODE_MISSING, an empty numeric cell NaN
+ * (missing). Double-quoted fields are accepted; a field may not span lines.
  *
  * Exit: 0 every row scored; 1 some rows rejected (each reported on stderr as
- * "row N (txn_id=...): STATUS: message", N counting data rows from 1); 2 usage, bundle or file error.
+ * "row N (id=...): STATUS: message", N counting data rows from 1); 2 usage, bundle or file error.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,22 +35,21 @@
 
 #include <libfraud/fraud.h>
 
-enum column {
-    COL_TXN_ID,
-    COL_TIMESTAMP_MS,
-    COL_AMOUNT,
-    COL_CARD_ID,
-    COL_DEVICE_ID,
-    COL_MERCHANT_ID,
-    COL_IP_ID,
-    COL_COUNTRY,
-    COL_MCC,
-    COL_COUNT
-};
-
-static const char* const column_names[COL_COUNT] = {
-    "txn_id", "timestamp_ms", "amount", "card_id", "device_id",
-    "merchant_id", "ip_id", "country", "mcc"};
+/* The event's layout, read from the engine, and where each part is in the CSV. */
+typedef struct layout {
+    size_t n_entities, n_numeric, n_categorical;
+    int has_amount;
+    size_t id_col, time_col, amount_col;
+    size_t* entity_col;
+    size_t* numeric_col;
+    size_t* categorical_col;
+    const char** entity_name;
+    const char** numeric_name;
+    const char** categorical_name;
+    int32_t id_strings;
+    int32_t* entity_strings;
+    int32_t* categorical_strings;
+} layout;
 
 /* A growable array of fields split from one line; the strings point into the line buffer. */
 typedef struct fields {
@@ -123,22 +130,6 @@ static int parse_i64(const char* s, int64_t* out) {
     return 0;
 }
 
-/* An int64 id; an empty field is FRAUD_ENTITY_ABSENT when allow_absent. */
-static int parse_id(const char* s, int allow_absent, int64_t* out) {
-    if (*s == '\0' && allow_absent) {
-        *out = FRAUD_ENTITY_ABSENT;
-        return 0;
-    }
-    return parse_i64(s, out);
-}
-
-static int parse_i32(const char* s, int32_t* out) {
-    int64_t v;
-    if (parse_i64(s, &v) != 0 || v < INT32_MIN || v > INT32_MAX) return -1;
-    *out = (int32_t)v;
-    return 0;
-}
-
 /* Any number strtod reads, "nan" and "inf" included: the core, not the client, owns the rules. */
 static int parse_f64(const char* s, double* out) {
     char* end;
@@ -149,20 +140,109 @@ static int parse_f64(const char* s, double* out) {
     return 0;
 }
 
-/* Fills txn from the row, or returns the column that does not parse (COL_COUNT on success). */
-static enum column parse_row(char** v, const size_t* col, fraud_txn* txn) {
-    memset(txn, 0, sizeof *txn);
-    if (parse_i64(v[col[COL_TXN_ID]], &txn->txn_id) != 0) return COL_TXN_ID;
-    if (parse_i64(v[col[COL_TIMESTAMP_MS]], &txn->timestamp_ms) != 0) return COL_TIMESTAMP_MS;
-    if (parse_f64(v[col[COL_AMOUNT]], &txn->amount) != 0) return COL_AMOUNT;
-    if (parse_id(v[col[COL_CARD_ID]], 0, &txn->entity_id[FRAUD_ENTITY_CARD]) != 0) return COL_CARD_ID;
-    if (parse_id(v[col[COL_DEVICE_ID]], 1, &txn->entity_id[FRAUD_ENTITY_DEVICE]) != 0) return COL_DEVICE_ID;
-    if (parse_id(v[col[COL_MERCHANT_ID]], 0, &txn->entity_id[FRAUD_ENTITY_MERCHANT]) != 0)
-        return COL_MERCHANT_ID;
-    if (parse_id(v[col[COL_IP_ID]], 1, &txn->entity_id[FRAUD_ENTITY_IP]) != 0) return COL_IP_ID;
-    if (parse_i32(v[col[COL_COUNTRY]], &txn->country) != 0) return COL_COUNTRY;
-    if (parse_i32(v[col[COL_MCC]], &txn->mcc) != 0) return COL_MCC;
-    return COL_COUNT;
+/* An id or code: a string field's text by fraud_hash_id, else an integer; empty = `empty`.
+ * 0, or -1 when an integer field's cell is not an integer. */
+static int parse_code(const char* s, int strings, int64_t empty, int64_t* out) {
+    if (*s == '\0') {
+        *out = empty;
+        return 0;
+    }
+    if (strings) {
+        *out = fraud_hash_id(s, strlen(s));
+        return 0;
+    }
+    return parse_i64(s, out);
+}
+
+/* Fills the event from the row; returns the name of the column that does not parse, or NULL. */
+static const char* parse_row(char** v, const layout* l, fraud_event* ev, int64_t* ents, double* nums,
+                             int64_t* cats) {
+    size_t k;
+    memset(ev, 0, sizeof *ev);
+    if (*v[l->id_col] == '\0' || parse_code(v[l->id_col], l->id_strings, 0, &ev->event_id) != 0) return "event id";
+    if (parse_i64(v[l->time_col], &ev->time_ms) != 0) return "time (epoch ms)";
+    if (l->has_amount && parse_f64(v[l->amount_col], &ev->amount) != 0) return "amount";
+    for (k = 0; k < l->n_entities; ++k)
+        if (parse_code(v[l->entity_col[k]], l->entity_strings[k], FRAUD_ENTITY_ABSENT, &ents[k]) != 0)
+            return l->entity_name[k];
+    for (k = 0; k < l->n_numeric; ++k) {
+        const char* cell = v[l->numeric_col[k]];
+        if (*cell == '\0') {
+            nums[k] = NAN;
+        } else if (parse_f64(cell, &nums[k]) != 0) {
+            return l->numeric_name[k];
+        }
+    }
+    for (k = 0; k < l->n_categorical; ++k)
+        if (parse_code(v[l->categorical_col[k]], l->categorical_strings[k], FRAUD_CODE_MISSING, &cats[k]) != 0)
+            return l->categorical_name[k];
+    ev->entity_id = ents;
+    ev->numeric = l->n_numeric ? nums : NULL;
+    ev->categorical = l->n_categorical ? cats : NULL;
+    return NULL;
+}
+
+/* Index of the header column named `name` (or `name` + suffix), SIZE_MAX when absent. */
+static size_t find_column(const fields* header, const char* name, const char* suffix) {
+    size_t k, len = strlen(name);
+    for (k = 0; k < header->n; ++k) {
+        const char* h = header->v[k];
+        if (strcmp(h, name) == 0) return k;
+        if (suffix && strncmp(h, name, len) == 0 && strcmp(h + len, suffix) == 0) return k;
+    }
+    return SIZE_MAX;
+}
+
+/* Reads the engine's schema and maps every part of an event to a header column; 0 or -1. */
+static int map_columns(fraud_engine* engine, const fields* header, const char* path, layout* l) {
+    static const fraud_field_role roles[3] = {FRAUD_ROLE_ENTITY, FRAUD_ROLE_NUMERIC, FRAUD_ROLE_CATEGORICAL};
+    size_t* counts[3];
+    size_t** cols[3];
+    const char*** names[3];
+    int r;
+    int32_t has_amount = 0;
+    counts[0] = &l->n_entities, counts[1] = &l->n_numeric, counts[2] = &l->n_categorical;
+    cols[0] = &l->entity_col, cols[1] = &l->numeric_col, cols[2] = &l->categorical_col;
+    names[0] = &l->entity_name, names[1] = &l->numeric_name, names[2] = &l->categorical_name;
+    if (fraud_engine_schema_has_amount(engine, &has_amount) != FRAUD_STATUS_OK) return -1;
+    l->has_amount = has_amount;
+    l->id_col = find_column(header, "event_id", NULL);
+    if (l->id_col == SIZE_MAX) l->id_col = find_column(header, "txn_id", NULL);
+    l->time_col = find_column(header, "time_ms", NULL);
+    if (l->time_col == SIZE_MAX) l->time_col = find_column(header, "timestamp_ms", NULL);
+    l->amount_col = l->has_amount ? find_column(header, "amount", NULL) : 0;
+    if (l->id_col == SIZE_MAX || l->time_col == SIZE_MAX || l->amount_col == SIZE_MAX) {
+        fprintf(stderr, "switch_client: %s: the header needs event_id (or txn_id), time_ms (or timestamp_ms)%s\n",
+                path, l->has_amount ? " and amount" : "");
+        return -1;
+    }
+    if (fraud_engine_schema_string_ids(engine, FRAUD_ROLE_EVENT_ID, 0, &l->id_strings) != FRAUD_STATUS_OK) return -1;
+    for (r = 0; r < 3; ++r) {
+        size_t k;
+        if (fraud_engine_schema_count(engine, roles[r], counts[r]) != FRAUD_STATUS_OK) return -1;
+        *cols[r] = calloc(*counts[r] + 1, sizeof(size_t));
+        *names[r] = calloc(*counts[r] + 1, sizeof(const char*));
+        if (!*cols[r] || !*names[r]) return -1;
+        if (r == 0) l->entity_strings = calloc(*counts[r] + 1, sizeof(int32_t));
+        if (r == 2) l->categorical_strings = calloc(*counts[r] + 1, sizeof(int32_t));
+        if ((r == 0 && !l->entity_strings) || (r == 2 && !l->categorical_strings)) return -1;
+        for (k = 0; k < *counts[r]; ++k) {
+            const char* name = NULL;
+            if (fraud_engine_schema_name(engine, roles[r], k, &name) != FRAUD_STATUS_OK) return -1;
+            (*names[r])[k] = name;
+            if (r != 1) {
+                int32_t* kinds = r == 0 ? l->entity_strings : l->categorical_strings;
+                if (fraud_engine_schema_string_ids(engine, roles[r], k, &kinds[k]) != FRAUD_STATUS_OK) return -1;
+            }
+            (*cols[r])[k] = find_column(header, name, r == 0 ? "_id" : NULL);
+            if ((*cols[r])[k] == SIZE_MAX) {
+                fprintf(stderr, "switch_client: %s: header has no column '%s'%s (the bundle's schema has it)\n", path,
+                        name, r == 0 ? " or its _id form" : "");
+                return -1;
+            }
+        }
+    }
+    return 0;
 }
 
 static int latencies_push(latencies* l, int64_t ns) {
@@ -214,7 +294,10 @@ int main(int argc, char** argv) {
     size_t line_cap = 0;
     fields f = {NULL, 0, 0};
     latencies lat = {NULL, 0, 0};
-    size_t col[COL_COUNT];
+    layout lay;
+    int64_t* ents = NULL;
+    double* nums = NULL;
+    int64_t* cats = NULL;
     size_t n_columns = 0;
     uint64_t rows = 0, rejected = 0;
     int rc = 2;
@@ -236,6 +319,7 @@ int main(int argc, char** argv) {
         }
     }
     if (!bundle_dir || !csv_path) return usage(argv[0]);
+    memset(&lay, 0, sizeof lay);
 
     st = fraud_engine_open(bundle_dir, NULL, &engine);
     if (st != FRAUD_STATUS_OK) {
@@ -269,27 +353,23 @@ int main(int argc, char** argv) {
         goto done;
     }
     n_columns = f.n;
-    {
-        int c;
-        for (c = 0; c < COL_COUNT; ++c) {
-            size_t k;
-            col[c] = SIZE_MAX;
-            for (k = 0; k < f.n; ++k)
-                if (strcmp(f.v[k], column_names[c]) == 0) col[c] = k;
-            if (col[c] == SIZE_MAX) {
-                fprintf(stderr, "switch_client: %s: header has no column '%s'\n", csv_path,
-                        column_names[c]);
-                goto done;
-            }
-        }
+    if (map_columns(engine, &f, csv_path, &lay) != 0) {
+        if (fraud_last_error()[0]) fprintf(stderr, "switch_client: %s\n", fraud_last_error());
+        goto done;
     }
-
-    fprintf(out, "txn_id,score\n");
+    ents = calloc(lay.n_entities + 1, sizeof *ents);
+    nums = calloc(lay.n_numeric + 1, sizeof *nums);
+    cats = calloc(lay.n_categorical + 1, sizeof *cats);
+    if (!ents || !nums || !cats) {
+        fprintf(stderr, "switch_client: out of memory\n");
+        goto done;
+    }
+    fprintf(out, "%s,score\n", f.v[lay.id_col]);
     for (;;) {
-        fraud_txn txn;
+        fraud_event ev;
         float score = 0.0f;
         int64_t t0, t1;
-        enum column bad;
+        const char* bad;
         int split_rc;
 
         if (getline(&line, &line_cap, in) < 0) break;
@@ -299,29 +379,27 @@ int main(int argc, char** argv) {
 
         split_rc = split_csv(line, &f);
         if (split_rc != 0 || f.n != n_columns) {
-            fprintf(stderr, "row %llu (txn_id=%s): %s: %s (%zu fields, the header has %zu)\n",
-                    (unsigned long long)rows, f.n > col[COL_TXN_ID] ? f.v[col[COL_TXN_ID]] : "?",
+            fprintf(stderr, "row %llu (id=%s): %s: %s (%zu fields, the header has %zu)\n",
+                    (unsigned long long)rows, f.n > lay.id_col ? f.v[lay.id_col] : "?",
                     fraud_status_name(FRAUD_STATUS_INVALID_TRANSACTION),
                     split_rc != 0 ? "unterminated quote" : "missing or extra fields", f.n, n_columns);
             ++rejected;
             continue;
         }
-        bad = parse_row(f.v, col, &txn);
-        if (bad != COL_COUNT) {
-            fprintf(stderr, "row %llu (txn_id=%s): %s: field %s: '%s' does not parse\n",
-                    (unsigned long long)rows, f.v[col[COL_TXN_ID]],
-                    fraud_status_name(FRAUD_STATUS_INVALID_TRANSACTION), column_names[bad],
-                    f.v[col[bad]]);
+        bad = parse_row(f.v, &lay, &ev, ents, nums, cats);
+        if (bad) {
+            fprintf(stderr, "row %llu (id=%s): %s: field %s does not parse\n", (unsigned long long)rows,
+                    f.v[lay.id_col], fraud_status_name(FRAUD_STATUS_INVALID_TRANSACTION), bad);
             ++rejected;
             continue;
         }
 
         t0 = now_ns();
-        st = fraud_engine_score_and_ingest(engine, &txn, 1, &score);
+        st = fraud_engine_score_and_ingest_events(engine, &ev, 1, &score);
         t1 = now_ns();
         if (st != FRAUD_STATUS_OK) {
-            fprintf(stderr, "row %llu (txn_id=%lld): %s: %s\n", (unsigned long long)rows,
-                    (long long)txn.txn_id, fraud_status_name(st), fraud_last_error());
+            fprintf(stderr, "row %llu (id=%lld): %s: %s\n", (unsigned long long)rows,
+                    (long long)ev.event_id, fraud_status_name(st), fraud_last_error());
             ++rejected;
             continue;
         }
@@ -329,7 +407,7 @@ int main(int argc, char** argv) {
             fprintf(stderr, "switch_client: out of memory\n");
             goto done;
         }
-        fprintf(out, "%lld,%.9g\n", (long long)txn.txn_id, (double)score);
+        fprintf(out, "%lld,%.9g\n", (long long)ev.event_id, (double)score);
     }
     if (ferror(in)) {
         fprintf(stderr, "switch_client: error reading %s: %s\n", csv_path, strerror(errno));
@@ -337,7 +415,7 @@ int main(int argc, char** argv) {
     }
 
     qsort(lat.ns, lat.n, sizeof *lat.ns, cmp_i64);
-    fprintf(stderr, "transactions: %llu\nscored: %llu\nrejected: %llu\n",
+    fprintf(stderr, "events: %llu\nscored: %llu\nrejected: %llu\n",
             (unsigned long long)rows, (unsigned long long)lat.n, (unsigned long long)rejected);
     fprintf(stderr,
             "latency_us (score_and_ingest, n=1): p50=%.2f p90=%.2f p99=%.2f p99.9=%.2f max=%.2f\n",
@@ -360,6 +438,17 @@ done:
     free(line);
     free(f.v);
     free(lat.ns);
+    free(ents);
+    free(nums);
+    free(cats);
+    free(lay.entity_col);
+    free(lay.numeric_col);
+    free(lay.categorical_col);
+    free(lay.entity_name);
+    free(lay.numeric_name);
+    free(lay.categorical_name);
+    free(lay.entity_strings);
+    free(lay.categorical_strings);
     fraud_engine_free(engine);
     return rc;
 }

@@ -27,7 +27,7 @@ def small_bundle(tmp_path_factory, small_training):
     r = small_training
     return build_bundle(tmp_path_factory.mktemp("bundles") / "small",
                         booster=r.model.booster, feature_names=list(r.model.feature_names),
-                        feature_config=r.feature_config.to_dict(), X_holdout=r.X_test,
+                        schema=r.schema, spec=r.spec, X_holdout=r.X_test,
                         threshold=r.threshold, threshold_rule=r.threshold_rule, metrics=r.metrics)
 
 

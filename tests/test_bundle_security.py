@@ -10,15 +10,14 @@ import stat
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 pytest.importorskip("cryptography", reason="bundle signing uses the cryptography package")
 
 from libfraud import FraudError, _core  # noqa: E402
-from libfraud.export import build_bundle  # noqa: E402
 from libfraud.export.sign import SIGNATURE_FILE, generate_keypair, sign_bundle  # noqa: E402
-from libfraud.features import FeatureConfig, feature_names  # noqa: E402
+
+from bundles import payments, random_bundle  # noqa: E402
 
 CHECKSUM, INVALID = "FRAUD_STATUS_BUNDLE_CHECKSUM", "FRAUD_STATUS_BUNDLE_INVALID"
 
@@ -34,17 +33,9 @@ def keys(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def signed_bundle(tmp_path_factory, keys):
-    xgb = pytest.importorskip("xgboost")
-    config = FeatureConfig()
-    names = feature_names(config)
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(400, len(names))).astype(np.float32)
-    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.float32)
-    booster = xgb.train({"max_depth": 2, "objective": "binary:logistic", "nthread": 1},
-                        xgb.DMatrix(X, label=y, feature_names=names), num_boost_round=4)
-    return build_bundle(tmp_path_factory.mktemp("bundles") / "signed", booster=booster,
-                        feature_names=names, feature_config=config.to_dict(), X_holdout=X[:100],
-                        threshold=0.5, threshold_rule="fixed", metrics={}, sign_key=keys[0])
+    pytest.importorskip("xgboost")
+    schema, spec = payments()
+    return random_bundle(tmp_path_factory.mktemp("bundles") / "signed", schema, spec, sign_key=keys[0])
 
 
 @pytest.fixture
@@ -180,7 +171,7 @@ def test_symlinks_leaving_the_bundle_are_refused(bundle, keys, tmp_path):
 def test_the_tree_library_checks_the_bytes_it_loads(bundle):
     trees = next(a for a in _artifacts(bundle) if a["name"] == "trees")
     path = str(bundle / trees["path"])
-    assert _core.TreeLibrary(path, expected_sha256=trees["sha256"]).num_features == len(feature_names())
+    assert _core.TreeLibrary(path, expected_sha256=trees["sha256"]).num_features == len(payments()[1]["features"])
     with pytest.raises(FraudError) as error:
         _core.TreeLibrary(path, expected_sha256="0" * 64)
     assert error.value.status == CHECKSUM

@@ -1,5 +1,6 @@
 """Durable state through the engine: a process killed with SIGKILL mid-ingest loses no acknowledged
-transaction, and the restored store gives the features of an uninterrupted run."""
+transaction, the restored store gives the features of an uninterrupted run, and labels (in the
+snapshot and in the log) come back with it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 
 from libfraud import FraudError, Scorer
-from libfraud.data.schema import to_txn_records
+from libfraud.events import LabelArrays
+
+from bundles import DAY, edited, payments, random_bundle, spec_json
 
 CHILD = textwrap.dedent("""
     import sys
@@ -52,11 +55,11 @@ def test_sigkill_mid_ingest_loses_nothing_acknowledged(small_transactions, small
     kept = restored.store_size
     # Every acknowledged transaction is back; at most the one in flight at the kill is extra.
     assert len(acked) <= kept <= len(acked) + 1
-    records = to_txn_records(txns)
-    records["timestamp_ms"] = restored.watermark_ms  # in order now: only a duplicate id can refuse it
+    # In order now: only a duplicate id can refuse them.
+    events = edited(restored.events(txns), time_ms=lambda t: np.full_like(t, restored.watermark_ms))
     for i in np.random.default_rng(0).choice(len(acked), 200, replace=False):
         with pytest.raises(FraudError) as error:
-            restored.ingest(records[i:i + 1])
+            restored.ingest(events.slice(i, i + 1))
         assert error.value.status == "FRAUD_STATUS_DUPLICATE_TRANSACTION", (i, str(error.value))
     # The restored store is the uninterrupted run's prefix: the next transactions' features agree.
     uninterrupted = Scorer(small_bundle)
@@ -90,3 +93,67 @@ def test_retention_bounds_the_store(small_transactions, small_bundle):
     unbounded = Scorer(small_bundle)
     unbounded.ingest(small_transactions.iloc[:5_000])
     assert s["store_bytes"] < unbounded.stats()["store_bytes"]
+    # An evicted event can no longer be labelled: the core says it does not hold it.
+    first = small_transactions.iloc[:1]
+    with pytest.raises(FraudError) as error:
+        scorer.label(LabelArrays.make(first["txn_id"], [1], first["timestamp_ms"]))
+    assert error.value.status == "FRAUD_STATUS_UNKNOWN_EVENT" and "evicted" in str(error.value)
+    unbounded.label(LabelArrays.make(first["txn_id"], [1], first["timestamp_ms"]))
+    assert unbounded.stats()["store_labels"] == 1
+
+
+@pytest.fixture(scope="module")
+def label_bundle(tmp_path_factory):
+    """A bundle whose features count labels (card frauds over 30 days, known before the event)."""
+    schema, payments_spec = payments()
+    spec = spec_json(schema, payments_spec["features"][:5] + [
+        {"kind": "label", "entity": "card", "agg": "fraud_count", "window_ms": 30 * DAY,
+         "name": "card_fraud_count_30d"},
+        {"kind": "label", "entity": "card", "agg": "labelled_count", "window_ms": 30 * DAY,
+         "name": "card_labelled_count_30d"}])
+    return random_bundle(tmp_path_factory.mktemp("label-bundle") / "bundle", schema, spec)
+
+
+def _labels_of(txns, rows) -> LabelArrays:
+    """The frame's labels of these rows, known one second after their event."""
+    t = txns.iloc[rows]
+    return LabelArrays.make(t["txn_id"], t["label"], t["timestamp_ms"] + 1000)
+
+
+def test_labels_survive_a_restart(small_transactions, label_bundle, tmp_path):
+    txns = small_transactions.iloc[:3_000]
+    # Cards with frauds, so the label features see some.
+    rows = np.flatnonzero(txns["card_id"].isin(txns.loc[txns["label"] == 1, "card_id"]).to_numpy()
+                          & (np.arange(len(txns)) < 2_000))
+    assert len(rows) > 20 and txns["label"].iloc[rows].sum() > 0
+    early, late = rows[: len(rows) // 2], rows[len(rows) // 2:]
+    state = tmp_path / "state"
+    scorer = Scorer(label_bundle, state_dir=state)
+    scorer.ingest(txns.iloc[:2_000])
+    scorer.label(_labels_of(txns, early))
+    scorer.snapshot()  # the early labels are in the snapshot
+    scorer.label(_labels_of(txns, late))  # the late ones only in the log
+    stats = scorer.stats()
+    assert stats["labels_applied"] == stats["store_labels"] == len(rows)
+    del scorer
+
+    restored = Scorer(label_bundle, state_dir=state)
+    assert restored.store_size == 2_000 and restored.stats()["store_labels"] == len(rows)
+    # Each stored label is the one given: its opposite conflicts, itself again changes nothing.
+    for part in (early, late):
+        flipped = _labels_of(txns, part[:1])
+        flipped = LabelArrays.make(flipped.event_id, 1 - flipped.label, flipped.label_time_ms)
+        with pytest.raises(FraudError) as error:
+            restored.label(flipped)
+        assert error.value.status == "FRAUD_STATUS_LABEL_CONFLICT", str(error.value)
+    restored.label(_labels_of(txns, rows))
+    assert restored.stats()["labels_applied"] == 0 and restored.stats()["store_labels"] == len(rows)
+    # The restored store's label features are the uninterrupted run's.
+    uninterrupted = Scorer(label_bundle)
+    uninterrupted.ingest(txns.iloc[:2_000])
+    uninterrupted.label(_labels_of(txns, rows))
+    nxt = txns.iloc[2_000:2_500]
+    want = uninterrupted.features(nxt)
+    assert want["card_labelled_count_30d"].sum() > 0 and want["card_fraud_count_30d"].sum() > 0
+    np.testing.assert_array_equal(restored.features(nxt).to_numpy(), want.to_numpy())
+    np.testing.assert_array_equal(restored.score_and_ingest(nxt), uninterrupted.score_and_ingest(nxt))

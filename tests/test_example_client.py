@@ -2,8 +2,10 @@
 (CMake find_package and pkg-config make), with nothing from the source tree but examples/ itself.
 
 Checks: its scores equal libfraud.Scorer's on the same transactions exactly (same float32, printed
-with %.9g); bad rows are reported (row and field), counted, skipped, and leave the other scores as
-they are; a tampered bundle is refused with the checksum status.
+with %.9g), for the payments preset and for a bundle of another declared schema (the client maps
+its CSV columns by the engine's schema names); bad rows are reported (row and field), counted,
+skipped, and leave the other scores as they are; a tampered bundle is refused with the checksum
+status.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import numpy as np
 import pytest
 
 import libfraud
-from libfraud.data.io import load_transactions
+from libfraud.data.declared import (CategoricalField, Entity, EventIdColumn, NumericField, Schema,
+                                    TimeColumn)
+from libfraud.data.io import load_transactions, read_table
+
+from bundles import random_bundle, spec_json
 
 # Fixtures from conftest.py: small_bundle (a bundle directory), small_transactions_csv (its CSV).
 
@@ -65,9 +71,9 @@ def _client(clients: dict[str, Path], build: str, *args) -> subprocess.Completed
                           env=env, timeout=300)
 
 
-def _scores(text: str) -> dict[int, str]:
+def _scores(text: str, id_column: str = "txn_id") -> dict[int, str]:
     lines = text.splitlines()
-    assert lines[0] == "txn_id,score"
+    assert lines[0] == f"{id_column},score"
     out = {}
     for line in lines[1:]:
         txn_id, score = line.split(",")
@@ -102,7 +108,7 @@ def test_client_scores_equal_scorer(clients, build, small_bundle, small_transact
     assert proc.returncode == 0, proc.stderr
     got = _scores(out.read_text())
     assert got == expected
-    assert f"transactions: {len(expected)}" in proc.stderr
+    assert f"events: {len(expected)}" in proc.stderr
     assert "rejected: 0" in proc.stderr and "p99.9=" in proc.stderr
     # stdout gives the same lines as --scores
     proc = _client(clients, build, small_bundle, small_transactions_csv)
@@ -141,7 +147,7 @@ def test_bad_rows_reported_and_skipped(clients, build, small_bundle, small_trans
     errors = [l for l in proc.stderr.splitlines() if l.startswith("row ")]
     assert len(errors) == len(bad), proc.stderr
     for line, (row, txn_id, field) in zip(errors, bad):
-        assert line.startswith(f"row {row} (txn_id={txn_id}): FRAUD_STATUS_INVALID_TRANSACTION: "), line
+        assert line.startswith(f"row {row} (id={txn_id}): FRAUD_STATUS_INVALID_TRANSACTION: "), line
         assert field in line.split(": ", 2)[2], line
     assert "rejected: 3" in proc.stderr
     # The core left its store unchanged for each bad row: every other score is as without them.
@@ -170,3 +176,75 @@ def test_usage_and_missing_files(clients, build, small_bundle, tmp_path):
     assert proc.returncode == 2 and "no-such.csv" in proc.stderr
     proc = _client(clients, build, tmp_path / "no-bundle", tmp_path / "no-such.csv")
     assert proc.returncode == 2 and "FRAUD_STATUS_" in proc.stderr
+
+
+# A schema of the user's own: string ids and codes (hashed with fraud_hash_id on both sides), an
+# optional entity, a numeric field with missing cells, no label. Columns named as the schema's
+# fields, which is how the client finds them (the C API gives names, not the user's columns).
+GENERIC = Schema(
+    event_id=EventIdColumn("event_id"), time=TimeColumn("time_ms", "ms"), amount="amount",
+    entities=[Entity("customer", "customer", ids="string"), Entity("terminal", "terminal_id"),
+              Entity("device", "device", ids="string", required=False)],
+    numeric=[NumericField("risk", "risk")], categorical=[CategoricalField("channel", "channel", "string")])
+
+
+@pytest.fixture(scope="module")
+def generic(tmp_path_factory):
+    """(bundle, csv) of the GENERIC schema."""
+    import pandas as pd
+    d = tmp_path_factory.mktemp("generic")
+    spec = spec_json(GENERIC, [
+        {"kind": "amount", "name": "amount"},
+        {"kind": "numeric", "field": "risk", "name": "risk"},
+        {"kind": "categorical", "field": "channel", "name": "channel_code"},
+        {"kind": "window", "entity": "customer", "agg": "count", "window_ms": 3_600_000, "name": "c_count_1h"},
+        {"kind": "window", "entity": "terminal", "agg": "sum", "field": "amount", "window_ms": 86_400_000,
+         "name": "t_sum_24h"},
+        {"kind": "window", "entity": "customer", "agg": "mean", "field": "risk", "window_ms": 86_400_000,
+         "name": "c_risk_mean_24h"},
+        {"kind": "distinct", "entity": "customer", "of": {"entity": "device"}, "window_ms": 86_400_000,
+         "name": "c_devices_24h"},
+        {"kind": "novelty", "entity": "customer", "of": {"categorical": "channel"}, "name": "c_new_channel"},
+    ])
+    rng = np.random.default_rng(5)
+    n = 1500
+    risk = np.round(rng.normal(size=n), 3).astype(object)
+    risk[rng.random(n) < 0.2] = ""
+    device = np.array([f"dev-{i}" for i in rng.integers(0, 60, n)], dtype=object)
+    device[rng.random(n) < 0.3] = ""
+    frame = pd.DataFrame({
+        "event_id": np.arange(n) * 7 + 3, "time_ms": 1_700_000_000_000 + np.cumsum(rng.integers(0, 120_000, n)),
+        "amount": np.round(rng.lognormal(3, 1, n), 2), "customer": [f"cust-{i}" for i in rng.integers(0, 80, n)],
+        "terminal_id": rng.integers(0, 30, n), "device": device, "risk": risk,
+        "channel": rng.choice(["ecom", "pos", "moto"], n)})
+    frame.to_csv(d / "events.csv", index=False)
+    from libfraud.data.declared import load_events
+    from libfraud.features import replay
+    rows = replay(load_events(read_table(d / "events.csv"), GENERIC)[0], None, GENERIC, spec).features
+    bundle = random_bundle(d / "bundle", GENERIC.to_json(), spec, seed=4, rounds=10, X=rows)
+    return bundle, d / "events.csv"
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_client_serves_another_schema_as_scorer_does(clients, build, generic, tmp_path):
+    bundle, csv = generic
+    frame = read_table(csv)  # the user's columns, as `libfraud score` reads them
+    scorer = libfraud.Scorer(bundle)
+    features = scorer.features(frame)
+    assert features["c_count_1h"].isna().sum() == 0 and features["risk"].isna().any()
+    want = {int(i): "%.9g" % float(s) for i, s in zip(frame["event_id"], scorer.score_and_ingest(frame))}
+    assert len(set(want.values())) >= 5  # the trees see varied rows
+    proc = _client(clients, build, bundle, csv, "--scores", tmp_path / "scores.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert _scores((tmp_path / "scores.csv").read_text(), "event_id") == want
+    assert f"events: {len(frame)}" in proc.stderr and "rejected: 0" in proc.stderr
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_client_names_a_schema_column_the_csv_lacks(clients, build, generic, tmp_path):
+    bundle, csv = generic
+    lines = csv.read_text().splitlines()
+    lines[0] = lines[0].replace("channel", "chan")
+    (tmp_path / "renamed.csv").write_text("\n".join(lines) + "\n")
+    proc = _client(clients, build, bundle, tmp_path / "renamed.csv")
+    assert proc.returncode == 2 and "'channel'" in proc.stderr, proc.stderr

@@ -13,6 +13,7 @@ import pytest
 import xgboost as xgb
 
 from libfraud import _core
+from libfraud.data.declared import Entity, EventIdColumn, FeatureSpec, NumericField, Schema, TimeColumn
 from libfraud.export import (
     BundleError,
     ParityError,
@@ -26,7 +27,11 @@ from libfraud.export.bundle import REQUIRED_KEYS
 
 N_FEATURES = 8
 NAMES = [f"f{i}" for i in range(N_FEATURES)]
-FEATURE_CONFIG = {"windows_ms": [60_000, 3_600_000], "distinct_window_ms": 86_400_000, "max_scan": 256}
+# The trees read 8 pass-through numeric fields: a declared schema and spec the core computes them by.
+SCHEMA = Schema(event_id=EventIdColumn("id"), time=TimeColumn("t", "ms"), entities=[Entity("account", "acct")],
+                numeric=[NumericField(f"x{i}", f"X{i}") for i in range(N_FEATURES)]).to_json()
+SPEC = FeatureSpec(tuple({"kind": "numeric", "field": f"x{i}", "name": n} for i, n in enumerate(NAMES)),
+                   max_scan=256).to_json()
 ALLOWED_SYMBOLS = {"predict", "get_num_feature", "get_num_target", "get_num_class",
                    "get_threshold_type", "get_leaf_output_type"}
 
@@ -62,7 +67,7 @@ def holdout() -> np.ndarray:
 
 
 def _bundle_args(booster, holdout, **overrides):
-    args = dict(booster=booster, feature_names=NAMES, feature_config=FEATURE_CONFIG, X_holdout=holdout,
+    args = dict(booster=booster, feature_names=NAMES, schema=SCHEMA, spec=SPEC, X_holdout=holdout,
                 threshold=0.5, threshold_rule="max F1 on valid", metrics={"valid": {"auprc": 0.5}})
     args.update(overrides)
     return args
@@ -219,12 +224,13 @@ def test_build_bundle_writes_a_verified_manifest(booster, holdout, tmp_path):
     assert manifest == read_manifest(out)
     for key in REQUIRED_KEYS:
         assert key in manifest, key
-    assert manifest["format"] == "libfraud-bundle" and manifest["format_version"] == 1
+    # format_version 2 (export/SCHEMA.md): the manifest carries the declared schema and spec.
+    assert manifest["format"] == "libfraud-bundle" and manifest["format_version"] == 2
     assert manifest["dataset"] == {"rows": 3000}
-    assert manifest["features"] == {"config": FEATURE_CONFIG, "order": NAMES}
-    assert manifest["schema"]["entities"] == ["card", "device", "merchant", "ip"]
-    assert manifest["schema"]["timestamp_unit"] == "ms"
-    assert {c["name"] for c in manifest["schema"]["columns"]} >= {"txn_id", "timestamp_ms", "amount"}
+    assert manifest["features"] == {"spec": SPEC, "order": NAMES}
+    assert manifest["schema"] == SCHEMA
+    assert [e["name"] for e in manifest["schema"]["entities"]] == ["account"]
+    assert manifest["schema"]["time"]["unit"] == "ms"
     model = manifest["model"]
     assert model["kind"] == "gbdt" and model["num_features"] == N_FEATURES and model["n_trees"] == 40
     assert model["best_iteration"] == 39
@@ -313,14 +319,222 @@ def test_failed_parity_writes_no_bundle(booster, holdout, tmp_path, monkeypatch)
 
 def test_verify_bundle_reports_a_broken_manifest(tmp_path):
     assert verify_bundle(tmp_path)  # no manifest
-    (tmp_path / "manifest.json").write_text(json.dumps({"format": "libfraud-bundle", "format_version": 2}))
+    # Version 2 is current now (declared schemas): version 1 is the one refused.
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "libfraud-bundle", "format_version": 1}))
     with pytest.raises(BundleError, match="format_version"):
         read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({
-        "format": "libfraud-bundle", "format_version": 1,
+        "format": "libfraud-bundle", "format_version": 2,
         "artifacts": [{"name": "trees", "path": "../x.so", "target": "tl2cgen-c-shared",
                        "precision": "float32", "sha256": "0" * 64, "size": 1}],
     }))
     problems = verify_bundle(tmp_path)
     assert any("'..'" in p for p in problems)
     assert any("missing key 'parity'" in p for p in problems)
+
+
+# ------------------------------------------------------------------- bring your own model
+
+BYOM_TOML = """
+[schema]
+name = "byom"
+
+[event_id]
+column = "ID"
+
+[time]
+column = "TS"
+unit = "ms"
+
+[amount]
+column = "AMT"
+
+[[entities]]
+name = "customer"
+column = "CUST"
+
+[[entities]]
+name = "terminal"
+column = "TERM"
+
+[[numeric]]
+name = "risk"
+column = "RISK"
+
+[[categorical]]
+name = "channel"
+column = "CHAN"
+codes = "string"
+
+[label]
+column = "FRAUD"
+delay = "1d"
+
+[[feature]]
+kind = "amount"
+
+[[feature]]
+kind = "log_amount"
+
+[[feature]]
+kind = "calendar"
+part = "hour"
+
+[[feature]]
+kind = "window"
+entity = "customer"
+agg = "count"
+window = "1d"
+
+[[feature]]
+kind = "window"
+entity = "customer"
+agg = "mean"
+field = "amount"
+window = "7d"
+
+[[feature]]
+kind = "window"
+entity = "terminal"
+agg = "count"
+window = "1d"
+
+[[feature]]
+kind = "time_since_last"
+entity = "customer"
+
+[[feature]]
+kind = "distinct"
+entity = "customer"
+of = { entity = "terminal" }
+window = "7d"
+
+[[feature]]
+kind = "label"
+entity = "terminal"
+agg = "fraud_count"
+window = "7d"
+offset = "1d"
+
+[[feature]]
+kind = "categorical"
+field = "channel"
+
+[[feature]]
+kind = "numeric"
+field = "risk"
+"""
+# The user's own choice: a subset of the spec's features, in another order, with the
+# pass-through numeric field among them.
+BYOM_ORDER = ["risk", "terminal_fraud_count_7d_after_24h", "customer_count_24h", "amount",
+              "customer_amount_mean_7d", "customer_distinct_terminals_7d"]
+
+
+def _byom_frame(n: int, seed: int):
+    """Card-like events in the schema's columns: fraud is likelier with a high risk, a big amount,
+    and at terminals that had fraud."""
+    import pandas as pd
+    rng = np.random.default_rng(seed)
+    ts = 1_700_000_000_000 + np.cumsum(rng.integers(0, 600_000, n))
+    cust, term = rng.integers(0, 200, n), rng.integers(0, 40, n)
+    amount = np.round(rng.lognormal(3, 1, n), 2)
+    risk = rng.normal(size=n)
+    risk[rng.random(n) < 0.1] = np.nan
+    bad_terms = term < 4
+    logit = -4 + 1.5 * np.nan_to_num(risk) + 0.01 * amount + 2.0 * bad_terms
+    fraud = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    return pd.DataFrame({"ID": np.arange(n) + 10, "TS": ts, "AMT": amount, "CUST": cust, "TERM": term,
+                         "RISK": risk, "CHAN": rng.choice(["ecom", "pos", "atm"], n), "FRAUD": fraud})
+
+
+@pytest.fixture(scope="module")
+def byom(tmp_path_factory):
+    """(schema, spec, frame, booster): XGBoost trained by the user, outside libfraud.train, on
+    features replayed through the core (libfraud.features.replay)."""
+    from libfraud.data.declared import load_config, load_events
+    from libfraud.features import replay
+    d = tmp_path_factory.mktemp("byom")
+    (d / "byom.toml").write_text(BYOM_TOML)
+    schema, spec = load_config(d / "byom.toml")
+    frame = _byom_frame(4000, seed=3)
+    events, labels = load_events(frame, schema)
+    X = replay(events, labels, schema, spec).frame()[BYOM_ORDER].to_numpy(np.float32)
+    y = frame["FRAUD"].to_numpy()
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 4, "eta": 0.3, "nthread": 2, "seed": 0},
+                        xgb.DMatrix(X[:3000], label=y[:3000], feature_names=BYOM_ORDER), num_boost_round=30)
+    return schema.to_json(), spec.to_json(), frame, booster, X
+
+
+def _byom_args(byom, **overrides):
+    schema, spec, _, booster, X = byom
+    args = dict(booster=booster, feature_names=BYOM_ORDER, schema=schema, spec=spec, X_holdout=X[3000:],
+                threshold=0.5, threshold_rule="the user's", metrics={})
+    args.update(overrides)
+    return args
+
+
+def test_your_own_model_on_a_subset_of_the_spec_serves_its_scores(byom, tmp_path):
+    from libfraud import Scorer
+    from libfraud.data.declared import Schema, load_labels
+    schema, spec, frame, booster, X = byom
+    out = build_bundle(tmp_path / "bundle", **_byom_args(byom))
+    manifest = read_manifest(out)
+    # The bundle's spec is the model's features, in the model's order, each as the user declared it.
+    by_name = {f["name"]: f for f in spec["features"]}
+    assert manifest["features"]["order"] == BYOM_ORDER
+    assert manifest["features"]["spec"]["features"] == [by_name[n] for n in BYOM_ORDER]
+    assert manifest["features"]["spec"]["max_scan"] == spec["max_scan"]
+    assert verify_bundle(out) == []
+
+    scorer = Scorer(out)
+    assert scorer.feature_names == BYOM_ORDER
+    labels = load_labels(frame, Schema.from_json(schema))
+    served, rows = [], []
+    for i in range(len(frame)):  # as a switch serves: score, store, then the label when known
+        event = frame.iloc[i:i + 1]
+        rows.append(scorer.features(event).to_numpy())
+        served.append(scorer.score_and_ingest(event))
+        scorer.label(labels.take(labels.event_id == frame["ID"].iat[i]))
+    served, rows = np.concatenate(served), np.concatenate(rows)
+    # The training replay's rows exactly, and xgboost's own scores on them (the bundle's tolerance).
+    np.testing.assert_array_equal(rows, X)
+    assert np.isnan(X[:, 0]).any() and (X[:, 1] > 0).any()  # missing risk, and terminal frauds, are seen
+    assert np.max(np.abs(served - booster.inplace_predict(X))) <= 1e-5
+    assert scorer.stats()["store_labels"] == len(frame)
+
+
+def test_a_model_reading_a_feature_the_spec_lacks_is_refused_by_name(byom, tmp_path):
+    _, _, _, booster, X = byom
+    names = BYOM_ORDER[:2] + ["merchant_count_1h"] + BYOM_ORDER[3:]
+    renamed = xgb.Booster(model_file=bytearray(booster.save_raw("ubj")))
+    renamed.feature_names = names
+    with pytest.raises(ValueError, match="the model reads feature 'merchant_count_1h', which the feature spec "
+                                         "does not define"):
+        build_bundle(tmp_path / "bundle", **_byom_args(byom, booster=renamed, feature_names=names))
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary directory left
+
+
+@pytest.mark.parametrize("change, words", [
+    ("unknown_entity", "'merchant' is not an entity of the schema"),
+    ("no_amount", "the schema has no amount"),
+    ("too_many_entities", "schema.entities: must be a list of 1 to 16 entity types"),
+])
+def test_the_compiler_refuses_a_bundle_the_core_would_refuse(byom, tmp_path, change, words):
+    # Past the Python-side checks (JSON forms edited by hand): the core's own refusal stops the
+    # write, with its reason, and nothing is left behind.
+    schema, spec, *_ = byom
+    schema, spec = json.loads(json.dumps(schema)), json.loads(json.dumps(spec))
+    by_name = {f["name"]: f for f in spec["features"]}
+    if change == "unknown_entity":
+        by_name["customer_count_24h"]["entity"] = "merchant"
+    elif change == "no_amount":
+        schema["amount"] = None
+    else:
+        schema["entities"] += [{"name": f"e{i}", "column": f"E{i}", "ids": "int", "required": True}
+                               for i in range(15)]
+    with pytest.raises(BundleError, match="the core refuses the bundle it was about to write") as error:
+        build_bundle(tmp_path / "bundle", **_byom_args(byom, schema=schema, spec=spec))
+    assert error.value.__cause__ is not None
+    assert getattr(error.value.__cause__, "status", None) == "FRAUD_STATUS_BUNDLE_INVALID", str(error.value)
+    assert words in str(error.value), str(error.value)
+    assert list(tmp_path.iterdir()) == []

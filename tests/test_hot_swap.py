@@ -1,5 +1,5 @@
-"""Hot swap, counters and logs: a new bundle replaces the old atomically; a bad one is refused and
-the old keeps serving; many threads keep scoring through swaps."""
+"""Hot swap, counters and logs: a new bundle replaces the old atomically; a bad one, or one of another
+schema, is refused and the old keeps serving; many threads keep scoring through swaps."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ import xgboost as xgb
 
 import libfraud
 from libfraud import FraudError, Scorer
-from libfraud.data.schema import to_txn_records
+from libfraud.data.declared import load_preset
+from libfraud.data.schema import to_txn_records  # fraud_txn records, for the C harness
 from libfraud.export import build_bundle
+
+from bundles import edited, random_bundle, set_at
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +34,7 @@ def other_bundle(small_training, tmp_path_factory):
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "seed": 9, "nthread": 2},
                         xgb.DMatrix(r.X_test, label=r.y_test, feature_names=names), num_boost_round=30)
     return build_bundle(tmp_path_factory.mktemp("other") / "bundle", booster=booster, feature_names=names,
-                        feature_config=r.feature_config.to_dict(), X_holdout=r.X_test, threshold=0.5,
+                        schema=r.schema, spec=r.spec, X_holdout=r.X_test, threshold=0.5,
                         threshold_rule="test", metrics={})
 
 
@@ -67,11 +70,37 @@ def test_a_bad_bundle_is_refused_and_the_old_keeps_serving(small_transactions, s
     assert scorer.stats()["bundle_swap_failures"] == 1
 
 
+def test_a_bundle_of_another_schema_is_refused_and_the_old_keeps_serving(small_transactions, small_bundle,
+                                                                         tmp_path, caplog):
+    # A valid bundle, but of the cards preset's schema: the store holds payments events, so the
+    # engine refuses it (fraud_engine_schema_count: the schema never changes for an open engine).
+    schema, spec = (x.to_json() for x in load_preset("cards"))
+    cards = random_bundle(tmp_path / "cards", schema, spec)
+    scorer = Scorer(small_bundle)
+    scorer.ingest(small_transactions.iloc[:1_000])
+    live = small_transactions.iloc[1_000:1_100]
+    expected, names = scorer.score(live), scorer.feature_names
+    caplog.set_level(logging.ERROR, logger="libfraud")
+    with pytest.raises(FraudError) as error:
+        scorer.swap_bundle(cards)
+    assert error.value.status == "FRAUD_STATUS_BUNDLE_INVALID", str(error.value)
+    assert "schema differs" in str(error.value), str(error.value)
+    assert any("old bundle keeps serving" in r.getMessage() for r in caplog.records if r.name == "libfraud")
+    assert scorer.bundle == str(small_bundle) and scorer.feature_names == names
+    np.testing.assert_array_equal(scorer.score(live), expected)
+    never_asked = Scorer(small_bundle)
+    never_asked.ingest(small_transactions.iloc[:1_000])
+    np.testing.assert_array_equal(scorer.score_and_ingest(live), never_asked.score_and_ingest(live))
+    stats = scorer.stats()
+    assert stats["bundle_swaps"] == 0 and stats["bundle_swap_failures"] == 1
+    assert stats["store_transactions"] == 1_100
+    assert Scorer(cards).feature_names == [f["name"] for f in spec["features"]]  # it loads on its own
+
+
 def test_counters_count_scores_and_rejections(small_transactions, small_bundle):
     scorer = Scorer(small_bundle)
     scorer.score_and_ingest(small_transactions.iloc[:300])
-    bad = to_txn_records(small_transactions.iloc[300:310])
-    bad["amount"][3] = np.nan
+    bad = edited(scorer.events(small_transactions.iloc[300:310]), amount=lambda a: set_at(a, 3, np.nan))
     with pytest.raises(FraudError):
         scorer.score_and_ingest(bad)
     s = scorer.stats()

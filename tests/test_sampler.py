@@ -1,36 +1,37 @@
-"""Temporal neighbourhood sampler: the C++ sampler against a brute-force reference.
+"""Temporal neighbourhood sampler: the C++ sampler against a brute-force reference, for schemas of
+1, 2, 4 and 7 entity types, with and without graph fields.
 
-The reference is written for clarity, not speed: for each target it filters the list of stored
-transactions by entity and time. Its floats are computed in float64 with Python's math (the same libm
-as the core) and rounded once to float32, as the core does, so features are compared bitwise. The
-Uniform draw is re-implemented from its definition (splitmix64 + Floyd's algorithm, sampler.cpp),
-and also checked for the properties that matter whatever the hash (earlier, distinct, counted).
+The reference is written for clarity, not speed: for each target it filters the stored events of
+each entity by time. Its floats are computed in float64 with Python's math (the same libm as the
+core) and rounded once to float32, as the core does, so features are compared bitwise. The Uniform
+draw is re-implemented from its definition (splitmix64 + Floyd's algorithm, sampler.cpp), and also
+checked for the properties that matter whatever the hash (earlier, distinct, counted).
+
+Shapes, for a schema of E entity types and a sampler of fanout K with G graph fields
+(cpp/src/sampler/neighbourhood.h): txn node features Ft = 4 + G, [log1p(amount), sin(2 pi h / 24),
+cos(2 pi h / 24), log1p(age_s)] (h the UTC hour, whatever the schema's timezone), then each graph
+field's value (a numeric, or a categorical code, as float; missing = 0). The pre-generic sampler had
+a fixed fifth feature mcc / 10000; it is gone (mcc is a graph field like any other now). Entity node
+features: one-hot type (E), log1p(degree).
 """
 
+import json
 import math
 
 import numpy as np
 import pytest
 
 from libfraud import _core
+from libfraud.data.declared import load_preset
+from libfraud.events import EventArrays
+from random_streams import random_events, random_schema
 
-TXN_DTYPE = np.dtype(
-    [
-        ("txn_id", "<i8"),
-        ("timestamp_ms", "<i8"),
-        ("amount", "<f8"),
-        ("entity_id", "<i8", (4,)),
-        ("country", "<i4"),
-        ("mcc", "<i4"),
-    ]
-)
-E = 4
-CARD, DEVICE, MERCHANT, IP = range(E)
 HOUR = 3_600_000
 DAY = 24 * HOUR
 FLOAT_KEYS = ["target_x", "ent1_x", "ent1_mask", "txn2_x", "txn2_mask", "ent3_x", "ent3_mask"]
 ID_KEYS = ["ent1_id", "txn2_id", "ent3_id"]
 M64 = (1 << 64) - 1
+ENTITY_COUNTS = [1, 2, 4, 7]
 
 
 # --- reference -------------------------------------------------------------------------------
@@ -43,9 +44,9 @@ def splitmix64(x):
     return x ^ (x >> 31)
 
 
-def uniform_choice(seed, txn_id, entity_type, n, k):
+def uniform_choice(seed, event_id, entity_type, n, k):
     """k distinct indices of [0, n) (k < n), newest (largest) first: Floyd's algorithm."""
-    key = splitmix64(splitmix64(splitmix64(seed) ^ (txn_id & M64)) ^ entity_type)
+    key = splitmix64(splitmix64(splitmix64(seed) ^ (event_id & M64)) ^ entity_type)
     chosen = []
     for c, j in enumerate(range(n - k, n)):
         r = (splitmix64((key + c) & M64) * (j + 1)) >> 64
@@ -53,44 +54,81 @@ def uniform_choice(seed, txn_id, entity_type, n, k):
     return sorted(chosen, reverse=True)
 
 
-def txn_features(r, t):
-    hour = (int(r["timestamp_ms"]) % DAY) // HOUR
-    age_s = (t - int(r["timestamp_ms"])) / 1000
+class Stream:
+    """Events as Python rows, and the graph fields' columns (numeric or categorical) of a schema."""
+
+    def __init__(self, schema, events, graph_fields=()):
+        numeric = [x["name"] for x in schema["numeric"]]
+        categorical = [x["name"] for x in schema["categorical"]]
+        self.n = len(events)
+        self.G = len(graph_fields)
+        self.event_id = [int(x) for x in events.event_id]
+        self.time = [int(x) for x in events.time_ms]
+        self.amount = [float(x) for x in events.amount]
+        self.ids = [[int(x) for x in row] for row in events.entity_id]
+        cols = []
+        for g in graph_fields:
+            if g in numeric:
+                v = events.numeric[:, numeric.index(g)]
+                cols.append([0.0 if math.isnan(x) else float(x) for x in v])  # missing = 0
+            else:
+                # A code as float32 through double (as the feature plan converts it); missing (-1) = 0.
+                c = events.categorical[:, categorical.index(g)]
+                f32 = np.where(c == -1, 0, c).astype(np.float64).astype(np.float32)  # via double, as the core
+                cols.append([float(x) for x in f32])
+        self.graph = [list(r) for r in zip(*cols)] if cols else [[] for _ in range(self.n)]
+
+
+def txn_features(s, i, t):
+    ts = s.time[i]
+    hour = (ts % DAY) // HOUR  # floor: right before 1970 too
+    age_s = (t - ts) / 1000
     return [
-        math.log1p(float(r["amount"])),
+        math.log1p(s.amount[i]),
         math.sin(2 * math.pi * hour / 24),
         math.cos(2 * math.pi * hour / 24),
         math.log1p(age_s),
-        int(r["mcc"]) / 10000,
-    ]
+    ] + s.graph[i]
 
 
-def entity_features(entity_type, degree):
+def entity_features(E, entity_type, degree):
     x = [0.0] * (E + 1)
     x[entity_type] = 1.0
     x[E] = math.log1p(degree)
     return x
 
 
-def reference_sample(stored, queries, fanout, strategy="most_recent", seed=0):
-    """The sampled arrays of each query against `stored` (a list of records in append order)."""
-    B, K = len(queries), fanout
+def to_float32(a):
+    with np.errstate(over="ignore"):  # a 1e200 graph value is inf in float32, as in the core
+        return a.astype(np.float32)
+
+
+def reference_sample(stored, queries, E, fanout, strategy="most_recent", seed=0):
+    """The sampled arrays of each query (a Stream) against `stored` (a Stream, in append order)."""
+    B, K = queries.n, fanout
+    Ft = 4 + queries.G
     out = {
-        "target_x": np.zeros((B, 5)),
-        "ent1_x": np.zeros((B, E, 5)),
+        "target_x": np.zeros((B, Ft)),
+        "ent1_x": np.zeros((B, E, E + 1)),
         "ent1_mask": np.zeros((B, E)),
-        "txn2_x": np.zeros((B, E, K, 5)),
+        "txn2_x": np.zeros((B, E, K, Ft)),
         "txn2_mask": np.zeros((B, E, K)),
-        "ent3_x": np.zeros((B, E, K, E, 5)),
+        "ent3_x": np.zeros((B, E, K, E, E + 1)),
         "ent3_mask": np.zeros((B, E, K, E)),
         "ent1_id": np.full((B, E), -1),
         "txn2_id": np.full((B, E, K), -1),
         "ent3_id": np.full((B, E, K, E), -1),
     }
-    degree_memo = {}
+    by_entity = {}  # (type, id) -> stored rows, in append order
+    for j in range(stored.n):
+        for e, x in enumerate(stored.ids[j]):
+            if x >= 0:
+                by_entity.setdefault((e, x), []).append(j)
 
     def earlier(entity_type, entity_id, t):
-        return [r for r in stored if int(r["entity_id"][entity_type]) == entity_id and int(r["timestamp_ms"]) < t]
+        return [j for j in by_entity.get((entity_type, entity_id), []) if stored.time[j] < t]
+
+    degree_memo = {}
 
     def degree(entity_type, entity_id, t):
         key = (entity_type, entity_id, t)
@@ -98,72 +136,91 @@ def reference_sample(stored, queries, fanout, strategy="most_recent", seed=0):
             degree_memo[key] = len(earlier(entity_type, entity_id, t))
         return degree_memo[key]
 
-    for b, q in enumerate(queries):
-        t = int(q["timestamp_ms"])
-        out["target_x"][b] = txn_features(q, t)
+    for b in range(B):
+        t = queries.time[b]
+        out["target_x"][b] = txn_features(queries, b, t)
         for e in range(E):
-            eid = int(q["entity_id"][e])
+            eid = queries.ids[b][e]
             if eid < 0:
                 continue
             hist = earlier(e, eid, t)  # oldest first
-            out["ent1_x"][b, e] = entity_features(e, len(hist))
+            out["ent1_x"][b, e] = entity_features(E, e, len(hist))
             out["ent1_mask"][b, e] = 1
             out["ent1_id"][b, e] = eid
             n = len(hist)
             if strategy == "most_recent" or n <= K:
                 picks = list(range(n - 1, max(n - K, 0) - 1, -1))
             else:
-                picks = uniform_choice(seed, int(q["txn_id"]), e, n, K)
+                picks = uniform_choice(seed, queries.event_id[b], e, n, K)
             for k, j in enumerate(picks):
                 s = hist[j]
-                out["txn2_x"][b, e, k] = txn_features(s, t)
+                out["txn2_x"][b, e, k] = txn_features(stored, s, t)
                 out["txn2_mask"][b, e, k] = 1
-                out["txn2_id"][b, e, k] = int(s["txn_id"])
+                out["txn2_id"][b, e, k] = stored.event_id[s]
                 for f in range(E):
-                    fid = int(s["entity_id"][f])
+                    fid = stored.ids[s][f]
                     if fid < 0:
                         continue
-                    out["ent3_x"][b, e, k, f] = entity_features(f, degree(f, fid, int(s["timestamp_ms"])))
+                    out["ent3_x"][b, e, k, f] = entity_features(E, f, degree(f, fid, stored.time[s]))
                     out["ent3_mask"][b, e, k, f] = 1
                     out["ent3_id"][b, e, k, f] = fid
-    return {k: v.astype(np.float32 if k in FLOAT_KEYS else np.int64) for k, v in out.items()}
+    return {k: to_float32(v) if k in FLOAT_KEYS else v.astype(np.int64) for k, v in out.items()}
 
 
 # --- data ------------------------------------------------------------------------------------
 
 
-def random_stream(seed, n=300):
-    """Time-sorted transactions: many ties in time, a few busy cards (history > K) and many quiet
-    ones (< K), few devices and IPs shared by many cards, absent devices/IPs, once-seen entities."""
-    rng = np.random.default_rng(seed)
-    base = 1_700_000_000_000 - (1_700_000_000_000 % DAY)
-    slots = np.sort(rng.integers(0, 3 * 48, n))
-    ts = base + slots * (HOUR // 2)
-    ts = np.sort(np.where(rng.random(n) < 0.3, ts + rng.integers(1, HOUR // 2, n), ts))
-    r = np.zeros(n, TXN_DTYPE)
-    r["txn_id"] = rng.permutation(n) * 7 + 1000
-    r["timestamp_ms"] = ts
-    r["amount"] = np.round(rng.lognormal(3.5, 1.2, n), 2)
-    singletons = 1_000_000 + np.arange(n)
-    cards = rng.zipf(1.5, n) % 60
-    r["entity_id"][:, CARD] = np.where(rng.random(n) < 0.1, singletons, cards)
-    dev = np.where(rng.random(n) < 0.25, -1, rng.integers(0, 12, n))
-    r["entity_id"][:, DEVICE] = np.where(rng.random(n) < 0.1, singletons, dev)
-    r["entity_id"][:, MERCHANT] = rng.integers(0, 15, n)
-    r["entity_id"][:, IP] = np.where(rng.random(n) < 0.3, -1, rng.integers(0, 8, n))
-    r["country"] = 840
-    r["mcc"] = rng.choice([5411, 5812, 5999, 0, 9999, 4829], n)
-    return r
+class Case:
+    """A random schema of E entity types, its events, a store of them and the graph fields."""
+
+    def __init__(self, seed, E, n=300, graph=True):
+        rng = np.random.default_rng(1000 * E + seed)
+        schema = random_schema(rng, n_entities=E)
+        # The last entity type is optional, so that absent entities occur (with E = 1: events of
+        # no entity at all).
+        schema["entities"][-1]["required"] = False
+        self.schema, self.E = schema, E
+        events = random_events(rng, schema, n)
+        ids = events.entity_id
+        # Entity type 0: a few busy ids (history > K), many quiet ones (< K), once-seen ones.
+        singletons = 1_000_000 + np.arange(n)
+        ids[:, 0] = np.where(rng.random(n) < 0.1, singletons, rng.zipf(1.5, n) % 60)
+        for e, ent in enumerate(schema["entities"]):
+            if not ent["required"] and not (ids[:, e] == -1).any():
+                ids[rng.random(n) < 0.2, e] = -1
+        self.events = events
+        fields = [x["name"] for x in schema["numeric"] + schema["categorical"]]
+        self.graph_fields = [str(x) for x in rng.permutation(fields)[: int(rng.integers(0, len(fields) + 1))]] \
+            if graph else []
+        self.spec = {"format": "libfraud-features", "version": 1, "max_scan": 1024,
+                     "features": [{"name": "n", "kind": "window", "entity": schema["entities"][0]["name"],
+                                   "agg": "count", "window_ms": HOUR, "offset_ms": 0}]}
+
+    def store(self, events=None):
+        store = self.empty_store()
+        store.ingest(*(self.events if events is None else events).args())
+        return store
+
+    def empty_store(self):
+        return _core.Store(json.dumps(self.schema), json.dumps(self.spec))
+
+    def sampler(self, fanout=10, strategy="most_recent", seed=0, retention_ms=0, store=None):
+        config = _core.SamplerConfig(fanout=fanout, strategy=strategy, seed=seed, retention_ms=retention_ms)
+        return _core.Sampler(store or self.empty_store(), config, self.graph_fields)
+
+    def stream(self, events=None):
+        return Stream(self.schema, self.events if events is None else events, self.graph_fields)
 
 
-def make_sampler(fanout=10, strategy="most_recent", seed=0, retention_ms=0):
-    return _core.Sampler(_core.SamplerConfig(fanout=fanout, strategy=strategy, seed=seed, retention_ms=retention_ms))
+def shifted(events, event_id_offset=0, dt=0):
+    return EventArrays.make(events.event_id + event_id_offset, events.time_ms + dt, events.amount,
+                            events.entity_id, events.numeric, events.categorical)
 
 
-def store_with(records):
-    store = _core.Store()
-    store.ingest(records)
-    return store
+def concat(*parts):
+    return EventArrays.make(*(np.concatenate([getattr(p, k) for p in parts])
+                              for k in ("event_id", "time_ms", "amount", "entity_id", "numeric",
+                                        "categorical")))
 
 
 def assert_same(got, want):
@@ -173,14 +230,13 @@ def assert_same(got, want):
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
 
-def history_ts(stream):
-    """{(entity type, id): sorted timestamps} of the stream."""
+def history_ts(events):
+    """{(entity type, id): sorted times} of the events."""
     h = {}
-    for r in stream:
-        for e in range(E):
-            eid = int(r["entity_id"][e])
-            if eid >= 0:
-                h.setdefault((e, eid), []).append(int(r["timestamp_ms"]))
+    for i in range(len(events)):
+        for e, x in enumerate(events.entity_id[i]):
+            if x >= 0:
+                h.setdefault((e, int(x)), []).append(int(events.time_ms[i]))
     return h
 
 
@@ -189,69 +245,116 @@ def history_ts(stream):
 
 @pytest.mark.parametrize("strategy", ["most_recent", "uniform"])
 @pytest.mark.parametrize("fanout", [3, 10])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_reference(seed, fanout, strategy):
-    stream = random_stream(seed)
-    store = store_with(stream)
-    sampler = make_sampler(fanout, strategy, seed=seed * 31 + 5)
-    got = sampler.sample(store, stream)
-    want = reference_sample(list(stream), stream, fanout, strategy, seed=seed * 31 + 5)
+@pytest.mark.parametrize("E", ENTITY_COUNTS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_reference(seed, E, fanout, strategy):
+    case = Case(seed, E)
+    store = case.store()
+    sampler = case.sampler(fanout, strategy, seed=seed * 31 + 5)
+    assert sampler.entity_types == E and sampler.txn_features == 4 + len(case.graph_fields)
+    got = sampler.sample(store, *case.events.args())
+    want = reference_sample(case.stream(), case.stream(), E, fanout, strategy, seed=seed * 31 + 5)
     assert_same(got, want)
     # The stream exercises what it claims to.
-    assert (np.diff(stream["timestamp_ms"]) == 0).sum() > 20, "equal timestamps"
+    assert (np.diff(case.events.time_ms) == 0).sum() > 20, "equal timestamps"
     degrees = np.expm1(got["ent1_x"][..., E].astype(np.float64)).round()
     present = got["ent1_mask"] == 1
     assert (degrees[present] > fanout).any() and ((degrees[present] > 0) & (degrees[present] < fanout)).any()
     assert (present & (degrees == 0)).any(), "cold entities"
-    assert (got["ent1_mask"] == 0).any() and (got["ent3_mask"][got["txn2_mask"] == 1] == 0).any(), "absent"
+    assert (got["ent1_mask"] == 0).any(), "absent"
+    if E > 1:  # with one type, a sampled event's entity is the hop-1 entity itself
+        assert (got["ent3_mask"][got["txn2_mask"] == 1] == 0).any(), "absent at hop 3"
+
+
+def test_the_cases_cover_graph_fields_and_extremes():
+    """The parametrised cases of test_matches_reference have numeric and categorical graph fields,
+    with missing values, huge values (inf in float32) and a code that float32(double(code)) and
+    float32(code) round apart (2**60 + 2**36 + 1), streams before 1970 and schemas not in UTC."""
+    seen = set()
+    for E in ENTITY_COUNTS:
+        for seed in (0, 1):
+            case = Case(seed, E)
+            numeric = [x["name"] for x in case.schema["numeric"]]
+            categorical = [x["name"] for x in case.schema["categorical"]]
+            for g in case.graph_fields:
+                if g in numeric:
+                    col = case.events.numeric[:, numeric.index(g)]
+                    seen.add("numeric")
+                    if np.isnan(col).any():
+                        seen.add("missing numeric")
+                    if (np.abs(col) > 3.4e38).any():
+                        seen.add("huge numeric")
+                else:
+                    col = case.events.categorical[:, categorical.index(g)]
+                    seen.add("categorical")
+                    if (col == -1).any():
+                        seen.add("missing code")
+                    if (col == 2 ** 60 + 2 ** 36 + 1).any():
+                        seen.add("double rounding code")
+            if (case.events.time_ms < 0).any():
+                seen.add("before 1970")
+            if case.schema["time"]["utc_offsets"] != [[-(2 ** 63), 0]]:
+                seen.add("not UTC")
+            if case.schema["amount"] is None:
+                seen.add("no amount")
+    assert seen >= {"numeric", "categorical", "missing numeric", "huge numeric", "double rounding code",
+                    "before 1970", "not UTC", "no amount"}, seen
 
 
 @pytest.mark.parametrize("strategy", ["most_recent", "uniform"])
-def test_scoring_in_the_past_and_off_stream_times(strategy):
+@pytest.mark.parametrize("E", ENTITY_COUNTS)
+def test_scoring_in_the_past_and_off_stream_times(E, strategy):
     """Queries that are not in the store, at times inside the stream: only the strict past counts."""
-    stream = random_stream(4)
-    store = store_with(stream)
+    case = Case(4, E)
+    store = case.store()
     rng = np.random.default_rng(9)
-    queries = stream[rng.choice(len(stream), 60, replace=False)].copy()
-    queries["txn_id"] += 50_000_000
-    queries["timestamp_ms"] += rng.choice([-1, 0, 1, HOUR], len(queries))
-    queries["entity_id"][:10, DEVICE] = 77_777_777  # never seen
-    got = make_sampler(5, strategy, seed=1).sample(store, queries)
-    assert_same(got, reference_sample(list(stream), queries, 5, strategy, seed=1))
+    pick = rng.choice(len(case.events), 60, replace=False)
+    q = case.events.take(pick)
+    queries = EventArrays.make(q.event_id ^ (1 << 62), q.time_ms + rng.choice([-1, 0, 1, HOUR], len(q)),
+                               q.amount, q.entity_id, q.numeric, q.categorical)
+    queries.entity_id[:10, 0] = 77_777_777  # never seen
+    got = case.sampler(5, strategy, seed=1).sample(store, *queries.args())
+    assert_same(got, reference_sample(case.stream(), case.stream(queries), E, 5, strategy, seed=1))
 
 
 @pytest.mark.parametrize("strategy", ["most_recent", "uniform"])
-@pytest.mark.parametrize("seed", [0, 5])
-def test_streaming_equals_replay(seed, strategy):
-    """Sampling each transaction right before ingesting it == ingesting all, then sampling (bitwise)."""
-    stream = random_stream(seed, n=250)
-    sampler = make_sampler(4, strategy, seed=seed)
-    live = _core.Store()
+@pytest.mark.parametrize("E,seed", [(1, 0), (4, 5), (7, 0)])
+def test_streaming_equals_replay(seed, E, strategy):
+    """Sampling each event right before ingesting it == ingesting all, then sampling (bitwise)."""
+    case = Case(seed, E, n=250)
+    sampler = case.sampler(4, strategy, seed=seed)
+    live = case.empty_store()
     parts = []
-    for i in range(len(stream)):
-        parts.append(sampler.sample(live, stream[i : i + 1]))
-        live.ingest(stream[i : i + 1])
+    for i in range(len(case.events)):
+        one = case.events.slice(i, i + 1)
+        parts.append(sampler.sample(live, *one.args()))
+        live.ingest(*one.args())
     one_by_one = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    replay = sampler.sample(store_with(stream), stream)
+    replay = sampler.sample(case.store(), *case.events.args())
     assert_same(replay, one_by_one)
 
 
 @pytest.mark.parametrize("strategy", ["most_recent", "uniform"])
-def test_no_future_leakage(strategy):
-    stream = random_stream(7)
-    later = random_stream(107, n=200)
-    later["timestamp_ms"] += int(stream["timestamp_ms"][-1]) - int(later["timestamp_ms"][0])  # ties the last
-    later["txn_id"] += 10_000_000
-    full = np.concatenate([stream, later])
-    sampler = make_sampler(6, strategy, seed=3)
-    got = sampler.sample(store_with(full), full)
+@pytest.mark.parametrize("E", [2, 7])
+def test_no_future_leakage(E, strategy):
+    case = Case(7, E)
+    stream = case.events
+    later = random_events(np.random.default_rng(107), case.schema, 200)
+    # Ties the last time; other ids (the random ones are < 2**62).
+    later = EventArrays.make(np.arange(len(later)) + 2 ** 62,
+                             later.time_ms + (int(stream.time_ms[-1]) - int(later.time_ms[0])),
+                             later.amount, later.entity_id, later.numeric, later.categorical)
+    later.entity_id[:, 0] = stream.entity_id[:200, 0]  # the busy ids go on
+    full = concat(stream, later)
+    sampler = case.sampler(6, strategy, seed=3)
+    got = sampler.sample(case.store(full), *full.args())
     # A prefix of the stream samples the same whatever came after it.
-    prefix = sampler.sample(store_with(stream), stream)
+    prefix = sampler.sample(case.store(stream), *stream.args())
     assert_same({k: v[: len(stream)] for k, v in got.items()}, prefix)
-    # And directly: no sampled transaction at or after t, no hop-3 degree counting one.
-    ts_of = {int(r["txn_id"]): int(r["timestamp_ms"]) for r in full}
+    # And directly: no sampled event at or after t, no hop-3 degree counting one.
+    ts_of = {int(i): int(t) for i, t in zip(full.event_id, full.time_ms)}
     hist = history_ts(full)
-    t = full["timestamp_ms"]
+    t = full.time_ms
     for b in range(len(full)):
         ids = got["txn2_id"][b][got["txn2_mask"][b] == 1]
         assert all(ts_of[int(i)] < t[b] for i in ids)
@@ -263,55 +366,61 @@ def test_no_future_leakage(strategy):
         for e in range(E):
             if got["ent1_mask"][b, e]:
                 deg = round(math.expm1(float(got["ent1_x"][b, e, E])))
-                assert deg == sum(1 for x in hist.get((e, int(full["entity_id"][b, e])), []) if x < t[b])
+                assert deg == sum(1 for x in hist.get((e, int(full.entity_id[b, e])), []) if x < t[b])
 
 
-def test_uniform_properties():
-    stream = random_stream(3, n=400)
-    store = store_with(stream)
+@pytest.mark.parametrize("E", [1, 4])
+def test_uniform_properties(E):
+    case = Case(3, E, n=400)
+    stream = case.events
+    store = case.store()
     K = 5
-    a = make_sampler(K, "uniform", seed=11)
-    got = a.sample(store, stream)
-    by_id = {int(r["txn_id"]): r for r in stream}
-    for b, q in enumerate(stream):
-        t = int(q["timestamp_ms"])
+    a = case.sampler(K, "uniform", seed=11)
+    got = a.sample(store, *stream.args())
+    time_of = {int(i): int(t) for i, t in zip(stream.event_id, stream.time_ms)}
+    row_of = {int(i): j for j, i in enumerate(stream.event_id)}
+    for b in range(len(stream)):
+        t = int(stream.time_ms[b])
         for e in range(E):
-            eid = int(q["entity_id"][e])
+            eid = int(stream.entity_id[b, e])
             ids = [int(i) for i in got["txn2_id"][b, e] if i >= 0]
             np.testing.assert_array_equal(got["txn2_mask"][b, e], [1] * len(ids) + [0] * (K - len(ids)))
             if eid < 0:
                 assert ids == []
                 continue
-            available = [r for r in stream if int(r["entity_id"][e]) == eid and int(r["timestamp_ms"]) < t]
+            available = [j for j in range(len(stream)) if int(stream.entity_id[j, e]) == eid and int(stream.time_ms[j]) < t]
             assert len(ids) == min(K, len(available))
             assert len(set(ids)) == len(ids)
             for i in ids:
-                s = by_id[i]
-                assert int(s["entity_id"][e]) == eid and int(s["timestamp_ms"]) < t
-            times = [int(by_id[i]["timestamp_ms"]) for i in ids]
+                assert int(stream.entity_id[row_of[i], e]) == eid and time_of[i] < t
+            times = [time_of[i] for i in ids]
             assert times == sorted(times, reverse=True), "newest first"
     # Deterministic for a seed; other seeds draw otherwise; the batch around a target changes nothing.
-    assert_same(a.sample(store, stream), got)
-    other = make_sampler(K, "uniform", seed=12).sample(store, stream)
+    assert_same(a.sample(store, *stream.args()), got)
+    other = case.sampler(K, "uniform", seed=12).sample(store, *stream.args())
     assert (other["txn2_id"] != got["txn2_id"]).any()
-    assert (make_sampler(K, "uniform", seed=11).sample(store, stream)["txn2_id"] == got["txn2_id"]).all()
+    assert (case.sampler(K, "uniform", seed=11).sample(store, *stream.args())["txn2_id"] == got["txn2_id"]).all()
     order = np.random.default_rng(0).permutation(len(stream))[:100]
-    sub = a.sample(store, stream[order])
+    sub = a.sample(store, *stream.take(order).args())
     assert_same(sub, {k: v[order] for k, v in got.items()})
     # It does draw among the whole history, not only the newest.
-    most_recent = make_sampler(K, "most_recent").sample(store, stream)
+    most_recent = case.sampler(K, "most_recent").sample(store, *stream.args())
     assert (most_recent["txn2_id"] != got["txn2_id"]).any()
 
 
+def payments_store(events=None):
+    schema, spec = load_preset("payments")
+    store = _core.Store(json.dumps(schema.to_json()), json.dumps(spec.to_json()))
+    if events is not None:
+        store.ingest(*events.args())
+    return store, schema.to_json()
+
+
 def test_cold_start_and_empty_store():
-    q = np.zeros(2, TXN_DTYPE)
-    q["txn_id"] = [1, 2]
-    q["timestamp_ms"] = [5_000, 6_000]
-    q["amount"] = [12.5, 3.0]
-    q["entity_id"] = [[1, 2, 3, 4], [1, -1, 3, -1]]
-    q["country"] = 840
-    q["mcc"] = [5411, 0]
-    got = make_sampler(3).sample(_core.Store(), q)
+    q = EventArrays.make([1, 2], [5_000, 6_000], [12.5, 3.0], [[1, 2, 3, 4], [1, -1, 3, -1]],
+                         categorical=[[840, 5411], [840, -1]])
+    store, schema = payments_store()
+    got = _core.Sampler(store, _core.SamplerConfig(fanout=3)).sample(store, *q.args())
     np.testing.assert_array_equal(got["ent1_mask"], [[1, 1, 1, 1], [1, 0, 1, 0]])
     np.testing.assert_array_equal(got["ent1_id"], [[1, 2, 3, 4], [1, -1, 3, -1]])
     np.testing.assert_array_equal(got["ent1_x"][0], np.hstack([np.eye(4), np.zeros((4, 1))]).astype(np.float32))
@@ -319,28 +428,65 @@ def test_cold_start_and_empty_store():
     assert not got["txn2_mask"].any() and (got["txn2_id"] == -1).all() and not got["txn2_x"].any()
     assert not got["ent3_mask"].any() and (got["ent3_id"] == -1).all() and not got["ent3_x"].any()
     np.testing.assert_array_equal(got["target_x"][:, 3], [0, 0])  # the target's own age
-    assert_same(got, reference_sample([], q, 3))
+    assert got["target_x"].shape == (2, 4)  # no mcc / 10000 any more
+    assert_same(got, reference_sample(Stream(schema, EventArrays.make([], [], [], np.zeros((0, 4)), None,
+                                                                       np.zeros((0, 2)))),
+                                      Stream(schema, q), 4, 3))
+    # mcc as a graph field: its code as a float, a missing code 0 (it was mcc / 10000, built in).
+    with_mcc = _core.Sampler(store, _core.SamplerConfig(fanout=3), ["mcc", "country"])
+    got = with_mcc.sample(store, *q.args())
+    np.testing.assert_array_equal(got["target_x"][:, 4:], [[5411, 840], [0, 840]])
+    assert_same(got, reference_sample(Stream(schema, EventArrays.make([], [], [], np.zeros((0, 4)), None,
+                                                                       np.zeros((0, 2))), ["mcc", "country"]),
+                                      Stream(schema, q, ["mcc", "country"]), 4, 3))
+
+
+def test_payments_graph_fields_match_reference():
+    """The payments schema with mcc and country as graph fields, on a busy stream."""
+    rng = np.random.default_rng(21)
+    n = 300
+    ts = np.sort(1_700_000_000_000 + rng.integers(0, 3 * DAY, n))
+    ids = np.stack([rng.zipf(1.5, n) % 60, np.where(rng.random(n) < 0.25, -1, rng.integers(0, 12, n)),
+                    rng.integers(0, 15, n), np.where(rng.random(n) < 0.3, -1, rng.integers(0, 8, n))], axis=1)
+    codes = np.stack([np.full(n, 840), rng.choice([5411, 5812, 5999, 0, 9999, 4829, -1], n)], axis=1)
+    events = EventArrays.make(rng.permutation(n) * 7 + 1000, ts, np.round(rng.lognormal(3.5, 1.2, n), 2),
+                              ids, categorical=codes)
+    store, schema = payments_store(events)
+    for strategy in ("most_recent", "uniform"):
+        sampler = _core.Sampler(store, _core.SamplerConfig(fanout=5, strategy=strategy, seed=4), ["mcc"])
+        got = sampler.sample(store, *events.args())
+        s = Stream(schema, events, ["mcc"])
+        assert_same(got, reference_sample(s, s, 4, 5, strategy, seed=4))
 
 
 def test_shapes_and_config():
-    s = make_sampler(7, "uniform", seed=2**64 - 1, retention_ms=DAY)
+    case = Case(0, 7)
+    case.graph_fields = [x["name"] for x in case.schema["numeric"] + case.schema["categorical"]][:2]
+    G = len(case.graph_fields)
+    s = case.sampler(7, "uniform", seed=2**64 - 1, retention_ms=DAY)
     assert s.config == _core.SamplerConfig(fanout=7, strategy="uniform", seed=2**64 - 1, retention_ms=DAY)
     assert s.config.strategy == "uniform" and s.config.fanout == 7 and s.config.seed == 2**64 - 1
+    assert s.graph_fields == case.graph_fields and s.entity_types == 7 and s.txn_features == 4 + G
+    Ft = 4 + G
     assert s.shape == {
-        "target_x": (5,),
-        "ent1_x": (4, 5),
-        "ent1_mask": (4,),
-        "txn2_x": (4, 7, 5),
-        "txn2_mask": (4, 7),
-        "ent3_x": (4, 7, 4, 5),
-        "ent3_mask": (4, 7, 4),
-        "ent1_id": (4,),
-        "txn2_id": (4, 7),
-        "ent3_id": (4, 7, 4),
+        "target_x": (Ft,),
+        "ent1_x": (7, 8),
+        "ent1_mask": (7,),
+        "txn2_x": (7, 7, Ft),
+        "txn2_mask": (7, 7),
+        "ent3_x": (7, 7, 7, 8),
+        "ent3_mask": (7, 7, 7),
+        "ent1_id": (7,),
+        "txn2_id": (7, 7),
+        "ent3_id": (7, 7, 7),
     }
-    assert _core.Sampler().config == _core.SamplerConfig()
+    store, _ = payments_store()
+    default = _core.Sampler(store)
+    assert default.config == _core.SamplerConfig() and default.graph_fields == []
+    assert default.shape["txn2_x"] == (4, 10, 4) and default.shape["ent3_x"] == (4, 10, 4, 5)
     assert _core.SamplerConfig().fanout == 10 and _core.SamplerConfig().strategy == "most_recent"
-    got = s.sample(_core.Store(), np.zeros(0, TXN_DTYPE))
+    empty = case.events.slice(0, 0)
+    got = s.sample(case.empty_store(), *empty.args())
     assert {k: v.shape for k, v in got.items()} == {k: (0, *v) for k, v in s.shape.items()}
     import pickle
 
@@ -362,38 +508,49 @@ def test_bad_strategy_and_retention():
 
 
 def test_bad_inputs():
-    s = make_sampler()
+    store, _ = payments_store()
+    s = _core.Sampler(store)
+    one = EventArrays.make([0], [0], [1.0], [[1, -7, 1, 1]], categorical=[[840, 5411]])
     with pytest.raises(TypeError, match="store: expected a libfraud._core.Store"):
-        s.sample(object(), np.zeros(1, TXN_DTYPE))
-    bad = np.zeros(1, TXN_DTYPE)
-    bad["amount"] = 1.0
-    bad["country"] = 840
-    bad["entity_id"] = [1, -7, 1, 1]
-    with pytest.raises(_core.FraudError, match=r"transaction 0 \(txn_id=0\): entity_id\[device\]"):
-        s.sample(_core.Store(), bad)
-    with pytest.raises(ValueError, match="records: expected"):
-        s.sample(_core.Store(), np.zeros(3, np.float64))
+        s.sample(object(), *one.args())
+    with pytest.raises(TypeError, match="store: expected a libfraud._core.Store"):
+        _core.Sampler(object())
+    # Messages say "event i (event_id=...)" (they said "transaction i (txn_id=...)").
+    with pytest.raises(_core.FraudError, match=r"event 0 \(event_id=0\): entity_id\[device\]"):
+        s.sample(store, *one.args())
+    with pytest.raises(ValueError, match=r"entity_id: expected a C-contiguous int64 array of shape \(1, 4\)"):
+        s.sample(store, one.event_id, one.time_ms, one.amount, one.entity_id[:, :3].copy(), one.numeric,
+                 one.categorical)
+    with pytest.raises(ValueError, match="amount: expected a C-contiguous float64"):
+        s.sample(store, one.event_id, one.time_ms, one.amount.astype(np.float32), one.entity_id,
+                 one.numeric, one.categorical)
+    # A store of another schema, and graph fields that are not numeric or categorical fields.
+    other = Case(0, 2)
+    with pytest.raises(ValueError, match="store: its schema is not the one this sampler was built for"):
+        s.sample(other.store(), *EventArrays.make([0], [0], [1.0], [[1, 2, 1, 1]], categorical=[[840, 5411]]).args())
+    for bad in (["nope"], ["card"], ["amount"]):
+        with pytest.raises(ValueError, match=f"graph field '{bad[0]}' is not a numeric or categorical field"):
+            _core.Sampler(store, _core.SamplerConfig(), bad)
 
 
 def test_retention_refusal_names_the_times():
-    stream = random_stream(2, n=50)
-    store = store_with(stream)
-    wm = int(stream["timestamp_ms"][-1])
-    s = make_sampler(retention_ms=HOUR)
-    q = stream[-1:].copy()
-    q["timestamp_ms"] = wm - HOUR
-    s.sample(store, q)  # exactly at the edge: kept
-    q["timestamp_ms"] = wm - HOUR - 1
-    q["txn_id"] = 424242
-    msg = rf"txn_id=424242: timestamp_ms {wm - HOUR - 1} is older than the retained history: watermark_ms {wm} - retention_ms {HOUR} = {wm - HOUR}"
+    case = Case(2, 4, n=50)
+    store = case.store()
+    wm = int(case.events.time_ms[-1])
+    s = case.sampler(retention_ms=HOUR)
+    last = case.events.slice(49, 50)
+    q = EventArrays.make(last.event_id, [wm - HOUR], last.amount, last.entity_id, last.numeric, last.categorical)
+    s.sample(store, *q.args())  # exactly at the edge: kept
+    q = EventArrays.make([424242], [wm - HOUR - 1], last.amount, last.entity_id, last.numeric, last.categorical)
+    msg = rf"event_id=424242: time_ms {wm - HOUR - 1} is older than the retained history: watermark_ms {wm} - retention_ms {HOUR} = {wm - HOUR}"
     with pytest.raises(_core.FraudError, match=msg) as e:
-        s.sample(store, q)
+        s.sample(store, *q.args())
     assert e.value.status == "FRAUD_STATUS_OUT_OF_RETENTION"
     # Without retention the same target is sampled.
-    make_sampler().sample(store, q)
+    case.sampler().sample(store, *q.args())
 
 
 def test_time_sample_runs():
-    stream = random_stream(1, n=100)
-    ns = make_sampler().time_sample(store_with(stream), stream, repeats=2)
+    case = Case(1, 2, n=100)
+    ns = case.sampler().time_sample(case.store(), *case.events.args(), repeats=2)
     assert ns.shape == (2, 100) and ns.dtype == np.int64 and (ns >= 0).all()

@@ -42,7 +42,7 @@ public:
             int64_t retention_ms, int64_t max_history_per_entity)
         : schema_(parse_schema_json(schema_json, "")),
           features_(schema_, spec_json, ""),
-          store_(StoreLayout{schema_, features_.history_fields()}, make_store_config(retention_ms, max_history_per_entity)) {
+          store_(features_.store_layout(), make_store_config(retention_ms, max_history_per_entity)) {
         features_.bind(store_.layout());
         if (expected_events < 0)
             throw py::value_error("expected_events: must be >= 0, got " + std::to_string(expected_events));
@@ -103,6 +103,7 @@ public:
             // Labels of batch events wait for their event; others must name stored events.
             std::vector<std::vector<size_t>> after(v.size());
             std::vector<fraud_label> now;
+            std::vector<size_t> now_index;  // their positions in the caller's batch, for messages
             std::unordered_map<int64_t, int> seen;
             const size_t nl = l ? l->size() : 0;
             for (size_t j = 0; j < nl; ++j) {
@@ -114,6 +115,7 @@ public:
                 auto b = batch.find(x.event_id);
                 if (b == batch.end()) {
                     now.push_back(x);
+                    now_index.push_back(j);
                     continue;
                 }
                 if (x.label != 0 && x.label != 1)
@@ -124,7 +126,7 @@ public:
                                                                      std::to_string(v.data()[b->second].time_ms));
                 after[b->second].push_back(j);
             }
-            validate_labels(store_, now.data(), now.size());
+            validate_labels(store_, now.data(), now.size(), now_index.data());
             store_.reserve(store_.size() + v.size());
             for (const fraud_label& x : now) {
                 uint32_t row;

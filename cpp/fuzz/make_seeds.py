@@ -2,7 +2,12 @@
 """Writes the fuzz targets' seed corpora (kept out of git): make_seeds.py OUT_DIR -> OUT_DIR/<target>/.
 
 The seeds are small valid inputs in each target's format (see the header comment of each
-fuzz_*.cpp), so libFuzzer starts past the parsers' first checks."""
+fuzz_*.cpp), so libFuzzer starts past the parsers' first checks.
+
+make_seeds.py --convert-v1 IN OUT re-encodes a fuzz_snapshot input of format version 1 (the fixed
+fraud_txn layout: 84-byte snapshot rows, 56-byte log header, 64-byte log records) in version 2 with
+the payments preset's layout, keeping its flags, its fields and any bytes that did not parse as
+they were (how the saved snapshot-* regressions were carried over; regressions/README.md)."""
 import hashlib
 import json
 import os
@@ -10,15 +15,107 @@ import struct
 import sys
 
 ABC_SHA = hashlib.sha256(b"abc").hexdigest()  # fuzz_manifest's bundle: trees/model.so = "abc"
-TXN = struct.Struct("<qqd4qii")  # fraud_txn, 64 bytes
+TXN = struct.Struct("<qqd4qii")  # fraud_txn, 64 bytes (fuzz_transactions' records)
 assert TXN.size == 64
+INT64_MAX = 2**63 - 1
+
+# ---- the layouts the snapshot target restores into (fuzz_snapshot.cpp: layout_for)
+
+
+class Layout:
+    def __init__(self, entities, required, numeric, categorical, history, amount=True):
+        self.E, self.N, self.C = len(entities), len(numeric), len(categorical)
+        key = "amount;" if amount else "no-amount;"
+        key += "".join(f"e:{e}{'!' if r else '?'};" for e, r in zip(entities, required))
+        key += "".join(f"n:{n};" for n in numeric) + "".join(f"c:{c};" for c in categorical)
+        self.key = (key + "h:" + "".join(f"{h}," for h in history)).encode()
+
+
+PAYMENTS = Layout(["card", "device", "merchant", "ip"], [True, False, True, False], [], ["country", "mcc"], [-1])
+TWO = Layout(["customer", "terminal"], [True, False], ["risk"], ["channel"], [-1, 0])  # flag bit 3
+
+
+def event(layout, i, ts, amount=10.0, ents=None, nums=None, cats=None):
+    """A log record's event (state_log.h): id, time, amount, entities, numeric, categorical."""
+    ents = ents if ents is not None else [0] + [-1] * (layout.E - 1)
+    if layout is PAYMENTS and ents[2] < 0:
+        ents[2] = 0  # merchant is required
+    nums = nums if nums is not None else [float("nan")] * layout.N
+    cats = cats if cats is not None else [-1] * layout.C
+    return (struct.pack("<qqd", i, ts, amount) + struct.pack(f"<{layout.E}q", *ents) +
+            struct.pack(f"<{layout.N}d", *nums) + struct.pack(f"<{layout.C}q", *cats))
+
+
+def snapshot_row(layout, ev, degrees, mask, label=-1, label_time=INT64_MAX):
+    """A snapshot row (snapshot.h) from a log-format event: label time after the amount, then the
+    degrees, the history mask and the label."""
+    head, rest = ev[:24], ev[24:]
+    return (head + struct.pack("<q", label_time) + rest + struct.pack(f"<{layout.E}I", *degrees) +
+            struct.pack("<Ii", mask, label))
+
+
+def snapshot(layout, rows, watermark, appended_total=None, evicted=0, retention=0, cap=0, dropped=()):
+    appended_total = len(rows) + evicted if appended_total is None else appended_total
+    payload = struct.pack("<qIIqQQQQ", retention, cap, 0, watermark, evicted, appended_total, len(dropped), len(rows))
+    payload += struct.pack("<Q", len(layout.key)) + layout.key
+    for etype, eid, count in dropped:
+        payload += struct.pack("<IIqQ", etype, 0, eid, count)
+    payload += b"".join(rows)
+    return b"LFRDSNAP" + struct.pack("<IIQ", 2, 56, len(payload)) + hashlib.sha256(payload).digest() + payload
+
+
+def log_header(layout, base_seq):
+    head = b"LFRDSLOG" + struct.pack("<IIQ", 2, 88, base_seq) + hashlib.sha256(layout.key).digest()
+    return head + hashlib.sha256(head).digest()
+
+
+def event_record(first_seq, events):
+    body = b"".join(events)
+    n_seq = struct.pack("<IQ", len(events), first_seq)
+    return struct.pack("<I", 0x4345524C) + n_seq + hashlib.sha256(n_seq + body).digest() + body
+
+
+def label_record(first_seq, labels):
+    body = b"".join(struct.pack("<qqii", eid, at, label, 0) for eid, at, label in labels)
+    n_seq = struct.pack("<IQ", len(labels), first_seq)
+    digest = bytearray(hashlib.sha256(n_seq + body).digest())
+    digest[0] ^= 0x5A
+    return struct.pack("<I", 0x42414C4C) + n_seq + bytes(digest) + body
+
+
+def snapshot_input(flags, snap, log):
+    return bytes([flags]) + struct.pack("<I", len(snap)) + snap + log
+
+
+# ---- seeds
+
+
+def payments_schema():
+    entity = lambda n, r: {"name": n, "column": n + "_id", "ids": "int", "required": r}
+    return {"format": "libfraud-schema", "version": 1, "name": "payments",
+            "event_id": {"column": "txn_id", "ids": "int"},
+            "time": {"column": "timestamp_ms", "unit": "ms", "timezone": "UTC",
+                     "utc_offsets": [[-2**63, 0]]},
+            "amount": {"column": "amount"},
+            "entities": [entity("card", True), entity("device", False), entity("merchant", True),
+                         entity("ip", False)],
+            "numeric": [],
+            "categorical": [{"name": "country", "column": "country", "codes": "int"},
+                            {"name": "mcc", "column": "mcc", "codes": "int"}],
+            "label": {"column": "label", "time_column": None, "delay_ms": 0}}
 
 
 def manifests():
+    spec = {"format": "libfraud-features", "version": 1, "max_scan": 16, "features": [
+        {"name": "amount", "kind": "amount"},
+        {"name": "card_count_1h", "kind": "window", "entity": "card", "agg": "count", "window_ms": 3600000},
+        {"name": "card_amount_sum_24h", "kind": "window", "entity": "card", "agg": "sum", "field": "amount",
+         "window_ms": 86400000},
+        {"name": "card_device_is_new", "kind": "novelty", "entity": "card", "of": {"entity": "device"}},
+        {"name": "card_mcc_changed", "kind": "changed", "entity": "card", "of": {"categorical": "mcc"}}]}
     base = {
-        "format": "libfraud-bundle", "format_version": 1,
-        "features": {"config": {"windows_ms": [3600000, 86400000], "distinct_window_ms": 86400000,
-                                "max_scan": 16}, "order": ["amount"]},
+        "format": "libfraud-bundle", "format_version": 2, "schema": payments_schema(),
+        "features": {"spec": spec, "order": [f["name"] for f in spec["features"]]},
         "model": {"artifact": "trees"}, "threshold": 0.5,
         "artifacts": [{"name": "trees", "path": "trees/model.so", "target": "tl2cgen-c-shared",
                        "sha256": ABC_SHA, "size": 3}],
@@ -27,11 +124,42 @@ def manifests():
     gnn = json.loads(json.dumps(base))
     gnn["artifacts"].append({"name": "gnn", "path": "gnn/model.pt", "target": "torchscript",
                              "sha256": ABC_SHA, "size": 3})
-    gnn["gnn"] = {"sampler": {"fanout": 10, "strategy": "most_recent", "seed": 0},
+    gnn["gnn"] = {"sampler": {"fanout": 10, "strategy": "most_recent", "seed": 0, "graph_fields": ["mcc"]},
                   "embedding_dim": 2, "output_features": ["gnn_logit", "gnn_emb_0", "gnn_emb_1"],
                   "default_backend": "torchscript",
                   "backends": [{"kind": "torchscript", "artifact": "gnn", "cpu_flags": ["avx2"]}]}
+    gnn["features"]["order"] += gnn["gnn"]["output_features"]
     yield "gnn", gnn
+    # A schema of two entity types with numeric and categorical fields, and every kind of feature.
+    generic = json.loads(json.dumps(base))
+    generic["schema"] = {
+        "format": "libfraud-schema", "version": 1, "name": "cards",
+        "time": {"column": "t", "utc_offsets": [[-2**63, 0], [1000000000000, 7200]]},
+        "amount": {"column": "a"}, "label": None,
+        "entities": [{"name": "customer", "required": True}, {"name": "terminal", "required": False}],
+        "numeric": [{"name": "risk"}], "categorical": [{"name": "channel"}]}
+    w = lambda **kw: dict(kind="window", entity="customer", window_ms=86400000, **kw)
+    feats = [
+        {"name": "hour", "kind": "calendar", "part": "hour"},
+        {"name": "night", "kind": "calendar", "part": "night"},
+        {"name": "risk", "kind": "numeric", "field": "risk"},
+        {"name": "channel", "kind": "categorical", "field": "channel", "vocabulary": [3, 1]},
+        dict(name="c_mean", agg="mean", field="amount", offset_ms=3600000, **w()),
+        dict(name="c_std_risk", agg="std", field="risk", **w()),
+        dict(name="c_ecom", agg="count", filter={"field": "channel", "in": [1, 2]}, **w()),
+        dict(name="c_big", agg="max", field="amount", max_scan=4, filter={"field": "amount", "op": ">", "value": 5.5}, **w()),
+        {"name": "t_last", "kind": "time_since_last", "entity": "terminal"},
+        {"name": "c_z", "kind": "amount_vs_history", "entity": "customer", "field": "risk", "stat": "zscore",
+         "window_ms": 3600000},
+        {"name": "c_terminals", "kind": "distinct", "entity": "customer", "of": {"entity": "terminal"},
+         "window_ms": 86400000},
+        {"name": "c_channels", "kind": "distinct", "entity": "customer", "of": {"categorical": "channel"},
+         "window_ms": 86400000},
+        {"name": "t_fraud", "kind": "label", "entity": "terminal", "agg": "fraud_rate", "window_ms": 604800000,
+         "offset_ms": 604800000}]
+    generic["features"] = {"spec": {"format": "libfraud-features", "version": 1, "features": feats},
+                           "order": [f["name"] for f in feats]}
+    yield "generic", generic
     bad = json.loads(json.dumps(base))
     bad["artifacts"][0].update(path="empty", size=0)
     yield "checksum", bad
@@ -50,42 +178,114 @@ def header(flags, windows=(3600000, 86400000, 604800000), distinct=86400000, max
 
 def transactions():
     t0 = 1_700_000_000_000
-    batch = b"".join(txn(i, t0 + 60000 * i, card=i % 3, device=i % 2, merchant=i % 4) for i in range(8))
+    batch = b"".join(txn(i, t0 + 60000 * i, card=i % 3, device=i % 2, merchant=i % 4, country=i % 3, mcc=i)
+                     for i in range(8))
     yield "valid", header(0) + batch
     yield "valid_ingest", header(4) + batch
     yield "clamped_sorted", header(1 | 2 | 4 | 8) + batch
     yield "custom_config", header(16 | 4, windows=(1000, 60000, 120000), distinct=1, max_scan=1) + batch
     yield "retention", header(32 | 64 | 4, windows=(1000, 60000, 120000)) + batch
     yield "nan_amount", header(4) + txn(1, t0, amount=float("nan"))
+    yield "zero_amount_missing_codes", header(4) + txn(1, t0, amount=0.0, country=-1, mcc=-1) + txn(2, t0, country=-2)
     yield "out_of_order", header(4) + txn(1, t0) + txn(2, t0 - 1)
     yield "duplicate", header(4) + txn(1, t0) + txn(1, t0)
     yield "extreme_time", header(4) + txn(1, -2**63) + txn(2, 2**63 - 1)
+    # Labels are derived from the records (fuzz_transactions.cpp: labels_of): country % 3 is the
+    # label, mcc % 7 - 2 ms after the event its time.
+    yield "labels", header(4 | 8) + b"".join(txn(i, t0 + i, card=i % 2, country=i % 2, mcc=2 + i % 5) for i in range(8))
 
 
 def snapshots():
-    """Snapshot and log in the layouts of cpp/src/store/snapshot.h and state_log.h."""
+    """Snapshot and log in the layouts of cpp/src/store/snapshot.h and state_log.h (version 2)."""
     t0 = 1_700_000_000_000
-    rows = [(txn(i, t0 + i, card=i % 2, merchant=1), (0, i // 2, i, 0), 0b0101) for i in range(4)]
-    payload = struct.pack("<qIIqQQQQ", 0, 0, 0, t0 + 3, 0, len(rows), 0, len(rows))
-    for record, degrees, mask in rows:
-        payload += record + struct.pack("<4IB3x", *degrees, mask)
-    snap = b"LFRDSNAP" + struct.pack("<IIQ", 1, 56, len(payload)) + hashlib.sha256(payload).digest() + payload
-    head = b"LFRDSLOG" + struct.pack("<IIQ", 1, 56, len(rows))
-    log = head + hashlib.sha256(head).digest()
-    recs = [txn(10 + i, t0 + 10 + i, card=i % 2, merchant=2) for i in range(2)]
-    body = b"".join(recs)
-    n_seq = struct.pack("<IQ", len(recs), len(rows))
-    log += struct.pack("<I", 0x4345524C) + n_seq + hashlib.sha256(n_seq + body).digest() + body
-    def inp(flags, s, l):
-        return bytes([flags]) + struct.pack("<I", len(s)) + s + l
-    yield "snapshot_and_log", inp(1 | 2 | 4, snap, log)
-    yield "snapshot_only", inp(1 | 4, snap, b"")
-    yield "log_only", inp(2 | 4, b"", log)
-    yield "torn_tail", inp(1 | 2 | 4, snap, log + log[56:90])
-    yield "raw_checksums", inp(1 | 2, snap, log)
+    out = []
+    for layout, flag, name in ((PAYMENTS, 0, ""), (TWO, 8, "two_")):
+        def ev(i, ts, card, other):
+            if layout is PAYMENTS:
+                return event(layout, i, ts, ents=[card, -1, other, -1], cats=[250, 5411])
+            return event(layout, i, ts, ents=[card, other], nums=[0.5 * i], cats=[i % 2])
+        evs = [ev(i, t0 + i, i % 2, 1) for i in range(4)]
+        # Degrees (earlier events of each entity), history masks; event 1 labelled.
+        if layout is PAYMENTS:  # card i % 2, merchant 1
+            degrees, mask = (lambda i: [i // 2, 0, i, 0]), 0b0101
+        else:  # customer i % 2, terminal 1
+            degrees, mask = (lambda i: [i // 2, i]), 0b11
+        rows = [snapshot_row(layout, e, degrees(i), mask, label=(1 if i == 1 else -1),
+                             label_time=(t0 + 5 if i == 1 else INT64_MAX)) for i, e in enumerate(evs)]
+        snap = snapshot(layout, rows, t0 + 3)
+        log = log_header(layout, len(rows))
+        log += event_record(len(rows), [ev(10 + i, t0 + 10 + i, i % 2, 2) for i in range(2)])
+        log += label_record(len(rows) + 2, [(10, t0 + 20, 1), (0, t0 + 20, 0)])
+        out += [
+            (name + "snapshot_and_log", snapshot_input(flag | 1 | 2 | 4, snap, log)),
+            (name + "snapshot_only", snapshot_input(flag | 1 | 4, snap, b"")),
+            (name + "log_only", snapshot_input(flag | 2 | 4, b"", log_header(layout, 0) + event_record(0, evs[:2]))),
+            (name + "torn_tail", snapshot_input(flag | 1 | 2 | 4, snap, log + log[88:130])),
+            (name + "raw_checksums", snapshot_input(flag | 1 | 2, snap, log)),
+        ]
+        # Entities whose histories dropped events (a per-entity cap): the block alignment counts.
+        dropped = snapshot(layout, rows[2:], t0 + 3, evicted=2, cap=2, dropped=[(0, 0, 1), (0, 1, 1)])
+        out.append((name + "dropped", snapshot_input(flag | 1 | 2 | 4, dropped, log_header(layout, 4))))
+    return out
+
+
+# ---- carrying a version-1 fuzz_snapshot input over to version 2
+
+
+def convert_v1(data):
+    flags, split = data[0], struct.unpack_from("<I", data, 1)[0]
+    body = data[5:]
+    split = min(split, len(body))
+    s, l = body[:split], body[split:]
+    return snapshot_input(flags & ~8, convert_snapshot_v1(s), convert_log_v1(l))
+
+
+def convert_snapshot_v1(s):
+    if len(s) < 112 or s[:8] != b"LFRDSNAP":
+        return s
+    fixed = list(struct.unpack_from("<qIIqQQQQ", s, 56))
+    n_bases, n_rows = fixed[6], fixed[7]
+    off = 112 + 32 * min(n_bases, (len(s) - 112) // 32)  # running-sum bases: no v2 equivalent, dropped
+    rows = []
+    while len(rows) < n_rows and off + 84 <= len(s):
+        t = TXN.unpack_from(s, off)
+        degrees = struct.unpack_from("<4I", s, off + 64)
+        mask = s[off + 80]
+        ev = event(PAYMENTS, t[0], t[1], t[2], ents=list(t[3:7]), cats=[t[7], t[8]])
+        rows.append(snapshot_row(PAYMENTS, ev, degrees, mask))
+        off += 84
+    fixed[6] = 0
+    payload = struct.pack("<qIIqQQQQ", *fixed) + struct.pack("<Q", len(PAYMENTS.key)) + PAYMENTS.key
+    payload += b"".join(rows) + s[off:]  # what did not parse, as it was
+    return b"LFRDSNAP" + struct.pack("<IIQ", 2, 56, len(payload)) + hashlib.sha256(payload).digest() + payload
+
+
+def convert_log_v1(l):
+    if len(l) < 56 or l[:8] != b"LFRDSLOG":
+        return l
+    out = log_header(PAYMENTS, struct.unpack_from("<Q", l, 16)[0])
+    off = 56
+    while off + 48 <= len(l):
+        magic, n, first = struct.unpack_from("<IIQ", l, off)
+        if magic != 0x4345524C or n == 0 or off + 48 + 64 * n > len(l):
+            break
+        evs = []
+        for i in range(n):
+            t = TXN.unpack_from(l, off + 48 + 64 * i)
+            evs.append(event(PAYMENTS, t[0], t[1], t[2], ents=list(t[3:7]), cats=[t[7], t[8]]))
+        out += event_record(first, evs)
+        off += 48 + 64 * n
+    return out + l[off:]  # a torn or garbage tail, as it was
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--convert-v1":
+        with open(sys.argv[2], "rb") as f:
+            data = f.read()
+        with open(sys.argv[3], "wb") as f:
+            f.write(convert_v1(data))
+        print(f"{sys.argv[2]} -> {sys.argv[3]} (fuzz_snapshot input, format version 2)")
+        return
     out = sys.argv[1] if len(sys.argv) > 1 else "build/fuzz/seeds"
     targets = {"fuzz_manifest": ((n, json.dumps(m, indent=1).encode()) for n, m in manifests()),
                "fuzz_transactions": transactions(), "fuzz_snapshot": snapshots()}

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <set>
 #include <vector>
@@ -115,10 +116,13 @@ inline std::vector<float> compute(const libfraud::Schema& s, const std::vector<l
                 break;
             }
             case FeatureKind::Calendar: {
-                const int64_t local = t + int64_t{s.utc_offset_seconds(t)} * 1000;
-                const int64_t day = 86400000;
-                const int64_t hour = floor_mod(local, day) / 3600000;
-                const int64_t dow = floor_mod((local - floor_mod(local, day)) / day + 3, 7);
+                // In 128 bits: local time may leave int64 at its ends.
+                const __int128 day = 86400000, local = static_cast<__int128>(t) + __int128{s.utc_offset_seconds(t)} * 1000;
+                __int128 ms = local % day;
+                if (ms < 0) ms += day;
+                __int128 days = ((local - ms) / day + 3) % 7;
+                if (days < 0) days += 7;
+                const int64_t hour = static_cast<int64_t>(ms / 3600000), dow = static_cast<int64_t>(days);
                 if (op.part == CalendarPart::Hour) r = static_cast<float>(hour);
                 if (op.part == CalendarPart::DayOfWeek) r = static_cast<float>(dow);
                 if (op.part == CalendarPart::Weekend) r = dow >= 5 ? 1.0f : 0.0f;

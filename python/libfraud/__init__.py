@@ -23,7 +23,7 @@ pkgconfig_path = str(_HERE / "lib" / "pkgconfig")
 include_dir = str(_HERE / "include")
 library_path = str(_HERE / "lib" / "libfraud.so")
 
-__all__ = ["FraudError", "FeatureConfig", "Scorer", "cmake_prefix_path", "pkgconfig_path",
+__all__ = ["FraudError", "Scorer", "cmake_prefix_path", "pkgconfig_path",
            "include_dir", "library_path", "__version__"]
 
 
@@ -35,7 +35,4 @@ def __getattr__(name: str):
     if name == "FraudError":
         from ._core import FraudError
         return FraudError
-    if name == "FeatureConfig":
-        from .features import FeatureConfig
-        return FeatureConfig
     raise AttributeError(f"module 'libfraud' has no attribute {name!r}")

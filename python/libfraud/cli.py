@@ -81,8 +81,11 @@ def _score(args) -> int:
     from .scorer import Scorer
     scorer = Scorer(args.bundle, gnn_backend=args.backend or "", state_dir=args.state_dir or "")
     transactions = read_table(args.input)  # in the bundle's schema's columns; the core validates values
-    scores = (scorer.score(transactions) if args.no_ingest
-              else scorer.score_and_ingest(transactions))
+    if args.labels:
+        scores = scorer.score_and_ingest_replaying_labels(transactions)
+    else:
+        scores = (scorer.score(transactions) if args.no_ingest
+                  else scorer.score_and_ingest(transactions))
     id_column = scorer.schema.event_id.column
     out = pd.DataFrame({id_column: transactions[id_column].to_numpy(),
                         "score": scores.astype(np.float32)})
@@ -203,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="GNN backend for a GNN bundle (aoti, torchscript); default: "
                                      "the bundle's first that loads")
     p.add_argument("--state-dir", help="keep the store durable here (restored on start, labels included)")
+    p.add_argument("--labels", action="store_true",
+                   help="also apply the input's labels, each once its label time has passed (evaluation "
+                        "as served: label-aware features see what a switch fed with labels would)")
     p.set_defaults(run=_score)
 
     p = sub.add_parser("label", help="apply labels (event id, label, label time) to a durable store")

@@ -89,10 +89,12 @@ def replay_features(transactions: pd.DataFrame, schema: Any = None, spec: Any = 
     """Each row's features as the core computes them when that event arrives (its history and the
     labels known strictly before it). ``transactions`` in the schema's own column names; the
     payments preset when no schema is given."""
-    from .data.declared import load_events, load_preset
+    from .data.declared import Schema, load_events, load_preset
     if schema is None:
         schema, default_spec = load_preset("payments", transactions.columns)
         spec = spec if spec is not None else default_spec
+    if isinstance(schema, Mapping):
+        schema = Schema.from_json(schema)
     events, labels = load_events(transactions, schema)
     return replay(events, labels, schema, spec).frame(transactions.index)
 

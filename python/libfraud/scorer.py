@@ -28,6 +28,13 @@ def _forward_log(level: int, message: str) -> None:
 _core.set_log_callback(_forward_log, 0)
 
 
+def _bundle_schema(bundle):
+    """The declared schema a bundle's manifest carries: how the user's columns map to events."""
+    from .data.declared import Schema
+    path = Path(bundle) / "manifest.json"
+    return Schema.from_json(json.loads(path.read_text(encoding="utf-8"))["schema"], source=str(path))
+
+
 class Scorer:
     """Open a bundle; keep a temporal store; score transactions.
 
@@ -49,10 +56,7 @@ class Scorer:
         self._engine = _core.Engine(self.bundle, expected_transactions, gnn_backend,
                                     os.fspath(plugin_dir), os.fspath(state_dir), fsync_every_ingest,
                                     retention_ms, max_history_per_entity, os.fspath(trusted_public_key))
-        # The core verified the manifest; its schema maps the user's columns to events.
-        from .data.declared import Schema
-        manifest = json.loads((Path(self.bundle) / "manifest.json").read_text(encoding="utf-8"))
-        self.schema = Schema.from_json(manifest["schema"], source=str(Path(self.bundle) / "manifest.json"))
+        self.schema = _bundle_schema(self.bundle)
 
     def events(self, transactions) -> EventArrays:
         """The core's arrays for a DataFrame in the schema's columns (or EventArrays as they are)."""
@@ -89,8 +93,11 @@ class Scorer:
                     plugin_dir: str | os.PathLike = "") -> None:
         """Load and verify another bundle, then serve with it; the store is kept. On failure the
         current bundle keeps serving and FraudError says why."""
+        schema = _bundle_schema(bundle)  # before the swap: a bundle whose manifest cannot be read stays out
         self._engine.swap_bundle(os.fspath(bundle), gnn_backend, os.fspath(plugin_dir))
         self.bundle = os.fspath(bundle)
+        # The core kept the store's layout; the columns (names, time unit) may differ.
+        self.schema = schema
 
     def snapshot(self) -> None:
         """Write the store's snapshot to the state directory and truncate its log."""
@@ -110,6 +117,39 @@ class Scorer:
     def score_and_ingest(self, transactions) -> np.ndarray:
         """The serving call: each transaction scored, then stored, in order."""
         return self._engine.score_and_ingest(*self.events(transactions).args())
+
+    def score_and_ingest_replaying_labels(self, transactions, labels: LabelArrays | None = None) -> np.ndarray:
+        """Serving as it happens, for evaluation: each event scored then stored, in order, and each
+        label applied (fraud_engine_label) as soon as its label time has passed, before the first
+        event after it. ``labels`` default to the frame's own label columns. The scores equal the
+        training replay's (labels become visible strictly after their label time either way)."""
+        if labels is None and isinstance(transactions, pd.DataFrame):
+            from .data.declared import load_events
+            events, labels = load_events(transactions, self.schema)
+        else:
+            events = self.events(transactions)
+        if labels is None or len(labels) == 0:
+            return self.score_and_ingest(events)
+        from .features import rows_of
+        # Labels of events outside this batch must name stored events; the core says so otherwise.
+        order = np.argsort(labels.label_time_ms, kind="stable")
+        labels = labels.take(order)
+        due = np.searchsorted(labels.label_time_ms, events.time_ms, side="left")  # labels with L < t
+        cuts = np.flatnonzero(np.diff(due)) + 1  # where more labels become due
+        starts = np.concatenate([[0], cuts]).astype(np.int64)
+        stops = np.concatenate([cuts, [len(events)]]).astype(np.int64)
+        scores = np.empty(len(events), dtype=np.float32)
+        applied = 0
+        for a, b in zip(starts, stops):
+            if due[a] > applied:
+                self._engine.label(*labels.take(np.arange(applied, due[a])).args())
+                applied = int(due[a])
+            scores[a:b] = self._engine.score_and_ingest(*events.slice(int(a), int(b)).args())
+        if applied < len(labels):
+            rest = labels.take(np.arange(applied, len(labels)))
+            known = rows_of(events.event_id, rest.event_id) >= 0
+            self._engine.label(*rest.take(known).args())
+        return scores
 
     def label(self, labels) -> None:
         """Labels for stored events (fraud_engine_label): LabelArrays, or a DataFrame in the

@@ -118,7 +118,9 @@ def train(transactions: pd.DataFrame, *, schema: Any = None, spec: Any = None,
     """Tree model on the declared features (the payments preset when no schema is given); with
     ``gnn_params`` (train_gnn.GnnParams) also a GNN on the sampled neighbourhoods whose outputs
     feed the shipped trees (see train_gnn: stacking). ``transactions`` in the schema's columns."""
-    from .data.declared import load_events, load_preset
+    from .data.declared import Schema, load_events, load_preset
+    if isinstance(schema, dict):
+        schema = Schema.from_json(schema)
     if schema is None:
         schema, preset_spec = load_preset("payments", transactions.columns)
         spec = spec if spec is not None else preset_spec

@@ -90,7 +90,8 @@ typedef struct fraud_label {
 typedef enum fraud_field_role {
     FRAUD_ROLE_ENTITY = 0,
     FRAUD_ROLE_NUMERIC = 1,
-    FRAUD_ROLE_CATEGORICAL = 2
+    FRAUD_ROLE_CATEGORICAL = 2,
+    FRAUD_ROLE_EVENT_ID = 3  /* the event id: one field, named "event_id" */
 } fraud_field_role;
 
 /*
@@ -229,6 +230,12 @@ FRAUD_API fraud_status fraud_engine_schema_count(const fraud_engine* engine, fra
  * it is open. */
 FRAUD_API fraud_status fraud_engine_schema_name(const fraud_engine* engine, fraud_field_role role,
                                                 size_t i, const char** out);
+
+/* *out = 1 when field i of a role holds strings in the user's data (ids or codes the compiler
+ * mapped with fraud_hash_id: a switch maps its strings the same way), 0 for integers (and for
+ * numeric fields). */
+FRAUD_API fraud_status fraud_engine_schema_string_ids(const fraud_engine* engine, fraud_field_role role,
+                                                      size_t i, int32_t* out);
 
 /* 1 if the schema has an amount (fraud_event.amount is read), else 0. */
 FRAUD_API fraud_status fraud_engine_schema_has_amount(const fraud_engine* engine, int32_t* out);

@@ -31,7 +31,7 @@ void require(bool ok, const char* what) {
 // The payments preset's events for a fraud_txn batch, in per-thread buffers (no allocation once a
 // thread has seen its largest batch). Valid until the thread's next conversion.
 const fraud_event* as_events(const libfraud::Engine& engine, const fraud_txn* txns, size_t n) {
-    if (!libfraud::is_payments_layout(engine.schema()))
+    if (!engine.payments_layout())
         throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
                                    "fraud_txn is the payments preset's record; this engine's schema is '" +
                                        engine.schema().name + "': use the fraud_engine_*_events functions");
@@ -53,13 +53,16 @@ const fraud_event* as_events(const libfraud::Engine& engine, const fraud_txn* tx
 const libfraud::Schema& schema_of(const fraud_engine* engine) { return engine->impl->schema(); }
 
 const std::vector<std::string>& names_of(const libfraud::Schema& s, fraud_field_role role) {
+    static const std::vector<std::string> event_id{"event_id"};
     switch (static_cast<int>(role)) {
         case FRAUD_ROLE_ENTITY: return s.entities;
         case FRAUD_ROLE_NUMERIC: return s.numeric;
         case FRAUD_ROLE_CATEGORICAL: return s.categorical;
+        case FRAUD_ROLE_EVENT_ID: return event_id;
     }
-    throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "role must be FRAUD_ROLE_ENTITY, _NUMERIC or _CATEGORICAL, got " +
-                                                                  std::to_string(static_cast<int>(role)));
+    throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                               "role must be FRAUD_ROLE_ENTITY, _NUMERIC, _CATEGORICAL or _EVENT_ID, got " +
+                                   std::to_string(static_cast<int>(role)));
 }
 
 }  // namespace
@@ -193,6 +196,22 @@ fraud_status fraud_engine_schema_name(const fraud_engine* engine, fraud_field_ro
         throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "fraud_engine_schema_name: index " + std::to_string(i) +
                                                                       " >= " + std::to_string(names.size()));
     *out = names[i].c_str();
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_schema_string_ids(const fraud_engine* engine, fraud_field_role role, size_t i, int32_t* out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_schema_string_ids: NULL argument");
+    const libfraud::Schema& s = schema_of(engine);
+    const auto& names = names_of(s, role);
+    if (i >= names.size())
+        throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "fraud_engine_schema_string_ids: index " + std::to_string(i) +
+                                                                      " >= " + std::to_string(names.size()));
+    bool strings = false;
+    if (role == FRAUD_ROLE_ENTITY) strings = i < s.entity_strings.size() && s.entity_strings[i];
+    if (role == FRAUD_ROLE_CATEGORICAL) strings = i < s.categorical_strings.size() && s.categorical_strings[i];
+    if (role == FRAUD_ROLE_EVENT_ID) strings = s.event_id_strings;
+    *out = strings ? 1 : 0;
     FRAUD_API_END()
 }
 

@@ -45,7 +45,8 @@ StoreConfig store_config(const fraud_engine_params& params) {
 
 Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
     : model_(std::make_shared<const Model>(bundle_dir, params)),
-      store_(model_->store_layout(), store_config(params)) {
+      store_(model_->store_layout(), store_config(params)),
+      payments_layout_(is_payments_layout(store_.schema())) {
     if (params.expected_transactions > 0) store_.reserve(static_cast<size_t>(params.expected_transactions));
     if (params.state_dir && params.state_dir[0]) {
         state_dir_ = params.state_dir;

@@ -28,6 +28,8 @@ public:
 
     // The schema never changes while the engine is open (a swap must keep it).
     const Schema& schema() const { return store_.schema(); }
+    // Whether fraud_txn (the payments preset's record) converts to this engine's events.
+    bool payments_layout() const { return payments_layout_; }
     void ingest(const fraud_event* events, size_t n);
     void score(const fraud_event* events, size_t n, float* scores) const;
     void score_and_ingest(const fraud_event* events, size_t n, float* scores);
@@ -46,6 +48,7 @@ private:
 
     std::shared_ptr<const Model> model_;  // read and replaced with std::atomic_load/store
     TemporalStore store_;
+    bool payments_layout_ = false;
     std::string state_dir_;              // empty: memory only
     std::unique_ptr<StateLog> log_;      // every acknowledged ingest is here before the call returns
     // Readers (score) share; writers (ingest) are exclusive: a score sees whole ingest calls only.

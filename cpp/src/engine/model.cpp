@@ -148,7 +148,7 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, c
     : manifest_(verified_manifest(bundle_dir, params.trusted_public_key_path)),
       schema_(parse_schema_json(manifest_.schema_json, "manifest.json: ")),
       features_(checked_features(manifest_, schema_)),
-      layout_{schema_, features_.history_fields()} {
+      layout_(features_.store_layout()) {
     if (store) layout_ = *store;
     features_.bind(layout_);
     const ArtifactEntry& model = manifest_.artifact(manifest_.model_artifact);

@@ -208,8 +208,8 @@ double scaled_std(const EntityHistory& h, size_t slot, size_t b, size_t e) {
     return std::sqrt(ss / static_cast<double>(n - 1)) * scale;
 }
 
-// Std from a range aggregate (n >= 2), falling back to the scaled two-pass form on overflow.
-double sample_std(const FieldAggregate& a, const EntityHistory& h, size_t slot, size_t b, size_t e) {
+// Std from range sums (n >= 2), falling back to the scaled two-pass form on overflow.
+double sample_std(const RangeSums& a, const EntityHistory& h, size_t slot, size_t b, size_t e) {
     const double mean = a.sum / static_cast<double>(a.n);
     if (std::isfinite(a.sum_sq) && std::isfinite(a.sum)) {
         return std::sqrt(std::max((a.sum_sq - a.sum * mean) / static_cast<double>(a.n - 1), 0.0));
@@ -217,6 +217,7 @@ double sample_std(const FieldAggregate& a, const EntityHistory& h, size_t slot, 
     return scaled_std(h, slot, b, e);
 }
 
+// sum / mean / min / max (and count) of an aggregate; std is computed by the caller.
 float from_aggregate(Aggregate agg, const FieldAggregate& a) {
     switch (agg) {
         case Aggregate::Sum: return static_cast<float>(a.sum);
@@ -231,6 +232,11 @@ float from_aggregate(Aggregate agg, const FieldAggregate& a) {
         }
         default: return static_cast<float>(a.n);
     }
+}
+
+float from_sums(Aggregate agg, const RangeSums& a) {
+    if (agg == Aggregate::Sum) return static_cast<float>(a.sum);
+    return a.n == 0 ? kNaN : static_cast<float>(a.sum / static_cast<double>(a.n));  // mean
 }
 
 }  // namespace
@@ -342,6 +348,12 @@ FeaturePlan::FeaturePlan(const Schema& schema, const std::string& spec_json, con
                 op.offset_ms = r.integer(f, "offset_ms", path, 0, 0, false);
                 break;
         }
+        if (op.kind == FeatureKind::Window || op.kind == FeatureKind::Label || op.kind == FeatureKind::Distinct) {
+            const WindowKey key{op.entity, op.window_ms, op.offset_ms};
+            auto it = std::find(windows_.begin(), windows_.end(), key);
+            op.window = static_cast<int>(it - windows_.begin());
+            if (it == windows_.end()) windows_.push_back(key);
+        }
         const bool aggregates = (op.kind == FeatureKind::Window && op.agg != Aggregate::Count) ||
                                 op.kind == FeatureKind::AmountVsHistory;
         if (aggregates) {
@@ -349,6 +361,7 @@ FeaturePlan::FeaturePlan(const Schema& schema, const std::string& spec_json, con
             if (std::find(history_fields_.begin(), history_fields_.end(), hf) == history_fields_.end())
                 history_fields_.push_back(hf);
         }
+        if (op.kind == FeatureKind::Window && (op.agg == Aggregate::Min || op.agg == Aggregate::Max)) needs_extremes_ = true;
         names_.push_back(op.name);
         ops_.push_back(std::move(op));
     }
@@ -359,6 +372,9 @@ void FeaturePlan::bind(const StoreLayout& layout) {
     if (layout.schema.layout_key() != schema_.layout_key())
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "the bundle's schema differs from the store's (" +
                                                           schema_.layout_key() + " vs " + layout.schema.layout_key() + ")");
+    if (needs_extremes_ && !layout.extremes)
+        throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "the features need windowed min/max, which the store does not keep "
+                                                      "(open a new engine for this bundle)");
     for (FeatureOp& op : ops_) {
         op.history_slot = -1;
         const bool aggregates = (op.kind == FeatureKind::Window && op.agg != Aggregate::Count) ||
@@ -374,27 +390,45 @@ void FeaturePlan::bind(const StoreLayout& layout) {
 }
 
 namespace {
-thread_local std::vector<int64_t> t_scratch;
+
+// Distinct present values of `of` among events [b, e) of h: an open-addressing set on the stack
+// for the usual scan lengths (no sort, no allocation), a sorted per-thread buffer beyond.
+size_t count_distinct(const FieldRef& of, const TemporalStore& store, const EntityHistory& h, size_t b, size_t e) {
+    constexpr size_t kMaxSlots = 2048;  // load <= 1/2 for up to 1024 values
+    if (e - b <= kMaxSlots / 2) {
+        int64_t slots[kMaxSlots];
+        int bits = 4;
+        while ((size_t{1} << bits) < 2 * (e - b)) ++bits;
+        const size_t mask = (size_t{1} << bits) - 1;
+        std::fill(slots, slots + mask + 1, int64_t{-1});  // values are >= 0
+        size_t n = 0;
+        for (size_t j = b; j < e; ++j) {
+            const int64_t v = of_value(of, store.event(h.row(j)));
+            if (v < 0) continue;
+            size_t i = static_cast<size_t>((static_cast<uint64_t>(v) * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+            while (slots[i] != -1 && slots[i] != v) i = (i + 1) & mask;
+            if (slots[i] == -1) {
+                slots[i] = v;
+                ++n;
+            }
+        }
+        return n;
+    }
+    thread_local std::vector<int64_t> many;
+    std::vector<int64_t>& scratch = many;
+    scratch.clear();
+    for (size_t j = b; j < e; ++j) {
+        const int64_t v = of_value(of, store.event(h.row(j)));
+        if (v >= 0) scratch.push_back(v);
+    }
+    std::sort(scratch.begin(), scratch.end());
+    return static_cast<size_t>(std::unique(scratch.begin(), scratch.end()) - scratch.begin());
+}
 
 }  // namespace
 
-void FeaturePlan::compute(const TemporalStore& store, const fraud_event& ev, float* out) const {
-    // Each entity's history is looked up once per event, whatever the number of features on it.
-    Seen seen[FRAUD_MAX_ENTITY_TYPES];
-    for (size_t e = 0; e < schema_.num_entities(); ++e) {
-        const int64_t id = ev.entity_id[e];
-        seen[e].absent = id < 0;
-        seen[e].h = seen[e].absent ? nullptr : store.history(e, id);
-        seen[e].end = seen[e].h ? seen[e].h->lower_bound(ev.time_ms) : 0;
-    }
-    for (size_t i = 0; i < ops_.size(); ++i) {
-        const FeatureOp& op = ops_[i];
-        out[i] = op.entity >= 0 && seen[op.entity].absent ? kNaN : compute_one(op, store, ev, seen[op.entity < 0 ? 0 : op.entity]);
-    }
-}
-
-float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& store, const fraud_event& ev,
-                               const Seen& seen) const {
+inline float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& store, const fraud_event& ev,
+                               const Seen& seen, const WindowRange* windows) const {
     const int64_t t = ev.time_ms;
     const EntityHistory* h = seen.h;
     const size_t end = seen.end;
@@ -423,14 +457,14 @@ float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& store, 
         }
         case FeatureKind::Window: {
             if (!h) return op.agg == Aggregate::Count || op.agg == Aggregate::Sum ? 0.0f : kNaN;
-            const size_t e = op.offset_ms ? h->lower_bound(minus(t, op.offset_ms)) : end;
-            const size_t b = h->lower_bound(minus(minus(t, op.offset_ms), op.window_ms));
+            const size_t e = windows[op.window].end, b = windows[op.window].begin;
             if (!op.filter.present) {
                 if (op.agg == Aggregate::Count) return static_cast<float>(e - b);
                 const size_t slot = static_cast<size_t>(op.history_slot);
-                const FieldAggregate a = h->aggregate(slot, b, e);
-                if (op.agg == Aggregate::Std && a.n >= 2) return static_cast<float>(sample_std(a, *h, slot, b, e));
-                return from_aggregate(op.agg, a);
+                if (op.agg == Aggregate::Min || op.agg == Aggregate::Max) return from_aggregate(op.agg, h->aggregate(slot, b, e));
+                const RangeSums a = h->sums(slot, b, e, op.agg == Aggregate::Std, op.field.role == FieldRef::Amount);
+                if (op.agg == Aggregate::Std) return a.n < 2 ? kNaN : static_cast<float>(sample_std(a, *h, slot, b, e));
+                return from_sums(op.agg, a);
             }
             FieldAggregate a;
             uint64_t count = 0;
@@ -451,7 +485,7 @@ float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& store, 
             if (end == 0 || std::isnan(x)) return kNaN;
             const size_t b = op.window_ms ? h->lower_bound(minus(t, op.window_ms)) : 0;
             const size_t slot = static_cast<size_t>(op.history_slot);
-            const FieldAggregate a = h->aggregate(slot, b, end);
+            const RangeSums a = h->sums(slot, b, end, op.stat == HistoryStat::ZScore, op.field.role == FieldRef::Amount);
             if (a.n == 0) return kNaN;
             const double mean = a.sum / static_cast<double>(a.n);
             if (op.stat == HistoryStat::RatioToMean) return static_cast<float>(x / mean);
@@ -461,17 +495,9 @@ float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& store, 
         }
         case FeatureKind::Distinct: {
             if (end == 0) return 0.0f;
-            size_t b = h->lower_bound(minus(t, op.window_ms));
+            size_t b = windows[op.window].begin;
             if (end - b > op.max_scan) b = end - op.max_scan;
-            std::vector<int64_t>& scratch = t_scratch;
-            if (scratch.capacity() < op.max_scan) scratch.reserve(std::max<size_t>(op.max_scan, 1024));
-            scratch.clear();
-            for (size_t j = b; j < end; ++j) {
-                const int64_t v = of_value(op.of, store.event(h->row(j)));
-                if (v >= 0) scratch.push_back(v);
-            }
-            std::sort(scratch.begin(), scratch.end());
-            return static_cast<float>(std::unique(scratch.begin(), scratch.end()) - scratch.begin());
+            return static_cast<float>(count_distinct(op.of, store, *h, b, end));
         }
         case FeatureKind::Novelty: {
             const int64_t v = of_value(op.of, ev);
@@ -486,8 +512,7 @@ float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& store, 
             return of_value(op.of, store.event(h->row(end - 1))) != of_value(op.of, ev) ? 1.0f : 0.0f;
         case FeatureKind::Label: {
             if (!h) return op.agg == Aggregate::FraudRate ? kNaN : 0.0f;
-            const size_t e = op.offset_ms ? h->lower_bound(minus(t, op.offset_ms)) : end;
-            const size_t b = h->lower_bound(minus(minus(t, op.offset_ms), op.window_ms));
+            const size_t e = windows[op.window].end, b = windows[op.window].begin;
             const size_t stop = e - b > op.max_scan ? e - op.max_scan : b;
             uint64_t fraud = 0, labelled = 0;
             for (size_t j = e; j-- > stop;) {
@@ -502,6 +527,44 @@ float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& store, 
         }
     }
     return kNaN;
+}
+
+void FeaturePlan::compute(const TemporalStore& store, const fraud_event& ev, float* out) const {
+    // Each entity's history is looked up once per event, whatever the number of features on it.
+    Seen seen[FRAUD_MAX_ENTITY_TYPES];
+    for (size_t e = 0; e < schema_.num_entities(); ++e) {
+        const int64_t id = ev.entity_id[e];
+        seen[e].absent = id < 0;
+        seen[e].h = seen[e].absent ? nullptr : store.history(e, id);
+        seen[e].end = seen[e].h ? seen[e].h->lower_bound(ev.time_ms) : 0;
+    }
+    // Each window's bounds once, whatever the number of features over it (count, sum, mean...).
+    // On the stack for the common sizes; a per-thread buffer (one TLS lookup) beyond.
+    WindowRange local[64];
+    WindowRange* ranges = local;
+    if (windows_.size() > 64) {
+        thread_local std::vector<WindowRange> many;
+        std::vector<WindowRange>& m = many;
+        if (m.size() < windows_.size()) m.resize(windows_.size());
+        ranges = m.data();
+    }
+    for (size_t w = 0; w < windows_.size(); ++w) {
+        const WindowKey& k = windows_[w];
+        const Seen& s = seen[k.entity];
+        if (!s.h) {
+            ranges[w] = WindowRange{};
+            continue;
+        }
+        const int64_t stop = minus(ev.time_ms, k.offset_ms);
+        ranges[w].end = k.offset_ms ? s.h->lower_bound(stop) : s.end;
+        ranges[w].begin = s.h->lower_bound(minus(stop, k.window_ms));
+    }
+    for (size_t i = 0; i < ops_.size(); ++i) {
+        const FeatureOp& op = ops_[i];
+        out[i] = op.entity >= 0 && seen[op.entity].absent
+                     ? kNaN
+                     : compute_one(op, store, ev, seen[op.entity < 0 ? 0 : op.entity], ranges);
+    }
 }
 
 }  // namespace libfraud

@@ -51,6 +51,7 @@ struct FeatureOp {
     int history_slot = -1;           // the field's position in the store's history values
     FieldRef of;                     // distinct / novelty / changed
     int64_t window_ms = 0, offset_ms = 0;
+    int window = -1;                 // index of (entity, window_ms, offset_ms) in the plan's windows
     uint32_t max_scan = 1024;
     Filter filter;
     std::vector<std::pair<int64_t, uint32_t>> vocabulary;  // sorted by code: (code, index)
@@ -69,6 +70,19 @@ struct Seen {
     bool absent = true;
 };
 
+// A window of an entity's history, shared by every feature over it: [t - offset - w, t - offset).
+struct WindowKey {
+    int entity;
+    int64_t window_ms, offset_ms;
+    bool operator==(const WindowKey& o) const {
+        return entity == o.entity && window_ms == o.window_ms && offset_ms == o.offset_ms;
+    }
+};
+// Event indices [begin, end) of a window in its entity's history.
+struct WindowRange {
+    size_t begin = 0, end = 0;
+};
+
 class FeaturePlan {
 public:
     // Compiles the spec (the manifest's features.spec, JSON text) against the schema. Throws
@@ -78,6 +92,10 @@ public:
     // The history fields the plan aggregates (kAmountField or numeric indices): what a store for
     // it keeps per history event.
     const std::vector<int>& history_fields() const { return history_fields_; }
+    // Whether a windowed min or max is among the features (the store then keeps block extremes).
+    bool needs_extremes() const { return needs_extremes_; }
+    // The layout of a store for this plan.
+    StoreLayout store_layout() const { return StoreLayout{schema_, history_fields_, needs_extremes_}; }
     // Points the plan at a store's layout: every field it aggregates must be among the layout's
     // history fields (BUNDLE_INVALID naming it otherwise; a hot swap to such a bundle is refused).
     void bind(const StoreLayout& layout);
@@ -90,12 +108,17 @@ public:
     void compute(const TemporalStore& store, const fraud_event& event, float* out) const;
 
 private:
-    float compute_one(const FeatureOp& op, const TemporalStore& store, const fraud_event& ev, const Seen& seen) const;
+    // Inlined into compute()'s loop: a call per feature costs as much as the simpler features.
+    [[gnu::always_inline]] inline float compute_one(const FeatureOp& op, const TemporalStore& store,
+                                                    const fraud_event& ev, const Seen& seen,
+                                                    const WindowRange* windows) const;
 
     Schema schema_;
     std::vector<FeatureOp> ops_;
+    std::vector<WindowKey> windows_;
     std::vector<std::string> names_;
     std::vector<int> history_fields_;
+    bool needs_extremes_ = false;
 };
 
 }  // namespace libfraud

@@ -52,7 +52,8 @@ void fixed_txn_features(int64_t ts, double amount, int64_t t, float* o) {
 }
 
 float graph_value(double v) { return std::isnan(v) ? 0.0f : static_cast<float>(v); }
-float graph_code(int64_t c) { return c == FRAUD_CODE_MISSING ? 0.0f : static_cast<float>(c); }
+// Via double, as the feature plan converts codes (export/SCHEMA.md).
+float graph_code(int64_t c) { return c == FRAUD_CODE_MISSING ? 0.0f : static_cast<float>(static_cast<double>(c)); }
 
 void txn_features(const std::vector<FieldRef>& fields, const fraud_event& ev, int64_t t, float* o) {
     fixed_txn_features(ev.time_ms, ev.amount, t, o);

@@ -87,6 +87,7 @@ Schema parse_schema_json(const std::string& json_text, const std::string& where)
         const json& req = member(entities[i], "required", where, path);
         if (!req.is_boolean()) bad(where, path + ".required", "must be true or false");
         s.entity_required.push_back(req.get<bool>());
+        s.entity_strings.push_back(entities[i].value("ids", std::string("int")) == "string");
     }
     auto fields = [&](const char* key, std::vector<std::string>& out) {
         if (!j.contains(key) || j[key].is_null()) return;
@@ -97,6 +98,12 @@ Schema parse_schema_json(const std::string& json_text, const std::string& where)
     };
     fields("numeric", s.numeric);
     fields("categorical", s.categorical);
+    if (j.contains("categorical") && j["categorical"].is_array())
+        for (const json& c : j["categorical"])
+            s.categorical_strings.push_back(c.is_object() && c.value("codes", std::string("int")) == "string");
+    s.categorical_strings.resize(s.categorical.size(), false);
+    if (j.contains("event_id") && j["event_id"].is_object())
+        s.event_id_strings = j["event_id"].value("ids", std::string("int")) == "string";
     s.has_amount = j.contains("amount") && !j["amount"].is_null();
     const json& time = member(j, "time", where, "schema");
     if (time.contains("utc_offsets")) {
@@ -126,7 +133,9 @@ const Schema& payments_schema() {
         p.name = "payments";
         p.entities = {"card", "device", "merchant", "ip"};
         p.entity_required = {true, false, true, false};
+        p.entity_strings = {false, false, false, false};
         p.categorical = {"country", "mcc"};
+        p.categorical_strings = {false, false};
         return p;
     }();
     return s;

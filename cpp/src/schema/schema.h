@@ -20,6 +20,9 @@ struct Schema {
     bool has_amount = true;
     std::vector<std::string> numeric;
     std::vector<std::string> categorical;
+    // Which ids / codes are strings in the user's data (mapped with fraud_hash_id), for a switch.
+    bool event_id_strings = false;
+    std::vector<bool> entity_strings, categorical_strings;
     // [utc_ms_from, offset_seconds], sorted, the first at INT64_MIN (UTC when empty).
     std::vector<std::pair<int64_t, int32_t>> utc_offsets{{INT64_MIN, 0}};
 

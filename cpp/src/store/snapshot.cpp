@@ -287,8 +287,11 @@ TemporalStore read_impl(const std::string& path, const StoreLayout& layout, cons
     std::string key(key_len, '\0');
     in.read(reinterpret_cast<unsigned char*>(key.data()), key_len);
     body -= key_len;
-    if (key != layout.key())
-        io_fail(path, "written for another schema or feature layout (" + key + "), this engine's is " + layout.key());
+    if (key != layout.key()) {
+        std::string shown;  // the key as read may be damaged: printable ASCII only in the message
+        for (unsigned char c : key.substr(0, 512)) shown += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+        io_fail(path, "written for another schema or feature layout (" + shown + "), this engine's is " + layout.key());
+    }
     const RowLayout rl(layout.schema);
     const size_t kRowBytes = row_bytes(rl);
     if (n_dropped > body / kDroppedBytes || n_rows > body / kRowBytes ||

@@ -46,7 +46,7 @@ static_assert(sizeof(EntityHistory) % alignof(int64_t) == 0, "arrays follow the 
 std::string StoreLayout::key() const {
     std::string k = schema.layout_key() + "h:";
     for (int f : history_fields) k += std::to_string(f) + ",";
-    return k;
+    return k + (extremes ? "x" : "");
 }
 
 RowLayout::RowLayout(const Schema& s)
@@ -80,18 +80,10 @@ void FieldAggregate::add(double x) {
     sum_sq += x * x;
 }
 
-void FieldAggregate::merge(const FieldAggregate& o) {
-    if (o.n == 0) return;
-    if (n == 0) {
-        min = o.min;
-        max = o.max;
-    } else {
-        min = std::min(min, o.min);
-        max = std::max(max, o.max);
-    }
-    n += o.n;
-    sum += o.sum;
-    sum_sq += o.sum_sq;
+size_t HistoryBlocks::bytes() const {
+    return malloc_bytes(sizeof(HistoryBlocks)) + malloc_bytes(n.capacity() * sizeof(uint32_t)) +
+           malloc_bytes((sum.capacity() + sum_sq.capacity() + min.capacity() + max.capacity()) * sizeof(double)) +
+           malloc_bytes(total_n.capacity() * 8) + malloc_bytes((total_sum.capacity() + total_sq.capacity()) * 8);
 }
 
 void EntityHistory::Free::operator()(EntityHistory* h) const {
@@ -101,77 +93,97 @@ void EntityHistory::Free::operator()(EntityHistory* h) const {
 
 EntityHistory::Ptr EntityHistory::make(uint32_t capacity, uint32_t fields) {
     capacity = fit_capacity(std::max<uint32_t>(capacity, 1), fields);
-    Ptr h(new (::operator new(block_bytes(capacity, fields))) EntityHistory(capacity, fields));
-    h->point_arrays(0);
-    return h;
-}
-
-void EntityHistory::point_arrays(uint32_t begin) {
-    // int64 and double arrays first, so each stays 8-byte aligned after the 8-aligned header.
-    auto* ts = reinterpret_cast<int64_t*>(this + 1);
-    auto* vals = reinterpret_cast<double*>(ts + capacity_);
-    auto* rows = reinterpret_cast<uint32_t*>(vals + size_t(fields_) * capacity_);
-    begin_ = begin;
-    ts_ = ts + begin;
-    vals_ = vals + begin;
-    rows_ = rows + begin;
+    return Ptr(new (::operator new(block_bytes(capacity, fields))) EntityHistory(capacity, fields));
 }
 
 void EntityHistory::reallocate(Ptr& h, uint32_t capacity) {
     Ptr n = make(capacity, h->fields_);
     const size_t k = h->size_;
-    std::memcpy(n->ts_, h->ts_, k * sizeof(int64_t));
-    std::memcpy(n->rows_, h->rows_, k * sizeof(uint32_t));
+    std::memcpy(n->ts_base(), h->ts_base() + h->begin_, k * sizeof(int64_t));
+    std::memcpy(n->rows_base(), h->rows_base() + h->begin_, k * sizeof(uint32_t));
     for (uint32_t f = 0; f < h->fields_; ++f)
-        std::memcpy(n->vals_ + size_t(f) * n->capacity_, h->vals_ + size_t(f) * h->capacity_, k * sizeof(double));
+        std::memcpy(n->vals_base() + size_t(f) * n->capacity_, h->vals_base() + size_t(f) * h->capacity_ + h->begin_,
+                    k * sizeof(double));
     n->size_ = h->size_;
     n->dropped_ = h->dropped_;
-    n->first_block_ = h->first_block_;
     n->blocks_ = std::move(h->blocks_);
     h = std::move(n);
 }
 
-void EntityHistory::push(Ptr& h, int64_t ts, uint32_t row, const double* values) {
+void EntityHistory::push(Ptr& h, int64_t ts, uint32_t row, const double* values, bool extremes) {
     if (h->begin_ + h->size_ == h->capacity_) {
         EntityHistory& x = *h;
         if (x.begin_ > 0 && 16 * static_cast<size_t>(x.begin_) >= x.capacity_) {
             // A sixteenth or more evicted at the front: slide the events down in place.
             const size_t k = x.size_;
             const uint32_t b = x.begin_;
-            std::memmove(x.ts_ - b, x.ts_, k * sizeof(int64_t));
-            std::memmove(x.rows_ - b, x.rows_, k * sizeof(uint32_t));
+            std::memmove(x.ts_base(), x.ts_base() + b, k * sizeof(int64_t));
+            std::memmove(x.rows_base(), x.rows_base() + b, k * sizeof(uint32_t));
             for (uint32_t f = 0; f < x.fields_; ++f) {
-                double* v = x.vals_ + size_t(f) * x.capacity_;
-                std::memmove(v - b, v, k * sizeof(double));
+                double* v = x.vals_base() + size_t(f) * x.capacity_;
+                std::memmove(v, v + b, k * sizeof(double));
             }
-            x.point_arrays(0);
+            x.begin_ = 0;
         } else {
             reallocate(h, grown_capacity(static_cast<size_t>(h->size_) + 1, h->fields_));
         }
     }
     EntityHistory& x = *h;
-    const uint32_t i = x.size_;
-    x.ts_[i] = ts;
-    x.rows_[i] = row;
-    for (uint32_t f = 0; f < x.fields_; ++f) x.vals_[size_t(f) * x.capacity_ + i] = values[f];
+    const size_t slot = size_t(x.begin_) + x.size_;
+    x.ts_base()[slot] = ts;
+    x.rows_base()[slot] = row;
+    for (uint32_t f = 0; f < x.fields_; ++f) x.vals_base()[size_t(f) * x.capacity_ + slot] = values[f];
     ++x.size_;
-    if (!x.blocks_.empty()) {
-        x.add_to_blocks(i);
+    if (x.blocks_) {
+        x.add_to_blocks(x.size_ - 1);
     } else if (x.fields_ > 0 && x.size_ >= 2 * kBlock) {
-        x.build_blocks();  // long enough that ranges span whole blocks
+        x.build_blocks(extremes);  // long enough that ranges span whole blocks
     }
 }
 
 void EntityHistory::add_to_blocks(size_t i) {
-    const uint64_t block = (dropped_ + i) / kBlock;
-    const size_t slot = static_cast<size_t>(block - first_block_);
-    if (slot * fields_ >= blocks_.size()) blocks_.resize((slot + 1) * fields_);
-    for (uint32_t f = 0; f < fields_; ++f) blocks_[slot * fields_ + f].add(value(f, i));
+    HistoryBlocks& B = *blocks_;
+    const size_t slot = static_cast<size_t>((dropped_ + i) / kBlock - B.first);
+    const size_t cells = (slot + 1) * fields_;
+    const bool extremes = B.extremes;
+    if (cells > B.n.size()) {
+        B.n.resize(cells, 0);
+        B.sum.resize(cells, 0.0);
+        B.sum_sq.resize(cells, 0.0);
+        if (extremes) {
+            B.min.resize(cells, std::numeric_limits<double>::infinity());
+            B.max.resize(cells, -std::numeric_limits<double>::infinity());
+        }
+    }
+    for (uint32_t f = 0; f < fields_; ++f) {
+        const double x = value(f, i);
+        if (std::isnan(x)) continue;
+        const size_t c = slot * fields_ + f;
+        ++B.n[c];
+        B.sum[c] += x;
+        B.sum_sq[c] += x * x;
+        if (extremes) {
+            B.min[c] = std::min(B.min[c], x);
+            B.max[c] = std::max(B.max[c], x);
+        }
+        ++B.total_n[f];
+        B.total_sum[f] += x;
+        B.total_sq[f] += x * x;
+    }
 }
 
-void EntityHistory::build_blocks() {
-    first_block_ = dropped_ / kBlock;
-    blocks_.clear();
+void EntityHistory::build_blocks(bool extremes) {
+    blocks_ = std::make_unique<HistoryBlocks>();
+    blocks_->extremes = extremes;
+    blocks_->first = dropped_ / kBlock;
+    blocks_->total_n.assign(fields_, 0);
+    blocks_->total_sum.assign(fields_, 0.0);
+    blocks_->total_sq.assign(fields_, 0.0);
+    // Totals only for a history that never lost an event: then they are the sequential sum from
+    // its first event, the same before and after a snapshot round trip.
+    blocks_->totals_valid = dropped_ == 0;
+    // The first block may have lost events to eviction: its aggregates then cover the retained
+    // ones only, and it is never used whole (a range starts at or after the retained front).
     for (size_t i = 0; i < size_; ++i) add_to_blocks(i);
 }
 
@@ -179,12 +191,19 @@ void EntityHistory::pop_front(Ptr& h) {
     EntityHistory& x = *h;
     --x.size_;
     ++x.dropped_;
-    x.point_arrays(x.size_ == 0 ? 0 : x.begin_ + 1);
-    // Blocks wholly behind the front are never read again: drop them sixteen at a time.
-    if (!x.blocks_.empty() && x.dropped_ / kBlock >= x.first_block_ + 16) {
-        const uint64_t drop = x.dropped_ / kBlock - x.first_block_;
-        x.blocks_.erase(x.blocks_.begin(), x.blocks_.begin() + static_cast<ptrdiff_t>(drop * x.fields_));
-        x.first_block_ += drop;
+    x.begin_ = x.size_ == 0 ? 0 : x.begin_ + 1;
+    if (x.blocks_) {
+        HistoryBlocks& B = *x.blocks_;
+        B.totals_valid = false;  // the totals include the dropped event
+        // Blocks wholly behind the front are never read again: drop them sixteen at a time.
+        if (x.dropped_ / kBlock >= B.first + 16) {
+            const size_t drop = static_cast<size_t>(x.dropped_ / kBlock - B.first);
+            const auto cells = static_cast<ptrdiff_t>(drop * x.fields_);
+            B.n.erase(B.n.begin(), B.n.begin() + cells);
+            for (auto* v : {&B.sum, &B.sum_sq, &B.min, &B.max})
+                if (!v->empty()) v->erase(v->begin(), v->begin() + cells);
+            B.first += drop;
+        }
     }
     if (x.size_ > 0 && x.capacity_ > 16 && 4 * static_cast<size_t>(x.size_) <= x.capacity_) {
         reallocate(h, grown_capacity(x.size_, x.fields_));
@@ -192,29 +211,121 @@ void EntityHistory::pop_front(Ptr& h) {
 }
 
 size_t EntityHistory::lower_bound(int64_t t) const {
-    return static_cast<size_t>(std::lower_bound(ts_, ts_ + size_, t) - ts_);
+    const int64_t* ts = ts_data();
+    return static_cast<size_t>(std::lower_bound(ts, ts + size_, t) - ts);
 }
 
-FieldAggregate EntityHistory::aggregate(size_t f, size_t b, size_t e) const {
-    FieldAggregate a;
-    const double* v = vals_ + f * capacity_;
+void EntityHistory::merge_blocks(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const {
+    const HistoryBlocks& B = *blocks_;
+    // Four running sums break the add latency chain; the order is fixed, so results are repeatable.
+    double s[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0};
+    uint64_t n = 0;
+    size_t k = static_cast<size_t>(from - B.first);
+    const size_t end = static_cast<size_t>(to - B.first);
+    const size_t F = fields_;
+    for (; k + 4 <= end; k += 4) {
+        for (size_t j = 0; j < 4; ++j) s[j] += B.sum[(k + j) * F + f];
+        if (squares)
+            for (size_t j = 0; j < 4; ++j) q[j] += B.sum_sq[(k + j) * F + f];
+    }
+    for (; k < end; ++k) {
+        s[0] += B.sum[k * F + f];
+        if (squares) q[0] += B.sum_sq[k * F + f];
+    }
+    if (count)
+        for (size_t b = static_cast<size_t>(from - B.first); b < end; ++b) n += B.n[b * F + f];
+    a.sum += (s[0] + s[1]) + (s[2] + s[3]);
+    a.sum_sq += (q[0] + q[1]) + (q[2] + q[3]);
+    a.n += n;
+}
+
+RangeSums EntityHistory::sums(size_t f, size_t b, size_t e, bool squares, bool nan_free) const {
+    RangeSums a;
+    const double* v = vals_base() + f * capacity_ + begin_;
+    auto direct = [&](size_t from, size_t to) {
+        uint64_t n = 0;
+        double sum = a.sum, sq = a.sum_sq;
+        if (nan_free && !squares) {
+            for (size_t i = from; i < to; ++i) sum += v[i];
+            n = to - from;
+        } else if (squares) {
+            for (size_t i = from; i < to; ++i) {
+                const double x = v[i];
+                if (std::isnan(x)) continue;
+                ++n;
+                sum += x;
+                sq += x * x;
+            }
+        } else {
+            for (size_t i = from; i < to; ++i) {
+                const double x = v[i];
+                if (std::isnan(x)) continue;
+                ++n;
+                sum += x;
+            }
+        }
+        a.n += n;
+        a.sum = sum;
+        a.sum_sq = sq;
+    };
+    if (blocks_ && blocks_->totals_valid && b == 0 && e == size_) {
+        a.n = blocks_->total_n[f];
+        a.sum = blocks_->total_sum[f];
+        a.sum_sq = squares ? blocks_->total_sq[f] : 0.0;
+        return a;
+    }
     const uint64_t ab = dropped_ + b, ae = dropped_ + e;
     const uint64_t head_end = (ab + kBlock - 1) / kBlock * kBlock;
     const uint64_t tail_begin = ae / kBlock * kBlock;
-    if (blocks_.empty() || e - b < 2 * kBlock || head_end >= tail_begin) {
-        for (size_t i = b; i < e; ++i) a.add(v[i]);
+    if (!blocks_ || e - b < 2 * kBlock || head_end >= tail_begin) {
+        direct(b, e);
         return a;
     }
     // Whole blocks only: a block partly evicted starts before ab, so it is never used.
-    for (size_t i = b; i < static_cast<size_t>(head_end - dropped_); ++i) a.add(v[i]);
-    for (uint64_t block = head_end / kBlock; block < tail_begin / kBlock; ++block)
-        a.merge(blocks_[static_cast<size_t>(block - first_block_) * fields_ + f]);
-    for (size_t i = static_cast<size_t>(tail_begin - dropped_); i < e; ++i) a.add(v[i]);
+    direct(b, static_cast<size_t>(head_end - dropped_));
+    merge_blocks(f, head_end / kBlock, tail_begin / kBlock, squares, !nan_free, a);
+    if (nan_free) a.n += tail_begin - head_end;  // every value counts
+    direct(static_cast<size_t>(tail_begin - dropped_), e);
+    return a;
+}
+
+FieldAggregate EntityHistory::aggregate(size_t f, size_t b, size_t e) const {
+    const RangeSums s = sums(f, b, e);
+    FieldAggregate a;
+    a.n = s.n;
+    a.sum = s.sum;
+    a.sum_sq = s.sum_sq;
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    const double* v = vals_base() + f * capacity_ + begin_;
+    auto direct = [&](size_t from, size_t to) {
+        for (size_t i = from; i < to; ++i) {
+            if (std::isnan(v[i])) continue;
+            lo = std::min(lo, v[i]);
+            hi = std::max(hi, v[i]);
+        }
+    };
+    const uint64_t ab = dropped_ + b, ae = dropped_ + e;
+    const uint64_t head_end = (ab + kBlock - 1) / kBlock * kBlock;
+    const uint64_t tail_begin = ae / kBlock * kBlock;
+    if (!blocks_ || !blocks_->extremes || e - b < 2 * kBlock || head_end >= tail_begin) {
+        direct(b, e);
+    } else {
+        direct(b, static_cast<size_t>(head_end - dropped_));
+        const HistoryBlocks& B = *blocks_;
+        for (uint64_t block = head_end / kBlock; block < tail_begin / kBlock; ++block) {
+            const size_t c = static_cast<size_t>(block - B.first) * fields_ + f;
+            lo = std::min(lo, B.min[c]);  // +-inf in a block without a value
+            hi = std::max(hi, B.max[c]);
+        }
+        direct(static_cast<size_t>(tail_begin - dropped_), e);
+    }
+    a.min = lo;
+    a.max = hi;
     return a;
 }
 
 size_t EntityHistory::heap_bytes() const {
-    return malloc_bytes(block_bytes(capacity_, fields_)) + malloc_bytes(blocks_.capacity() * sizeof(FieldAggregate));
+    return malloc_bytes(block_bytes(capacity_, fields_)) + (blocks_ ? blocks_->bytes() : 0);
 }
 
 TemporalStore::TemporalStore(StoreLayout layout, StoreConfig config)
@@ -247,11 +358,6 @@ bool TemporalStore::find_event(int64_t id, uint32_t* row) const {
     return true;
 }
 
-const uint64_t* TemporalStore::word(uint32_t row) const {
-    const size_t pos = head_pos_ + offset(row);
-    return chunks_[pos / kChunkRows].get() + (pos % kChunkRows) * rows_.words;
-}
-
 const EntityHistory* TemporalStore::history(size_t type, int64_t id) const {
     if (type >= histories_.size() || id < 0) return nullptr;
     const HistorySlot* s = histories_[type].find(id);
@@ -268,8 +374,9 @@ std::vector<std::pair<const char*, size_t>> TemporalStore::memory_breakdown() co
         index += malloc_bytes(m.slot_bytes());
         m.for_each([&](const HistorySlot& s) { arrays += s.value->heap_bytes(); });
     }
-    const size_t table = sizeof(*this) + chunks_.size() * malloc_bytes(size_t(kChunkRows) * rows_.words * 8) +
-                         malloc_bytes((chunks_.size() / 64 + 8) * 512);
+    const size_t live_chunks = chunks_.size() - head_pos_ / kChunkRows;  // the ones behind the head are freed
+    const size_t table = sizeof(*this) + live_chunks * malloc_bytes(size_t(kChunkRows) * rows_.words * 8) +
+                         malloc_bytes(chunks_.capacity() * sizeof(void*));
     return {{"table", table},
             {"event_ids", malloc_bytes(ids_.slot_bytes())},
             {"entity_index", index},
@@ -319,9 +426,12 @@ void TemporalStore::pop_row() {
     if (r.label() >= 0) --labelled_;
     --size_;
     ++head_row_;
-    if (++head_pos_ == kChunkRows) {
-        head_pos_ = 0;
-        chunks_.pop_front();
+    if (++head_pos_ % kChunkRows == 0) {
+        chunks_[head_pos_ / kChunkRows - 1].reset();  // wholly behind the head
+        if (head_pos_ == 8 * size_t{kChunkRows}) {
+            chunks_.erase(chunks_.begin(), chunks_.begin() + 8);
+            head_pos_ = 0;
+        }
     }
 }
 
@@ -343,7 +453,7 @@ void TemporalStore::push_history(EntityHistory::Ptr& h, const fraud_event& ev, u
         const int field = layout_.history_fields[f];
         v[f] = field == kAmountField ? ev.amount : ev.numeric[field];
     }
-    EntityHistory::push(h, ev.time_ms, row, v);
+    EntityHistory::push(h, ev.time_ms, row, v, layout_.extremes);
 }
 
 void TemporalStore::drop_from_history(size_t e, int64_t id) {
@@ -416,7 +526,7 @@ void TemporalStore::evict() {
 
 void TemporalStore::compact() {
     std::vector<uint32_t> new_row(size_);
-    std::deque<std::unique_ptr<uint64_t[]>> chunks;
+    std::vector<std::unique_ptr<uint64_t[]>> chunks;
     size_t kept = 0;
     for (size_t k = 0; k < size_; ++k) {
         const uint32_t row = row_at(k);
@@ -436,7 +546,7 @@ void TemporalStore::compact() {
     }
     for (auto& m : histories_) {
         m.for_each([&](HistorySlot& s) {
-            uint32_t* rows = s.value->rows_;
+            uint32_t* rows = s.value->rows_mut();
             for (size_t i = 0; i < s.value->size(); ++i) rows[i] = new_row[offset(rows[i])];
         });
     }
@@ -447,9 +557,7 @@ void TemporalStore::compact() {
 }
 
 void TemporalStore::restore_entity_dropped(size_t type, int64_t id, uint64_t dropped) {
-    EntityHistory::Ptr& h = history_for_append(type, id);
-    h->dropped_ = dropped;
-    h->first_block_ = dropped / EntityHistory::kBlock;
+    history_for_append(type, id)->dropped_ = dropped;
 }
 
 void TemporalStore::restore_append(const fraud_event& ev, const uint32_t* degrees, uint32_t history_mask,

@@ -37,6 +37,9 @@ inline constexpr int kAmountField = -1;
 struct StoreLayout {
     Schema schema;
     std::vector<int> history_fields;
+    // Keep per-block min/max too (a plan with windowed min/max needs them); 20 bytes a block less
+    // without.
+    bool extremes = true;
     // Equal keys: a store of one serves a model of the other (hot swap, restore).
     std::string key() const;
 };
@@ -86,29 +89,52 @@ struct FieldAggregate {
     double sum = 0, sum_sq = 0;
     double min = 0, max = 0;  // valid when n > 0
     void add(double x);
-    void merge(const FieldAggregate& o);
+};
+
+// Count, sum and sum of squares alone (what sum, mean, std, ratios and z-scores need).
+struct RangeSums {
+    uint64_t n = 0;
+    double sum = 0, sum_sq = 0;
+};
+
+// Per-block aggregates of a long history (built once it reaches 2 * kBlock events), per field, as
+// arrays [block - first][field], and running totals over the whole history while nothing has
+// been dropped from its front since they started.
+struct HistoryBlocks {
+    uint64_t first = 0;  // block number of the arrays' first entry
+    bool extremes = true;  // min and max kept (else empty)
+    std::vector<uint32_t> n;
+    std::vector<double> sum, sum_sq, min, max;
+    bool totals_valid = true;
+    std::vector<uint64_t> total_n;  // per field
+    std::vector<double> total_sum, total_sq;
+    size_t bytes() const;
 };
 
 // One entity's retained events, in append order (so time-ordered): one allocation holding the
 // header and its arrays (times, rows, one value array per history field), grown by a sixteenth at
 // a time. Range aggregates sum raw values directly at the ends and whole blocks of kBlock events
-// in the middle (per-block aggregates, built once a history is long): the result depends only on
+// in the middle (per-block aggregates, kept once a history is long): the result depends only on
 // the values inside the range, so no value — however large — disturbs a window it is not in (no
-// running prefix sums). Only the store changes one; readers get a const pointer, valid until the
-// store's next append.
+// running prefix sums). Whole-history sums come from running totals while the history has lost
+// nothing from its front (then they are the plain sequential sum). Only the store changes one;
+// readers get a const pointer, valid until the store's next append.
 class EntityHistory {
 public:
-    static constexpr uint32_t kBlock = 64;
+    static constexpr uint32_t kBlock = 16;
 
     size_t size() const { return size_; }
-    int64_t ts(size_t i) const { return ts_[i]; }
-    const int64_t* ts_data() const { return ts_; }
-    uint32_t row(size_t i) const { return rows_[i]; }
-    double value(size_t f, size_t i) const { return vals_[f * capacity_ + i]; }
+    int64_t ts(size_t i) const { return ts_data()[i]; }
+    const int64_t* ts_data() const { return reinterpret_cast<const int64_t*>(this + 1) + begin_; }
+    uint32_t row(size_t i) const { return rows_base()[begin_ + i]; }
+    double value(size_t f, size_t i) const { return vals_base()[f * capacity_ + begin_ + i]; }
     // Index of the first event with ts >= t (so [0, result) are the events strictly before t).
     size_t lower_bound(int64_t t) const;
-    // Aggregate of history field f (its index in StoreLayout::history_fields) over events [b, e).
+    // Aggregates of history field f (its index in StoreLayout::history_fields) over events [b, e).
     FieldAggregate aggregate(size_t f, size_t b, size_t e) const;
+    // squares = false leaves sum_sq 0 (cheaper, for sums and means); nan_free: the field has no
+    // missing values (the amount), so the loops skip the check.
+    RangeSums sums(size_t f, size_t b, size_t e, bool squares = true, bool nan_free = false) const;
     // Events ever dropped from the front (blocks are aligned to this count, kept by snapshots).
     uint64_t dropped() const { return dropped_; }
     size_t heap_bytes() const;
@@ -126,24 +152,31 @@ private:
     EntityHistory(uint32_t capacity, uint32_t fields) : capacity_(capacity), fields_(fields) {}
     static Ptr make(uint32_t capacity, uint32_t fields);
     // Appends one event (values: fields_ of them); may move the history (h is updated).
-    static void push(Ptr& h, int64_t ts, uint32_t row, const double* values);
+    static void push(Ptr& h, int64_t ts, uint32_t row, const double* values, bool extremes);
     // Drops the oldest event (size() > 0); may move it to a smaller allocation.
     static void pop_front(Ptr& h);
     static void reallocate(Ptr& h, uint32_t capacity);
-    void point_arrays(uint32_t begin);
-    void build_blocks();
+    // Arrays of capacity_ slots after the header: times, then fields_ value arrays, then rows.
+    int64_t* ts_base() { return reinterpret_cast<int64_t*>(this + 1); }
+    const int64_t* ts_base() const { return reinterpret_cast<const int64_t*>(this + 1); }
+    double* vals_base() { return reinterpret_cast<double*>(ts_base() + capacity_); }
+    const double* vals_base() const { return reinterpret_cast<const double*>(ts_base() + capacity_); }
+    uint32_t* rows_base() { return reinterpret_cast<uint32_t*>(vals_base() + size_t(fields_) * capacity_); }
+    const uint32_t* rows_base() const {
+        return reinterpret_cast<const uint32_t*>(vals_base() + size_t(fields_) * capacity_);
+    }
+    uint32_t* rows_mut() { return rows_base() + begin_; }
+    void build_blocks(bool extremes);
     void add_to_blocks(size_t i);
+    // Whole blocks of [b, e) (absolute block numbers [from, to)) added into a.
+    void merge_blocks(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const;
 
-    int64_t* ts_ = nullptr;
-    uint32_t* rows_ = nullptr;
-    double* vals_ = nullptr;  // fields_ arrays of capacity_, each starting at slot begin_
     uint32_t size_ = 0;
     uint32_t capacity_ = 0;
     uint32_t begin_ = 0;  // evicted slots at the front of the arrays
     uint32_t fields_ = 0;
     uint64_t dropped_ = 0;
-    uint64_t first_block_ = 0;  // block number of blocks_[0]
-    std::vector<FieldAggregate> blocks_;  // [block - first_block_][field]; empty while short
+    std::unique_ptr<HistoryBlocks> blocks_;  // null while short
 };
 
 // Not thread-safe for writers: append() and label() must not run concurrently with anything else;
@@ -207,7 +240,10 @@ private:
     using HistorySlot = FlatKeyValue<EntityHistory::Ptr>;
     static constexpr uint32_t kChunkRows = 1024;
     size_t offset(uint32_t row) const { return static_cast<uint32_t>(row - head_row_); }
-    const uint64_t* word(uint32_t row) const;
+    const uint64_t* word(uint32_t row) const {
+        const size_t pos = head_pos_ + offset(row);
+        return chunks_[pos / kChunkRows].get() + (pos % kChunkRows) * rows_.words;
+    }
     uint64_t* word_mut(uint32_t row) { return const_cast<uint64_t*>(word(row)); }
     uint64_t* push_row(const fraud_event& event, uint32_t* row);
     void pop_row();
@@ -222,8 +258,10 @@ private:
     RowLayout rows_;
     StoreConfig config_;
     // The table: rows in append (time) order, kChunkRows per chunk; row head_row_ + k is at
-    // position head_pos_ + k of the chunk sequence.
-    std::deque<std::unique_ptr<uint64_t[]>> chunks_;
+    // position head_pos_ + k of the chunk sequence. Chunks behind the head are freed at once and
+    // their (null) slots erased eight at a time. A vector, not a deque: a row's address is two
+    // shifts and two loads on the scans' path.
+    std::vector<std::unique_ptr<uint64_t[]>> chunks_;
     size_t head_pos_ = 0;
     size_t size_ = 0;
     uint32_t head_row_ = 0;

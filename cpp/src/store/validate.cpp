@@ -107,12 +107,13 @@ void validate_for_append(const TemporalStore& store, const fraud_event* events, 
     }
 }
 
-void validate_labels(const TemporalStore& store, const fraud_label* labels, size_t n) {
+void validate_labels(const TemporalStore& store, const fraud_label* labels, size_t n, const size_t* index) {
     if (n != 0 && labels == nullptr)
         throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "labels is NULL with n = " + std::to_string(n));
     std::unordered_map<int64_t, std::pair<size_t, int>> batch;  // event id -> (index, label)
-    for (size_t i = 0; i < n; ++i) {
-        const fraud_label& l = labels[i];
+    for (size_t k = 0; k < n; ++k) {
+        const fraud_label& l = labels[k];
+        const size_t i = index ? index[k] : k;
         if (l.label != 0 && l.label != 1)
             throw FraudError(FRAUD_STATUS_INVALID_LABEL, label_prefix(i, l) + "label: must be 0 or 1, got " + std::to_string(l.label));
         if (l.reserved != 0)
@@ -127,7 +128,7 @@ void validate_labels(const TemporalStore& store, const fraud_label* labels, size
         if (ev.label() >= 0 && ev.label() != l.label)
             throw FraudError(FRAUD_STATUS_LABEL_CONFLICT, label_prefix(i, l) + "label " + std::to_string(l.label) +
                                                               " differs from the stored label " + std::to_string(ev.label()));
-        auto [it, inserted] = batch.emplace(l.event_id, std::make_pair(i, l.label));
+        auto [it, inserted] = batch.emplace(l.event_id, std::make_pair(i, static_cast<int>(l.label)));
         if (!inserted && it->second.second != l.label)
             throw FraudError(FRAUD_STATUS_LABEL_CONFLICT, label_prefix(i, l) + "label " + std::to_string(l.label) +
                                                               " differs from label " + std::to_string(it->second.first) +

@@ -27,7 +27,8 @@ void validate_fields(const Schema& schema, const fraud_event* events, size_t n);
 void validate_for_append(const TemporalStore& store, const fraud_event* events, size_t n);
 
 // Labels (fraud_engine_label): UNKNOWN_EVENT, INVALID_LABEL, LABEL_CONFLICT (also within the
-// batch), naming the batch index and event id. Changes nothing.
-void validate_labels(const TemporalStore& store, const fraud_label* labels, size_t n);
+// batch), naming the batch index and event id. Changes nothing. `index`, when given, maps label i
+// to the position messages name (a caller validating part of a larger batch).
+void validate_labels(const TemporalStore& store, const fraud_label* labels, size_t n, const size_t* index = nullptr);
 
 }  // namespace libfraud
