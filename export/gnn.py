@@ -2,7 +2,8 @@
 with the Python-side parity check every artifact must pass before it enters a bundle.
 
 Every artifact takes the seven neighbourhood arrays of ``libfraud.models.gnn.INPUT_NAMES`` (float32,
-dynamic batch, the fanout of the example inputs baked in for AOTInductor) and returns
+dynamic batch, the model's E and Ft; the fanout of the example inputs baked in for AOTInductor, and
+recorded with E and Ft in the package's metadata for the C++ plugin to check) and returns
 ``(logit [B], embedding [B, D])``. A runner is any callable taking those seven arrays (NumPy or
 torch) and returning (logits, embeddings): ``torchscript_runner``, ``aoti_runner``, or the C++
 plugin's ``_core.GnnModel(kind, path, embedding_dim).run``.
@@ -57,6 +58,8 @@ class AotiExport:
     isa_flags: tuple[str, ...]  # the build CPU's SIMD flags (sorted); the target CPU needs them all
     vec_isa: str  # the vector ISA Inductor generated code for, e.g. "avx512"
     fanout: int  # K baked into the artifact
+    entity_types: int  # E baked in (the model's)
+    txn_features: int  # Ft baked in (the model's)
     max_batch: int
     seconds: float  # export + compile time
 
@@ -77,6 +80,16 @@ def _as_tensors(arrays: Sequence[Any] | Mapping[str, Any]) -> tuple[torch.Tensor
         raise ValueError(f"expected {len(INPUT_NAMES)} arrays ({', '.join(INPUT_NAMES)}), got {len(arrays)}")
     return tuple(torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32)) if not isinstance(a, torch.Tensor)
                  else a.detach().to(torch.float32).contiguous() for a in arrays)
+
+
+def _check_shapes(model: FraudGnn, args: tuple[torch.Tensor, ...]) -> None:
+    """Refuse arrays that are not the contract's for the model's E and Ft (and their own B, K)."""
+    B = int(args[0].shape[0])
+    K = int(args[3].shape[2]) if args[3].dim() == 4 else -1
+    for name, a, want in zip(INPUT_NAMES, args, model.input_shapes(B, K).values()):
+        if tuple(a.shape) != want:
+            raise ValueError(f"{name} has shape {list(a.shape)}, expected {list(want)} for a model of "
+                             f"{model.num_entity_types} entity types and {model.txn_features} transaction features")
 
 
 def build_isa_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, ...]:
@@ -117,6 +130,8 @@ def export_aoti(model: FraudGnn, path: str | Path, example_inputs: Sequence[Any]
         raise ValueError(f"an AOTInductor package path must end in .pt2, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     args = _as_tensors(example_inputs)
+    model = _eval_copy(model)
+    _check_shapes(model, args)
     if args[0].shape[0] < 2:
         raise ValueError("example_inputs need at least 2 rows, or torch.export specialises the batch to 1")
     start = time.perf_counter()
@@ -126,14 +141,20 @@ def export_aoti(model: FraudGnn, path: str | Path, example_inputs: Sequence[Any]
         warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATION, category=DeprecationWarning)
         # torch 2.13's own compile path deep-copies a graph holding a deprecated LeafSpec.
         warnings.filterwarnings("ignore", message=_LEAFSPEC_DEPRECATION, category=FutureWarning)
-        program = torch.export.export(_eval_copy(model), args,
+        program = torch.export.export(model, args,
                                       dynamic_shapes=tuple({0: batch} for _ in args))
-        out = torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+        # The package does not check its inputs' sizes: the C++ plugin checks these instead.
+        meta = {"libfraud.fanout": str(int(args[3].shape[2])),
+                "libfraud.entity_types": str(int(model.num_entity_types)),
+                "libfraud.txn_features": str(int(model.txn_features))}
+        out = torch._inductor.aoti_compile_and_package(program, package_path=str(path),
+                                                       inductor_configs={"aot_inductor.metadata": meta})
     seconds = time.perf_counter() - start
     from torch._inductor.cpu_vec_isa import pick_vec_isa
 
     return AotiExport(path=Path(out), isa_flags=build_isa_flags(), vec_isa=str(pick_vec_isa()),
-                      fanout=int(args[3].shape[2]), max_batch=max_batch, seconds=seconds)
+                      fanout=int(args[3].shape[2]), entity_types=int(model.num_entity_types),
+                      txn_features=int(model.txn_features), max_batch=max_batch, seconds=seconds)
 
 
 Runner = Callable[..., Any]
@@ -197,8 +218,10 @@ def check_gnn_parity(model: FraudGnn, artifact_runner: Runner,
     mismatch; ``require_gnn_parity`` does. ``relative``: the tolerance is scaled by the largest
     |output| of the reference (at least 1), for reduced precision (FP16) whose error grows with it.
     """
-    inputs = _with_edge_rows(_as_tensors(arrays), seed)
     reference = _eval_copy(model)
+    tensors = _as_tensors(arrays)
+    _check_shapes(reference, tensors)
+    inputs = _with_edge_rows(tensors, seed)
     n = int(inputs[0].shape[0])
     ref_l, ref_e, got_l, got_e = [], [], [], []
     with torch.no_grad():

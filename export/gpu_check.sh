@@ -7,9 +7,11 @@
 # libnvinfer-dev; the pip wheels have none) found via TENSORRT_ROOT, and the CUDA toolkit.
 #
 # Usage: export/gpu_check.sh [--onnx MODEL.onnx] [--max-batch 256] [--fanout 10]
+#                            [--entity-types 4] [--txn-features 5]
 #   --onnx  a dense ONNX graph with the seven neighbourhood inputs (export/onnx_export.py);
 #           without it a tiny dense GNN with random weights is exported here (parity needs no
-#           training; the real model's figures need --onnx).
+#           training; the real model's figures need --onnx), with fanout, E and Ft as given.
+#   The check's inputs take K, E and Ft from the built engine (so from --onnx's graph).
 # Steps: export (or take) the ONNX; build the FP16 engine; parity of the engine against float32
 # (ONNX Runtime, CPU) at batch 1 and 256; Python timings at batch 1 and 256 (p50/p99); build
 # libfraud_tensorrt.so (LIBFRAUD_WITH_TENSORRT=ON) and run the same parity and timings through
@@ -25,13 +27,17 @@ BUILD_DIR=${GPU_CHECK_BUILD_DIR:-${TMPDIR:-/tmp}/libfraud-gpu-check-build}
 ONNX=""
 MAX_BATCH=256
 FANOUT=10
+ENTITY_TYPES=4
+TXN_FEATURES=5
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --onnx) ONNX=$(realpath "$2"); shift 2 ;;
     --max-batch) MAX_BATCH=$2; shift 2 ;;
     --fanout) FANOUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --entity-types) ENTITY_TYPES=$2; shift 2 ;;
+    --txn-features) TXN_FEATURES=$2; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -69,6 +75,7 @@ fi
 
 export GPU_CHECK_ROOT="$ROOT" GPU_CHECK_OUT="$OUT_DIR" GPU_CHECK_ONNX="$ONNX" GPU_CHECK_MAX_BATCH="$MAX_BATCH"
 export GPU_CHECK_FANOUT="$FANOUT" GPU_CHECK_PLUGIN_DIR="$BUILD_DIR" GPU_CHECK_PLUGIN_STATUS="$PLUGIN_STATUS"
+export GPU_CHECK_ENTITY_TYPES="$ENTITY_TYPES" GPU_CHECK_TXN_FEATURES="$TXN_FEATURES"
 exec "$PY" - <<'PY'
 import importlib.util, json, os, platform, shutil, sys, time, traceback
 from pathlib import Path
@@ -77,6 +84,7 @@ import numpy as np
 
 root, out = Path(os.environ["GPU_CHECK_ROOT"]), Path(os.environ["GPU_CHECK_OUT"])
 max_batch, fanout = int(os.environ["GPU_CHECK_MAX_BATCH"]), int(os.environ["GPU_CHECK_FANOUT"])
+tiny_e, tiny_ft = int(os.environ["GPU_CHECK_ENTITY_TYPES"]), int(os.environ["GPU_CHECK_TXN_FEATURES"])
 plugin_dir, plugin_status = os.environ["GPU_CHECK_PLUGIN_DIR"], os.environ["GPU_CHECK_PLUGIN_STATUS"]
 work = out / "work"
 work.mkdir(parents=True, exist_ok=True)
@@ -101,22 +109,25 @@ def step(name, fn):
         return None
 
 
-def neighbourhood(batch, k, seed):
-    """Random arrays in the contract's shapes; masked slots zero (as the sampler pads)."""
+def neighbourhood(batch, k, seed, E, Ft):
+    """Random arrays in the contract's shapes for fanout k, E entity types and Ft transaction
+    features; masked slots zero (as the sampler pads)."""
     rng = np.random.default_rng(seed)
+    Fe = E + 1
     m = lambda *s: (rng.random(s) < 0.7).astype(np.float32)  # noqa: E731
-    target_x = rng.normal(size=(batch, 5)).astype(np.float32)
-    ent1_mask = m(batch, 4)
-    ent1_x = rng.normal(size=(batch, 4, 5)).astype(np.float32) * ent1_mask[..., None]
-    txn2_mask = m(batch, 4, k) * ent1_mask[..., None]
-    txn2_x = rng.normal(size=(batch, 4, k, 5)).astype(np.float32) * txn2_mask[..., None]
-    ent3_mask = m(batch, 4, k, 4) * txn2_mask[..., None]
-    ent3_x = rng.normal(size=(batch, 4, k, 4, 5)).astype(np.float32) * ent3_mask[..., None]
+    target_x = rng.normal(size=(batch, Ft)).astype(np.float32)
+    ent1_mask = m(batch, E)
+    ent1_x = rng.normal(size=(batch, E, Fe)).astype(np.float32) * ent1_mask[..., None]
+    txn2_mask = m(batch, E, k) * ent1_mask[..., None]
+    txn2_x = rng.normal(size=(batch, E, k, Ft)).astype(np.float32) * txn2_mask[..., None]
+    ent3_mask = m(batch, E, k, E) * txn2_mask[..., None]
+    ent3_x = rng.normal(size=(batch, E, k, E, Fe)).astype(np.float32) * ent3_mask[..., None]
     return (target_x, ent1_x, ent1_mask, txn2_x, txn2_mask, ent3_x, ent3_mask)
 
 
 def tiny_onnx():
-    """A dense 3-hop masked-mean GNN (random weights, D=16) exported with a dynamic batch."""
+    """A dense 3-hop masked-mean GNN (random weights, D=16) for fanout, E and Ft as given, exported
+    with a dynamic batch."""
     import torch
     from torch import nn
 
@@ -127,8 +138,9 @@ def tiny_onnx():
     class Tiny(nn.Module):
         def __init__(self, h=64, d=16):
             super().__init__()
-            self.hop2, self.hop1 = nn.Linear(10, h), nn.Linear(5 + h, h)
-            self.out, self.head = nn.Linear(5 + h, d), nn.Linear(d, 1)
+            fe = tiny_e + 1
+            self.hop2, self.hop1 = nn.Linear(tiny_ft + fe, h), nn.Linear(fe + h, h)
+            self.out, self.head = nn.Linear(tiny_ft + h, d), nn.Linear(d, 1)
 
         def forward(self, target_x, ent1_x, ent1_mask, txn2_x, txn2_mask, ent3_x, ent3_mask):
             txn2 = torch.relu(self.hop2(torch.cat([txn2_x, mmean(ent3_x, ent3_mask, 3)], -1)))
@@ -138,7 +150,7 @@ def tiny_onnx():
 
     torch.manual_seed(0)
     model = Tiny().eval()
-    args = tuple(torch.from_numpy(a) for a in neighbourhood(4, fanout, 0))
+    args = tuple(torch.from_numpy(a) for a in neighbourhood(4, fanout, 0, tiny_e, tiny_ft))
     path = work / "tiny.onnx"
     batch = torch.export.Dim("batch", min=1, max=65536)
     torch.onnx.export(model, args, str(path), input_names=list(te.INPUT_NAMES),
@@ -154,13 +166,13 @@ facts = step("build_engine_fp16", lambda: te.build_engine(onnx_path, plan, fp16=
     if onnx_path else None
 if facts:
     results["engine"] = facts
-    k, D = facts["fanout"], facts["embedding_dim"]
-    inputs = {b: neighbourhood(b, k, 100 + b) for b in (1, 256)}
+    k, D, E, Ft = facts["fanout"], facts["embedding_dim"], facts["entity_types"], facts["txn_features"]
+    inputs = {b: neighbourhood(b, k, 100 + b, E, Ft) for b in (1, 256)}
     for b, arrays in inputs.items():
         step(f"parity_python_b{b}", lambda a=arrays: te.check_engine_parity(plan, onnx_path, a))
         step(f"timing_python_b{b}", lambda a=arrays: te.time_engine(plan, a, repeats=500, warmup=50))
     # Past the profile's max batch: the runner chunks.
-    step("parity_python_b600", lambda: te.check_engine_parity(plan, onnx_path, neighbourhood(600, k, 7)))
+    step("parity_python_b600", lambda: te.check_engine_parity(plan, onnx_path, neighbourhood(600, k, 7, E, Ft)))
 
     if plugin_status == "built":
         from libfraud import _core
@@ -171,7 +183,7 @@ if facts:
         model = step("plugin_load", lambda: gnn().plugin_path)
         if model is not None:
             m = gnn()
-            for b, arrays in list(inputs.items()) + [(600, neighbourhood(600, k, 7))]:
+            for b, arrays in list(inputs.items()) + [(600, neighbourhood(600, k, 7, E, Ft))]:
                 step(f"parity_plugin_b{b}", lambda a=arrays: te.check_engine_parity(plan, onnx_path, a, runner=m.run))
             for b, arrays in inputs.items():
                 def plugin_timing(a=arrays):

@@ -184,7 +184,8 @@ def _check_structure(model: FraudGnn) -> None:
 class DenseGnn(nn.Module):
     """FraudGnn in dense fixed-fanout form: same seven inputs, same ``(logit [B], embedding [B,D])``.
 
-    Built by ``lower``; eval-only (dropout is the identity). Any fanout and batch at run time.
+    Built by ``lower``; eval-only (dropout is the identity). Any fanout and batch at run time; the
+    model's E (``num_entity_types``) and Ft (``txn_features``).
     """
 
     def __init__(self, stages: Tuple[_Stage, _Stage, _Stage], embed: nn.Linear, head: nn.Linear,
@@ -194,6 +195,9 @@ class DenseGnn(nn.Module):
         self.aggr = tuple(s.aggr for s in stages)
         self.normalize = tuple(s.normalize for s in stages)
         self.embedding_dim = int(embed.out_features)
+        # E and Ft from the hop 3 -> 2 weights: w_l [E, Fe, H], w_r [E, Ft, H].
+        self.num_entity_types = int(stages[0].w_l.shape[0])
+        self.txn_features = int(stages[0].w_r.shape[1])
         for name, value in buffers.items():
             self.register_buffer(name, value.detach().float().clone())
         for i, s in enumerate(stages):
@@ -269,10 +273,10 @@ class DenseGnn(nn.Module):
         return logit.squeeze(-1), embedding
 
 
-def _probe(batch: int, fanout: int, seed: int) -> tuple[Tensor, ...]:
+def _probe(batch: int, fanout: int, seed: int, num_entity_types: int, txn_features: int) -> tuple[Tensor, ...]:
     """Random rows in the contract's layout (nested masks, zero padding), one cold-start row."""
     g = torch.Generator().manual_seed(seed)
-    s = input_shapes(batch, fanout)
+    s = input_shapes(batch, fanout, num_entity_types, txn_features)
     m1 = (torch.rand(s["ent1_mask"], generator=g) < 0.7).float()
     m2 = (torch.rand(s["txn2_mask"], generator=g) < 0.7).float() * m1[:, :, None]
     m3 = (torch.rand(s["ent3_mask"], generator=g) < 0.7).float() * m2[..., None]
@@ -297,7 +301,7 @@ def lower(model: FraudGnn, saturate: float | None = FP16_MAX, *, check: bool = T
     buffers = {name: getattr(model, name) for name in _BUFFERS}
     dense = DenseGnn(stages, model.embed, model.head, buffers, saturate=saturate)
     if check:
-        args = _probe(8, 3, seed=0)
+        args = _probe(8, 3, 0, model.num_entity_types, model.txn_features)
         with torch.no_grad():
             want, got = model(*args), dense(*args)
         # Relative: random probe inputs can drive a trained model's activations far beyond real

@@ -25,8 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from libfraud.models.gnn import (ENT_FEATURES, ENTITY_TYPES, INPUT_NAMES, TORCHSCRIPT_DEPRECATION,
-                                 TXN_FEATURES, FraudGnn)
+from libfraud.models.gnn import INPUT_NAMES, TORCHSCRIPT_DEPRECATION, FraudGnn
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATION, category=DeprecationWarning)
@@ -45,9 +44,9 @@ _FIXED = struct.Struct("<8sIIQQ")  # magic, version, header length, weights offs
 SUPPORTED_AGGR = ("mean", "max", "sum")
 #: The child modules FraudGnn may have, and what each must be.
 SUPPORTED_LAYERS = {
-    "ent_to_txn": f"ModuleList of {ENTITY_TYPES} SAGEConv",
-    "txn_to_ent": f"ModuleList of {ENTITY_TYPES} SAGEConv",
-    "ent_to_target": f"ModuleList of {ENTITY_TYPES} SAGEConv",
+    "ent_to_txn": "ModuleList of num_entity_types SAGEConv",
+    "txn_to_ent": "ModuleList of num_entity_types SAGEConv",
+    "ent_to_target": "ModuleList of num_entity_types SAGEConv",
     "embed": "Linear(hidden, embedding_dim)",
     "head": "Linear(embedding_dim, 1)",
 }
@@ -109,7 +108,7 @@ def _collect(model: FraudGnn) -> tuple[dict[str, Any], list[tuple[str, np.ndarra
     if not isinstance(model, FraudGnn):
         raise TypeError(f"model must be a FraudGnn, got {type(model).__name__}")
     H, D = int(model.hidden), int(model.embedding_dim)
-    E, Ft, Fe = ENTITY_TYPES, TXN_FEATURES, ENT_FEATURES
+    E, Ft, Fe = int(model.num_entity_types), int(model.txn_features), int(model.num_entity_types) + 1
     for name, child in model.named_children():
         if name not in SUPPORTED_LAYERS:
             _refuse(name, f"{type(child).__name__} is not a layer of the native program")
@@ -136,9 +135,9 @@ def _collect(model: FraudGnn) -> tuple[dict[str, Any], list[tuple[str, np.ndarra
 
     tensors = [(n, t.detach().cpu().to(torch.float32).contiguous().numpy()) for n, t in model.state_dict().items()]
     program = [{"name": n, "op": op, **({"aggr": aggr[n]} if n in aggr else {})} for n, op in _PROGRAM]
+    # Entity names belong to the bundle's schema; the artifact needs only the counts.
     arch = {"model": "FraudGnn", "hidden": H, "embedding_dim": D, "entity_types": E, "txn_features": Ft,
-            "ent_features": Fe, "entities": ["card", "device", "merchant", "ip"],
-            "aggregation": aggr, "layers": program}
+            "ent_features": Fe, "aggregation": aggr, "layers": program}
     return arch, tensors
 
 
@@ -150,7 +149,8 @@ def write_native(model: FraudGnn, path: str | Path, *, self_check: bool = True) 
     """Write ``model`` (a trained FraudGnn) as a native artifact at ``path``.
 
     Returns the manifest fields: ``target`` ("native"), ``precision`` ("float32"),
-    ``format_version``, ``hidden``, ``embedding_dim``, ``aggregation`` per step, ``tensors``
+    ``format_version``, ``hidden``, ``embedding_dim``, ``entity_types``, ``txn_features``,
+    ``aggregation`` per step, ``tensors``
     (count), ``size`` (bytes) and, with ``self_check``, ``self_check_max_abs_diff`` (the written
     program, in NumPy float64, against the model's eager forward). Raises NativeExportError naming
     a layer the format cannot express, or when the self-check finds forward does something else.
@@ -175,6 +175,7 @@ def write_native(model: FraudGnn, path: str | Path, *, self_check: bool = True) 
     report: dict[str, Any] = {
         "target": "native", "precision": "float32", "format_version": NATIVE_VERSION,
         "hidden": arch["hidden"], "embedding_dim": arch["embedding_dim"],
+        "entity_types": arch["entity_types"], "txn_features": arch["txn_features"],
         "aggregation": arch["aggregation"], "tensors": len(entries), "size": len(out),
     }
     if self_check:
@@ -251,8 +252,8 @@ def native_reference(arrays: Sequence[Any] | Mapping[str, Any], tensors: Mapping
     return lin("head", relu(emb)).reshape(-1), emb
 
 
-def _random_neighbourhood(rng: np.random.Generator, batch: int, fanout: int) -> list[np.ndarray]:
-    E, Ft, Fe, K = ENTITY_TYPES, TXN_FEATURES, ENT_FEATURES, fanout
+def _random_neighbourhood(rng: np.random.Generator, batch: int, fanout: int, E: int, Ft: int) -> list[np.ndarray]:
+    Fe, K = E + 1, fanout
     m1 = (rng.random((batch, E)) < 0.8).astype(np.float32)
     m2 = (rng.random((batch, E, K)) < 0.6).astype(np.float32) * m1[..., None]
     m3 = (rng.random((batch, E, K, E)) < 0.7).astype(np.float32) * m2[..., None]
@@ -265,7 +266,7 @@ def _self_check(model: FraudGnn, tensors: Mapping[str, np.ndarray], arch: Mappin
     rng = np.random.default_rng(0)
     worst = 0.0
     for batch, fanout in ((16, 3), (8, 10)):
-        arrays = _random_neighbourhood(rng, batch, fanout)
+        arrays = _random_neighbourhood(rng, batch, fanout, arch["entity_types"], arch["txn_features"])
         arrays[2][0] = 0.0  # one cold start
         with torch.no_grad():
             logit, emb = model(*(torch.from_numpy(a) for a in arrays))

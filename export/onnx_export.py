@@ -101,6 +101,8 @@ class OnnxExport:
     ops: tuple[tuple[str, int], ...]  # (op_type, count), sorted by op_type
     fanout: int
     embedding_dim: int
+    entity_types: int  # E of the inputs (ent1_x [B, E, E+1])
+    txn_features: int  # Ft of the inputs (target_x [B, Ft])
     saturate: float | None  # the FP16 range rule's clamp bound, None if the graph has none
     seconds: float  # export (or conversion) time
     size: int
@@ -167,9 +169,9 @@ def _metadata(model: Any) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def _example(fanout: int, batch: int = 2) -> tuple[torch.Tensor, ...]:
+def _example(dense: DenseGnn, fanout: int, batch: int = 2) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
-    shapes = input_shapes(batch, fanout)
+    shapes = input_shapes(batch, fanout, dense.num_entity_types, dense.txn_features)
     return tuple(torch.rand(shapes[n], generator=g) if n.endswith("_x") else torch.ones(shapes[n])
                  for n in INPUT_NAMES)
 
@@ -191,7 +193,7 @@ def export_onnx(dense: DenseGnn, path: str | Path, fanout: int, opset: int = ONN
     if path.suffix != ".onnx":
         raise ValueError(f"an ONNX artifact path must end in .onnx, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    args = _example(fanout)
+    args = _example(dense, fanout)
     batch = Dim("batch", min=1, max=1 << 20)
     start = time.perf_counter()
     with torch.no_grad(), warnings.catch_warnings():
@@ -226,6 +228,7 @@ def export_onnx(dense: DenseGnn, path: str | Path, fanout: int, opset: int = ONN
     opset_found = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     return OnnxExport(path=path, target="onnx", precision="float32", opset=int(opset_found),
                       ops=onnx_ops(model), fanout=int(fanout), embedding_dim=int(dense.embedding_dim),
+                      entity_types=dense.num_entity_types, txn_features=dense.txn_features,
                       saturate=dense.saturate, seconds=seconds, size=path.stat().st_size)
 
 
@@ -261,8 +264,10 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path) -> OnnxExport:
         raise OnnxExportError("the FP16 ONNX graph has ops TensorRT's parser does not take: " + "; ".join(problems))
     opset_found = max(o.version for o in fp16.opset_import if o.domain in ("", "ai.onnx"))
     emb = fp16.graph.output[1].type.tensor_type.shape.dim[1].dim_value
+    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in fp16.graph.input}
     return OnnxExport(path=out_path, target="onnx-fp16", precision="float16", opset=int(opset_found),
                       ops=onnx_ops(fp16), fanout=int(meta.get(_METADATA_FANOUT, 0)), embedding_dim=int(emb),
+                      entity_types=int(dims["ent1_x"][1]), txn_features=int(dims["target_x"][1]),
                       saturate=float(meta[_METADATA_SATURATE]), seconds=seconds, size=out_path.stat().st_size)
 
 

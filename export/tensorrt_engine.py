@@ -36,7 +36,7 @@ except ImportError as exc:  # the message is the point: say what is missing and 
 
 __all__ = [
     "FP16_LOGIT_TOLERANCE", "INPUT_NAMES", "OUTPUT_NAMES", "SIDECAR_FORMAT", "TensorRtEngine",
-    "build_engine", "check_engine_parity", "gpu_facts", "sidecar_path", "time_engine",
+    "build_engine", "check_engine_parity", "gpu_facts", "neighbourhood_dims", "sidecar_path", "time_engine",
 ]
 
 #: The ONNX graph's inputs (export/onnx_export.py), in the C ABI's order, and its outputs.
@@ -51,6 +51,25 @@ SIDECAR_FORMAT = "libfraud-tensorrt-engine"
 #: A budget, not a measurement: gpu_check.sh records the measured figure next to it.
 FP16_LOGIT_TOLERANCE = 1e-2
 FP32_TOLERANCE = 1e-4  # an FP32 engine (TF32 off) against float32
+
+
+def neighbourhood_dims(row_shapes: Mapping[str, Sequence[int]]) -> tuple[int, int, int]:
+    """(E, Ft, K) of the seven inputs' per-row shapes (batch dimension dropped): E from ent1_x
+    [E, E+1], Ft from target_x [Ft], K from txn2_x [E, K, Ft]; ValueError unless all seven are the
+    contract's for those (cpp/src/backends/gnn_backend.h)."""
+    try:
+        E, Ft, K = int(row_shapes["ent1_x"][0]), int(row_shapes["target_x"][0]), int(row_shapes["txn2_x"][1])
+    except (IndexError, KeyError) as exc:
+        raise ValueError(f"inputs {dict(row_shapes)} are not the neighbourhood arrays") from exc
+    Fe = E + 1
+    want = {"target_x": [Ft], "ent1_x": [E, Fe], "ent1_mask": [E], "txn2_x": [E, K, Ft], "txn2_mask": [E, K],
+            "ent3_x": [E, K, E, Fe], "ent3_mask": [E, K, E]}
+    for name in INPUT_NAMES:
+        if [int(d) for d in row_shapes[name]] != want[name]:
+            raise ValueError(f"input {name} has shape [B, {', '.join(map(str, row_shapes[name]))}], expected "
+                             f"[B, {', '.join(map(str, want[name]))}] for {E} entity types, {Ft} transaction "
+                             f"features and fanout {K}")
+    return E, Ft, K
 
 
 def sidecar_path(plan_path: str | os.PathLike) -> Path:
@@ -174,7 +193,8 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike, *, 
     ``plan_path`` and its facts to ``<plan_path>.json``; returns those facts (for the manifest).
 
     One optimization profile: batch 1..``max_batch``, tuned for ``opt_batch``; every other
-    dimension (the fanout) is fixed by the ONNX graph. ``fp16``: let TensorRT run layers in FP16
+    dimension (fanout K, entity types E, transaction features Ft) is fixed by the ONNX graph and
+    recorded in the facts. ``fp16``: let TensorRT run layers in FP16
     (inputs and outputs stay float32); False builds an FP32 engine with TF32 off.
     """
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
@@ -215,6 +235,7 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike, *, 
         shapes[name] = shape[1:]
         profile.set_shape(name, [1, *shape[1:]], [opt_batch, *shape[1:]], [max_batch, *shape[1:]])
     config.add_optimization_profile(profile)
+    entity_types, txn_features, fanout = neighbourhood_dims(shapes)
 
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -232,7 +253,9 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike, *, 
         "precision": "float16" if fp16 else "float32",
         **facts,
         "profile": {"min_batch": 1, "opt_batch": opt_batch, "max_batch": max_batch},
-        "fanout": int(shapes["txn2_x"][1]),
+        "fanout": fanout,
+        "entity_types": entity_types,
+        "txn_features": txn_features,
         "embedding_dim": int(emb_shape[-1]),
         "input_shapes": {n: ["B", *shapes[n]] for n in INPUT_NAMES},
         "onnx_sha256": _sha256(onnx_path),

@@ -1,5 +1,6 @@
 """The GNN: its masking semantics, its exported artifacts against PyTorch eager (TorchScript 1e-6,
-AOTInductor 1e-5), and that training learns a pattern only the neighbourhood carries."""
+AOTInductor 1e-5) for several (entity types E, transaction features Ft), and that training learns a
+pattern only the neighbourhood carries."""
 
 from __future__ import annotations
 
@@ -11,22 +12,27 @@ torch = pytest.importorskip("torch")
 from libfraud.models.gnn import INPUT_NAMES, FraudGnn, input_shapes  # noqa: E402
 
 B, K = 16, 5
+# (E, Ft): today's 4 entity types and 5 transaction features, then generic neighbourhoods.
+SHAPES = [(4, 5), (1, 4), (2, 6), (7, 4)]
+DEFAULT = (4, 5)
 
 
-def random_neighbourhoods(n: int, k: int = K, seed: int = 0, keep: float = 0.7) -> dict[str, np.ndarray]:
-    """Arrays of the contract's shapes: nested masks (a masked parent masks its subtree), zero
-    features under mask 0, one-hot entity types, log1p(degree)."""
+def random_neighbourhoods(n: int, k: int = K, seed: int = 0, keep: float = 0.7,
+                          shape: tuple[int, int] = DEFAULT) -> dict[str, np.ndarray]:
+    """Arrays of the contract's shapes for (E, Ft): nested masks (a masked parent masks its subtree),
+    zero features under mask 0, one-hot entity types, log1p(degree)."""
     rng = np.random.default_rng(seed)
-    s = input_shapes(n, k)
+    E = shape[0]
+    s = input_shapes(n, k, *shape)
     m1 = (rng.random(s["ent1_mask"]) < keep).astype(np.float32)
     m2 = (rng.random(s["txn2_mask"]) < keep).astype(np.float32) * m1[:, :, None]
     m3 = (rng.random(s["ent3_mask"]) < keep).astype(np.float32) * m2[..., None]
-    eye = np.eye(4, dtype=np.float32)
+    eye = np.eye(E, dtype=np.float32)
 
     def entities(shape: tuple[int, ...]) -> np.ndarray:
         x = np.zeros(shape, np.float32)
-        x[..., :4] = eye  # the type axis is the second-to-last
-        x[..., 4] = np.log1p(rng.integers(0, 50, shape[:-1]))
+        x[..., :E] = eye  # the type axis is the second-to-last
+        x[..., E] = np.log1p(rng.integers(0, 50, shape[:-1]))
         return x
 
     a = {
@@ -43,23 +49,49 @@ def run(model, arrays):
         return model(*[torch.as_tensor(arrays[n]) for n in INPUT_NAMES])
 
 
-@pytest.fixture(scope="module")
-def model():
+def make_model(shape: tuple[int, int] = DEFAULT) -> FraudGnn:
+    E, Ft = shape
     torch.manual_seed(0)
-    m = FraudGnn(hidden=32, embedding_dim=16).eval()
+    m = FraudGnn(hidden=32, embedding_dim=16, num_entity_types=E, txn_features=Ft).eval()
     # Non-trivial input scaling, so the exports are checked with it too.
-    m.set_input_scaling(torch.randn(64, 5) * 3 + 2, torch.randn(64, 5) + 5, torch.rand(64, 5) * 4)
+    m.set_input_scaling(torch.randn(64, Ft) * 3 + 2, torch.randn(64, Ft) + 5, torch.rand(64, E + 1) * 4)
     return m
 
 
-def test_forward_shapes(model):
-    logit, emb = run(model, random_neighbourhoods(B))
+@pytest.fixture(scope="module", params=SHAPES, ids=lambda s: f"E{s[0]}-Ft{s[1]}")
+def shape(request) -> tuple[int, int]:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model(shape):
+    return make_model(shape)
+
+
+def test_forward_shapes(model, shape):
+    logit, emb = run(model, random_neighbourhoods(B, shape=shape))
     assert logit.shape == (B,) and emb.shape == (B, 16)
     assert logit.dtype == torch.float32 and torch.isfinite(logit).all() and torch.isfinite(emb).all()
+    assert model.input_shapes(B, K) == input_shapes(B, K, *shape)
+    assert input_shapes(B, K) == input_shapes(B, K, 4, 5)  # today's defaults
 
 
-def test_masked_slots_do_not_change_outputs(model):
-    a = random_neighbourhoods(B, seed=1)
+def test_inputs_of_another_shape_are_refused(model, shape):
+    other = (3, 5) if shape != (3, 5) else (4, 5)
+    with pytest.raises(ValueError, match=f"inputs have {other[0]} entity types and {other[1]} transaction "
+                                         f"features, the model {shape[0]} and {shape[1]}"):
+        run(model, random_neighbourhoods(2, shape=other))
+
+
+def test_shape_arguments_are_checked():
+    for bad in ({"num_entity_types": 0}, {"num_entity_types": 17}, {"txn_features": 0},
+                {"num_entity_types": 2.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            FraudGnn(**bad)
+
+
+def test_masked_slots_do_not_change_outputs(model, shape):
+    a = random_neighbourhoods(B, seed=1, shape=shape)
     b = {k: v.copy() for k, v in a.items()}
     rng = np.random.default_rng(2)
     for x, m in (("ent1_x", "ent1_mask"), ("txn2_x", "txn2_mask"), ("ent3_x", "ent3_mask")):
@@ -72,8 +104,8 @@ def test_masked_slots_do_not_change_outputs(model):
     assert torch.equal(la, lb) and torch.equal(ea, eb)
 
 
-def test_cold_start_is_finite_and_uses_only_the_target(model):
-    a = random_neighbourhoods(B, seed=3, keep=0.0)
+def test_cold_start_is_finite_and_uses_only_the_target(model, shape):
+    a = random_neighbourhoods(B, seed=3, keep=0.0, shape=shape)
     assert not any(a[n].any() for n in INPUT_NAMES if n != "target_x")
     logit, emb = run(model, a)
     assert torch.isfinite(logit).all() and torch.isfinite(emb).all()
@@ -86,13 +118,13 @@ def test_cold_start_is_finite_and_uses_only_the_target(model):
     assert torch.isfinite(logit).all()
 
 
-def test_input_scaling_is_in_the_state_dict_and_keeps_masking():
-    torch.manual_seed(0)
-    a = random_neighbourhoods(B, seed=12)
-    scaled = FraudGnn(hidden=32, embedding_dim=16).eval()
-    scaled.set_input_scaling(torch.randn(64, 5) * 3 + 2, torch.randn(64, 5) + 5, torch.rand(64, 5) * 4)
-    assert not torch.equal(run(scaled, a)[0], run(FraudGnn(hidden=32, embedding_dim=16).eval(), a)[0])
-    copy = FraudGnn(hidden=32, embedding_dim=16).eval()
+def test_input_scaling_is_in_the_state_dict_and_keeps_masking(shape):
+    E, Ft = shape
+    a = random_neighbourhoods(B, seed=12, shape=shape)
+    scaled = make_model(shape)
+    plain = FraudGnn(hidden=32, embedding_dim=16, num_entity_types=E, txn_features=Ft).eval()
+    assert not torch.equal(run(scaled, a)[0], run(plain, a)[0])
+    copy = FraudGnn(hidden=32, embedding_dim=16, num_entity_types=E, txn_features=Ft).eval()
     copy.load_state_dict(scaled.state_dict())
     assert torch.equal(run(copy, a)[0], run(scaled, a)[0])
     # Scaled padding is no longer zero, yet a masked slot still reaches no real node.
@@ -101,9 +133,9 @@ def test_input_scaling_is_in_the_state_dict_and_keeps_masking():
     assert torch.equal(run(scaled, a)[0], run(scaled, b)[0])
 
 
-def test_batch_independence(model):
-    a = random_neighbourhoods(B, seed=4)
-    other = random_neighbourhoods(B, seed=5)
+def test_batch_independence(model, shape):
+    a = random_neighbourhoods(B, seed=4, shape=shape)
+    other = random_neighbourhoods(B, seed=5, shape=shape)
     mixed = {n: np.concatenate([other[n][:3], a[n][5:6], other[n][3:]]) for n in INPUT_NAMES}
     alone = {n: a[n][5:6] for n in INPUT_NAMES}
     full_l, full_e = run(model, a)
@@ -114,39 +146,54 @@ def test_batch_independence(model):
     torch.testing.assert_close(one_e[0], full_e[5], rtol=0, atol=1e-6)
 
 
-def test_torchscript_round_trip(model, tmp_path):
+def test_torchscript_round_trip(model, shape, tmp_path):
     from libfraud.export.gnn import check_gnn_parity, export_torchscript, torchscript_runner
 
     path = export_torchscript(model, tmp_path / "gnn.ts")
-    report = check_gnn_parity(model, torchscript_runner(path), random_neighbourhoods(B, seed=6),
+    report = check_gnn_parity(model, torchscript_runner(path), random_neighbourhoods(B, seed=6, shape=shape),
                               tolerance=1e-6)
     assert report["passed"], report
     # Any fanout: TorchScript does not bake K in.
-    report = check_gnn_parity(model, torchscript_runner(path), random_neighbourhoods(3, k=2), 1e-6)
+    report = check_gnn_parity(model, torchscript_runner(path), random_neighbourhoods(3, k=2, shape=shape), 1e-6)
     assert report["passed"], report
 
 
 @pytest.mark.slow
-def test_aoti_package(model, tmp_path):
+def test_aoti_package(model, shape, tmp_path):
     from libfraud.export.gnn import aoti_runner, check_gnn_parity, export_aoti
 
-    result = export_aoti(model, tmp_path / "gnn.pt2", random_neighbourhoods(4, seed=7))
+    result = export_aoti(model, tmp_path / "gnn.pt2", random_neighbourhoods(4, seed=7, shape=shape))
     assert result.path.is_file() and result.fanout == K and result.max_batch == 4096
+    assert (result.entity_types, result.txn_features) == shape
     assert isinstance(result.isa_flags, tuple)
+    meta = torch._inductor.aoti_load_package(str(result.path)).get_metadata()  # what the plugin checks
+    assert (meta["libfraud.fanout"], meta["libfraud.entity_types"], meta["libfraud.txn_features"]) == \
+        (str(K), str(shape[0]), str(shape[1]))
     runner = aoti_runner(result.path)
     for n in (1, 2, 100):  # the batch dimension is dynamic
-        report = check_gnn_parity(model, runner, random_neighbourhoods(n, seed=8 + n), tolerance=1e-5)
+        report = check_gnn_parity(model, runner, random_neighbourhoods(n, seed=8 + n, shape=shape), tolerance=1e-5)
         assert report["passed"], report
 
 
-def test_parity_check_catches_a_wrong_runner(model):
+def test_exports_refuse_arrays_of_another_shape(tmp_path):
+    from libfraud.export.gnn import check_gnn_parity, export_aoti
+
+    model = make_model((2, 6))
+    wrong = random_neighbourhoods(4, shape=(3, 6))
+    with pytest.raises(ValueError, match=r"ent1_x has shape \[4, 3, 4\], expected \[4, 2, 3\] for a model of 2 "):
+        check_gnn_parity(model, lambda *a: None, wrong)
+    with pytest.raises(ValueError, match="for a model of 2 entity types and 6 transaction features"):
+        export_aoti(model, tmp_path / "x.pt2", wrong)
+
+
+def test_parity_check_catches_a_wrong_runner(model, shape):
     from libfraud.export.gnn import GnnParityError, check_gnn_parity, require_gnn_parity
 
     def off_by_a_little(*arrays):
         logit, emb = run(model, dict(zip(INPUT_NAMES, arrays)))
         return logit.numpy() + 1e-3, emb.numpy()
 
-    report = check_gnn_parity(model, off_by_a_little, random_neighbourhoods(B))
+    report = check_gnn_parity(model, off_by_a_little, random_neighbourhoods(B, shape=shape))
     assert not report["passed"] and report["max_abs_diff_logit"] == pytest.approx(1e-3, rel=1e-2)
     with pytest.raises(GnnParityError):
         require_gnn_parity(report)
@@ -188,6 +235,21 @@ def test_training_learns_a_neighbourhood_pattern():
     assert again.best_epoch == trained.best_epoch
     for p, q in zip(trained.model.parameters(), again.model.parameters()):
         assert torch.equal(p, q)
+
+
+def test_training_reads_the_shape_from_the_arrays():
+    from libfraud.train_gnn import GnnParams, array_shape, gnn_outputs, train_gnn
+
+    a = random_neighbourhoods(600, seed=13, shape=(2, 6))
+    y = (np.random.default_rng(13).random(600) < 0.2).astype(np.int8)
+    assert array_shape(a) == (2, 6)
+    trained = train_gnn(a, y, np.arange(400), np.arange(400, 600), GnnParams(hidden=8, epochs=1))
+    assert (trained.model.num_entity_types, trained.model.txn_features) == (2, 6)
+    logits, emb = gnn_outputs(trained.model, a)
+    assert logits.shape == (600,) and emb.shape == (600, 16)
+    with pytest.raises(ValueError, match="the arrays have 4 entity types and 5 transaction features, "
+                                         "the model 2 and 6"):
+        gnn_outputs(trained.model, random_neighbourhoods(8))
 
 
 def test_stacked_feature_names():

@@ -1,8 +1,9 @@
 """The GNN backend plugins: libfraud_torch.so ("torchscript", "aoti") through _core.GnnModel.
 
 Parity against torch eager on a tiny model with the contract's signature (masked means + Linear;
-the real model is python/libfraud/models/gnn.py), within 1e-5 in float32; the plugin's error
-statuses; and libfraud.so never needing libtorch. Skips when torch or the plugin is not built.
+the real model is python/libfraud/models/gnn.py), within 1e-5 in float32, for several (entity types
+E, transaction features Ft); the plugin's error statuses, and its refusal of inputs of another
+shape; and libfraud.so never needing libtorch. Skips when torch or the plugin is not built.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ if not PLUGIN.exists():
     pytest.skip(f"{PLUGIN} not built (LIBFRAUD_WITH_TORCH=OFF, or no torch at build time)",
                 allow_module_level=True)
 
-E, F, K, D, H = 4, 5, 3, 8, 16
+K, D, H = 3, 8, 16
+# (E, Ft): today's 4 entity types and 5 transaction features, then generic neighbourhoods.
+SHAPES = [(4, 5), (1, 4), (2, 6), (7, 4)]
 TOL = 1e-5  # float32, absolute
 NAMES = ("target_x", "ent1_x", "ent1_mask", "txn2_x", "txn2_mask", "ent3_x", "ent3_mask")
 
@@ -41,44 +44,52 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
 class TinyGnn(nn.Module):
     """Bottom-up masked means with a Linear per hop: the contract's inputs and outputs."""
 
-    def __init__(self) -> None:
+    def __init__(self, E: int, Ft: int) -> None:
         super().__init__()
-        self.hop2 = nn.Linear(2 * F, H)
-        self.hop1 = nn.Linear(F + H, H)
-        self.out = nn.Linear(F + H, D)
+        Fe = E + 1
+        self.hop2 = nn.Linear(Ft + Fe, H)
+        self.hop1 = nn.Linear(Fe + H, H)
+        self.out = nn.Linear(Ft + H, D)
         self.head = nn.Linear(D, 1)
 
     def forward(self, target_x: torch.Tensor, ent1_x: torch.Tensor, ent1_mask: torch.Tensor,
                 txn2_x: torch.Tensor, txn2_mask: torch.Tensor, ent3_x: torch.Tensor,
                 ent3_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ent3 = _masked_mean(ent3_x, ent3_mask, 3)                             # [B,4,K,F]
-        txn2 = torch.relu(self.hop2(torch.cat([txn2_x, ent3], -1)))          # [B,4,K,H]
+        ent3 = _masked_mean(ent3_x, ent3_mask, 3)                             # [B,E,K,Fe]
+        txn2 = torch.relu(self.hop2(torch.cat([txn2_x, ent3], -1)))          # [B,E,K,H]
         ent1 = torch.relu(self.hop1(torch.cat([ent1_x, _masked_mean(txn2, txn2_mask, 2)], -1)))
         emb = torch.tanh(self.out(torch.cat([target_x, _masked_mean(ent1, ent1_mask, 1)], -1)))
         return self.head(emb).squeeze(-1), emb
 
 
-def make_inputs(batch: int, seed: int, cold: bool = False) -> tuple[np.ndarray, ...]:
-    """Random neighbourhood arrays; masked slots are zero (the contract's padding)."""
+def make_inputs(batch: int, seed: int, cold: bool = False, shape=SHAPES[0]) -> tuple[np.ndarray, ...]:
+    """Random neighbourhood arrays for (E, Ft); masked slots are zero (the contract's padding)."""
     rng = np.random.default_rng(seed)
+    E, Ft = shape
+    Fe = E + 1
 
     def mask(*shape: int) -> np.ndarray:
         return np.zeros(shape, np.float32) if cold else (rng.random(shape) < 0.7).astype(np.float32)
 
-    target_x = rng.normal(size=(batch, F)).astype(np.float32)
+    target_x = rng.normal(size=(batch, Ft)).astype(np.float32)
     ent1_mask = mask(batch, E)
-    ent1_x = rng.normal(size=(batch, E, F)).astype(np.float32) * ent1_mask[..., None]
+    ent1_x = rng.normal(size=(batch, E, Fe)).astype(np.float32) * ent1_mask[..., None]
     txn2_mask = mask(batch, E, K) * ent1_mask[..., None]
-    txn2_x = rng.normal(size=(batch, E, K, F)).astype(np.float32) * txn2_mask[..., None]
+    txn2_x = rng.normal(size=(batch, E, K, Ft)).astype(np.float32) * txn2_mask[..., None]
     ent3_mask = mask(batch, E, K, E) * txn2_mask[..., None]
-    ent3_x = rng.normal(size=(batch, E, K, E, F)).astype(np.float32) * ent3_mask[..., None]
+    ent3_x = rng.normal(size=(batch, E, K, E, Fe)).astype(np.float32) * ent3_mask[..., None]
     return target_x, ent1_x, ent1_mask, txn2_x, txn2_mask, ent3_x, ent3_mask
 
 
+@pytest.fixture(scope="session", params=SHAPES, ids=lambda s: f"E{s[0]}-Ft{s[1]}")
+def shape(request) -> tuple[int, int]:
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def tiny_model() -> TinyGnn:
+def tiny_model(shape) -> TinyGnn:
     torch.manual_seed(3)
-    return TinyGnn().eval()
+    return TinyGnn(*shape).eval()
 
 
 def eager(model: TinyGnn, arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -88,10 +99,13 @@ def eager(model: TinyGnn, arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, n
 
 
 @pytest.fixture(scope="session")
-def artifacts(tiny_model, tmp_path_factory) -> dict[str, Path]:
-    """The tiny model as TorchScript and as an AOTInductor .pt2 (compiled once, ~20 s)."""
+def artifacts(tiny_model, shape, tmp_path_factory) -> dict[str, Path]:
+    """The tiny model as TorchScript and as an AOTInductor .pt2 (compiled once per shape, ~10-20 s),
+    with the shape metadata export/gnn.py's export_aoti writes (the plugin checks it)."""
     out = tmp_path_factory.mktemp("gnn_artifacts")
-    example = tuple(torch.from_numpy(a) for a in make_inputs(4, seed=0))
+    example = tuple(torch.from_numpy(a) for a in make_inputs(4, seed=0, shape=shape))
+    meta = {"libfraud.fanout": str(K), "libfraud.entity_types": str(shape[0]),
+            "libfraud.txn_features": str(shape[1])}
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes = {name: {0: batch} for name in NAMES}
     with torch.no_grad(), warnings.catch_warnings():
@@ -104,7 +118,8 @@ def artifacts(tiny_model, tmp_path_factory) -> dict[str, Path]:
                                 category=FutureWarning)
         torch.jit.save(torch.jit.script(tiny_model), str(out / "model.pt"))
         program = torch.export.export(tiny_model, example, dynamic_shapes=shapes)
-        torch._inductor.aoti_compile_and_package(program, package_path=str(out / "model.pt2"))
+        torch._inductor.aoti_compile_and_package(program, package_path=str(out / "model.pt2"),
+                                                 inductor_configs={"aot_inductor.metadata": meta})
     return {"torchscript": out / "model.pt", "aoti": out / "model.pt2"}
 
 
@@ -114,10 +129,10 @@ def loaded(request, artifacts):
 
 
 @pytest.mark.parametrize("batch", [1, 64])
-def test_plugin_matches_eager(loaded, tiny_model, batch):
+def test_plugin_matches_eager(loaded, tiny_model, shape, batch):
     kind, model = loaded
     assert Path(model.plugin_path).resolve() == PLUGIN.resolve()
-    arrays = make_inputs(batch, seed=batch)
+    arrays = make_inputs(batch, seed=batch, shape=shape)
     logits, emb = model.run(*arrays)
     assert logits.dtype == np.float32 and logits.shape == (batch,)
     assert emb.dtype == np.float32 and emb.shape == (batch, D)
@@ -126,9 +141,9 @@ def test_plugin_matches_eager(loaded, tiny_model, batch):
     np.testing.assert_allclose(emb, ref_emb, rtol=0, atol=TOL, err_msg=kind)
 
 
-def test_cold_start_rows(loaded, tiny_model):
+def test_cold_start_rows(loaded, tiny_model, shape):
     kind, model = loaded
-    arrays = make_inputs(16, seed=5, cold=True)
+    arrays = make_inputs(16, seed=5, cold=True, shape=shape)
     logits, emb = model.run(*arrays)
     ref_logits, ref_emb = eager(tiny_model, arrays)
     assert np.isfinite(logits).all() and np.isfinite(emb).all()
@@ -136,9 +151,9 @@ def test_cold_start_rows(loaded, tiny_model):
     np.testing.assert_allclose(emb, ref_emb, rtol=0, atol=TOL, err_msg=kind)
 
 
-def test_concurrent_runs_agree(loaded):
+def test_concurrent_runs_agree(loaded, shape):
     kind, model = loaded
-    inputs = [make_inputs(b, seed=100 + i) for i, b in enumerate([1, 7, 64, 3] * 4)]
+    inputs = [make_inputs(b, seed=100 + i, shape=shape) for i, b in enumerate([1, 7, 64, 3] * 4)]
     expected = [model.run(*a) for a in inputs]
 
     def work(_: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -152,38 +167,63 @@ def test_concurrent_runs_agree(loaded):
             np.testing.assert_array_equal(em, ee, err_msg=kind)
 
 
-def test_time_run_returns_one_duration_per_call(loaded):
+def test_time_run_returns_one_duration_per_call(loaded, shape):
     _, model = loaded
-    ns = model.time_run(*make_inputs(1, seed=1), repeats=10, warmup=2)
+    ns = model.time_run(*make_inputs(1, seed=1, shape=shape), repeats=10, warmup=2)
     assert ns.dtype == np.int64 and ns.shape == (10,) and (ns > 0).all()
 
 
-def test_bad_array_is_named(loaded):
+def test_bad_array_is_named(loaded, shape):
     _, model = loaded
-    arrays = list(make_inputs(2, seed=1))
+    E, Ft = shape
+    arrays = list(make_inputs(2, seed=1, shape=shape))
     arrays[2] = arrays[2].astype(np.float64)
     with pytest.raises(ValueError, match="ent1_mask must be float32"):
         model.run(*arrays)
-    arrays = list(make_inputs(2, seed=1))
-    arrays[5] = arrays[5][:, :, :, :3]
-    with pytest.raises(ValueError, match=r"ent3_x has shape \[2, 4, 3, 3, 5\], expected \[2, 4, 3, 4, 5\]"):
+    arrays = list(make_inputs(2, seed=1, shape=shape))
+    arrays[5] = arrays[5][:, :, :, :E - 1]
+    with pytest.raises(ValueError, match=fr"ent3_x has shape \[2, {E}, 3, {E - 1}, {E + 1}\], "
+                                         fr"expected \[2, {E}, 3, {E}, {E + 1}\]"):
+        model.run(*arrays)
+    arrays = list(make_inputs(2, seed=1, shape=shape))
+    arrays[1] = arrays[1][:, :, :E]  # ent1_x [B, E, E+1]: the entity features must be E + 1
+    with pytest.raises(ValueError, match=fr"ent1_x has shape \[2, {E}, {E}\], expected \[2, {E}, {E + 1}\]"):
         model.run(*arrays)
 
 
-def test_missing_plugin_is_backend_unavailable(artifacts, tmp_path):
+def test_inputs_of_another_shape_are_refused(loaded, shape):
+    kind, model = loaded
+    other = (3, 5) if shape != (3, 5) else (4, 5)
+    with pytest.raises(_core.FraudError, match=f"GNN backend '{kind}' failed") as e:
+        model.run(*make_inputs(2, seed=1, shape=other))
+    assert e.value.status == "FRAUD_STATUS_INTERNAL"
+    if kind == "aoti":  # the package would read out of bounds: the plugin checks its metadata
+        assert (f"exported for fanout {K}, {shape[0]} entity types and {shape[1]} transaction features; "
+                f"the inputs have {K}, {other[0]} and {other[1]}") in str(e.value)
+
+
+@pytest.fixture
+def some_artifact(tmp_path) -> Path:
+    """A path for the checks that fail before any artifact is read."""
+    path = tmp_path / "model.pt2"
+    path.write_bytes(b"never read")
+    return path
+
+
+def test_missing_plugin_is_backend_unavailable(some_artifact, tmp_path):
     with pytest.raises(_core.FraudError, match=r"needs libfraud_torch\.so: not found in .*LIBFRAUD_WITH_TORCH=ON") as e:
-        _core.GnnModel("aoti", str(artifacts["aoti"]), D, plugin_dir=str(tmp_path))
+        _core.GnnModel("aoti", str(some_artifact), D, plugin_dir=str(tmp_path))
     assert e.value.status == "FRAUD_STATUS_BACKEND_UNAVAILABLE"
     assert str(tmp_path) in str(e.value)
     # The default search (beside the core) has no TensorRT plugin in this build.
     with pytest.raises(_core.FraudError, match=r"needs libfraud_tensorrt\.so: not found") as e:
-        _core.GnnModel("tensorrt", str(artifacts["aoti"]), D)
+        _core.GnnModel("tensorrt", str(some_artifact), D)
     assert e.value.status == "FRAUD_STATUS_BACKEND_UNAVAILABLE"
 
 
-def test_unknown_kind_lists_the_known_ones(artifacts):
+def test_unknown_kind_lists_the_known_ones(some_artifact):
     with pytest.raises(_core.FraudError, match="unknown GNN backend kind 'tflite'; known: torchscript, aoti") as e:
-        _core.GnnModel("tflite", str(artifacts["aoti"]), D)
+        _core.GnnModel("tflite", str(some_artifact), D)
     assert e.value.status == "FRAUD_STATUS_INVALID_ARGUMENT"
 
 

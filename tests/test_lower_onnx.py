@@ -1,7 +1,7 @@
 """The dense lowering and its ONNX artifacts: dense == PyG (float32, 1e-5) for mean and max
-aggregation on random, cold-start and partly masked neighbourhoods; refusal of layers it cannot
-lower; ONNX Runtime == PyTorch (1e-5); FP16 within FP16_TOLERANCE of float32 and finite on huge
-inputs; every op in TensorRT's allow-list."""
+aggregation on random, cold-start and partly masked neighbourhoods, for several (entity types E,
+transaction features Ft); refusal of layers it cannot lower; ONNX Runtime == PyTorch (1e-5); FP16
+within FP16_TOLERANCE of float32 and finite on huge inputs; every op in TensorRT's allow-list."""
 
 from __future__ import annotations
 
@@ -34,13 +34,19 @@ with warnings.catch_warnings():
 
 K = 5
 STAGES = ("ent_to_txn", "txn_to_ent", "ent_to_target")
+# (E, Ft): today's 4 entity types and 5 transaction features, then generic neighbourhoods.
+SHAPES = [(4, 5), (1, 4), (2, 6), (7, 4)]
+DEFAULT = (4, 5)
+shape_ids = pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"E{s[0]}-Ft{s[1]}")
 
 
-def neighbourhoods(n: int, k: int = K, seed: int = 0, keep: float = 0.7) -> dict[str, np.ndarray]:
-    """The contract's arrays: nested masks, zero padding, one-hot entity types, log1p(degree),
-    realistic transaction features; row 0 is a cold start (every mask 0)."""
+def neighbourhoods(n: int, k: int = K, seed: int = 0, keep: float = 0.7,
+                   shape: tuple[int, int] = DEFAULT) -> dict[str, np.ndarray]:
+    """The contract's arrays for (E, Ft): nested masks, zero padding, one-hot entity types,
+    log1p(degree), realistic transaction features; row 0 is a cold start (every mask 0)."""
     rng = np.random.default_rng(seed)
-    s = input_shapes(n, k)
+    E, Ft = shape
+    s = input_shapes(n, k, E, Ft)
     m1 = (rng.random(s["ent1_mask"]) < keep).astype(np.float32)
     m2 = (rng.random(s["txn2_mask"]) < keep).astype(np.float32) * m1[:, :, None]
     m3 = (rng.random(s["ent3_mask"]) < keep).astype(np.float32) * m2[..., None]
@@ -48,17 +54,17 @@ def neighbourhoods(n: int, k: int = K, seed: int = 0, keep: float = 0.7) -> dict
 
     def entities(shape):
         x = np.zeros(shape, np.float32)
-        x[..., :4] = np.eye(4, dtype=np.float32)
-        x[..., 4] = np.log1p(rng.integers(0, 500, shape[:-1]))
+        x[..., :E] = np.eye(E, dtype=np.float32)
+        x[..., E] = np.log1p(rng.integers(0, 500, shape[:-1]))
         return x
 
-    def txns(shape):  # log1p(amount), sin/cos(hour), log1p(age_s), mcc / 10000
+    def txns(shape):  # log1p(amount), sin/cos(hour), log1p(age_s), then graph fields (like mcc / 10000)
         x = np.empty(shape, np.float32)
         x[..., 0] = np.log1p(rng.lognormal(3.5, 1.2, shape[:-1]))
         hour = rng.uniform(0, 24, shape[:-1])
         x[..., 1], x[..., 2] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
         x[..., 3] = np.log1p(rng.exponential(86400 * 3, shape[:-1]))
-        x[..., 4] = rng.integers(1000, 9999, shape[:-1]) / 10000
+        x[..., 4:] = rng.integers(1000, 9999, (*shape[:-1], Ft - 4)) / 10000
         return x
 
     target = txns(s["target_x"])
@@ -68,12 +74,12 @@ def neighbourhoods(n: int, k: int = K, seed: int = 0, keep: float = 0.7) -> dict
             "ent3_x": entities(s["ent3_x"]) * m3[..., None], "ent3_mask": m3}
 
 
-def make_model(aggr: str = "mean", seed: int = 0) -> FraudGnn:
+def make_model(aggr: str = "mean", seed: int = 0, shape: tuple[int, int] = DEFAULT) -> FraudGnn:
     """A FraudGnn with input scaling set from data; aggr != "mean" swaps every SAGEConv for one with
     that aggregation and the same weights (FraudGnn itself builds mean convs)."""
     torch.manual_seed(seed)
-    model = FraudGnn(hidden=32, embedding_dim=16)
-    a = {n: torch.as_tensor(v) for n, v in neighbourhoods(256, seed=100 + seed).items()}
+    model = FraudGnn(hidden=32, embedding_dim=16, num_entity_types=shape[0], txn_features=shape[1])
+    a = {n: torch.as_tensor(v) for n, v in neighbourhoods(256, seed=100 + seed, shape=shape).items()}
     model.set_input_scaling(a["target_x"], a["txn2_x"][a["txn2_mask"] > 0], a["ent1_x"][a["ent1_mask"] > 0])
     if aggr != "mean":
         for stage in STAGES:
@@ -95,16 +101,20 @@ def dense_runner(dense: DenseGnn):
 
 # -- the lowering -------------------------------------------------------------------------------
 
+@shape_ids
 @pytest.mark.parametrize("aggr", ["mean", "max"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_dense_matches_pyg(aggr, seed):
-    model = make_model(aggr, seed)
+def test_dense_matches_pyg(aggr, seed, shape):
+    model = make_model(aggr, seed, shape)
     dense = lower(model)
     assert dense.aggr == (aggr,) * 3
+    assert (dense.num_entity_types, dense.txn_features) == shape
     # check_gnn_parity adds a cold-start row and a partly masked copy of every row.
-    report = check_gnn_parity(model, dense_runner(dense), neighbourhoods(64, seed=seed), tolerance=PROBE_TOLERANCE)
+    report = check_gnn_parity(model, dense_runner(dense), neighbourhoods(64, seed=seed, shape=shape),
+                              tolerance=PROBE_TOLERANCE)
     assert report["passed"], report
-    cold = {n: np.zeros_like(v) if n != "target_x" else v for n, v in neighbourhoods(8, seed=seed).items()}
+    cold = {n: np.zeros_like(v) if n != "target_x" else v
+            for n, v in neighbourhoods(8, seed=seed, shape=shape).items()}
     assert check_gnn_parity(model, dense_runner(dense), cold, tolerance=PROBE_TOLERANCE)["passed"]
 
 
@@ -122,9 +132,10 @@ def test_unsaturated_dense_matches_pyg_beyond_fp16_range(aggr):
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-4, atol=1e-3)
 
 
-def test_masked_slots_never_leak_into_dense_outputs():
-    dense = lower(make_model("max"))
-    a = neighbourhoods(16, seed=3)
+@shape_ids
+def test_masked_slots_never_leak_into_dense_outputs(shape):
+    dense = lower(make_model("max", shape=shape))
+    a = neighbourhoods(16, seed=3, shape=shape)
     b = {n: v.copy() for n, v in a.items()}
     for x, m in (("ent1_x", "ent1_mask"), ("txn2_x", "txn2_mask"), ("ent3_x", "ent3_mask")):
         b[x][b[m] == 0] = 1e4  # garbage under mask 0
@@ -199,6 +210,7 @@ def exported(request, tmp_path_factory):
 
 def test_onnx_is_one_file_with_recorded_opset_and_ops(exported):
     _, onnx32, onnx16 = exported
+    assert (onnx32.entity_types, onnx32.txn_features) == (onnx16.entity_types, onnx16.txn_features) == DEFAULT
     assert sorted(p.name for p in onnx32.path.parent.iterdir()) == ["gnn.fp16.onnx", "gnn.onnx"]
     assert onnx32.opset == ONNX_OPSET and onnx32.target == "onnx" and onnx32.precision == "float32"
     assert onnx16.target == "onnx-fp16" and onnx16.precision == "float16" and onnx16.fanout == K
@@ -238,6 +250,24 @@ def test_onnx_runtime_matches_pytorch(exported):
     for seed, n in ((0, 1), (1, 7), (2, 300)):  # dynamic batch
         report = check_gnn_parity(model, onnx_runner(onnx32.path), neighbourhoods(n, seed=seed))
         assert report["passed"], report
+
+
+@shape_ids
+def test_onnx_and_fp16_match_pytorch_for_each_shape(shape, tmp_path):
+    model = make_model("mean", seed=4, shape=shape)
+    onnx32 = export_onnx(lower(model), tmp_path / "gnn.onnx", fanout=K)
+    onnx16 = convert_fp16(onnx32.path, tmp_path / "gnn.fp16.onnx")
+    for exported in (onnx32, onnx16):
+        assert (exported.entity_types, exported.txn_features) == shape
+        assert tensorrt_op_problems(exported.path) == []
+    proto = onnx.load(str(onnx32.path))
+    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim][1:] for i in proto.graph.input}
+    assert dims == {n: list(s[1:]) for n, s in input_shapes(1, K, *shape).items()}
+    for exported, tolerance in ((onnx32, PROBE_TOLERANCE), (onnx16, FP16_TOLERANCE)):
+        for seed, n in ((0, 1), (1, 64)):
+            report = check_gnn_parity(model, onnx_runner(exported.path), neighbourhoods(n, seed=seed, shape=shape),
+                                      tolerance=tolerance)
+            assert report["passed"], (exported.target, report)
 
 
 def test_fp16_within_tolerance_of_float32(exported):

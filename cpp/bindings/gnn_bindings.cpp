@@ -17,7 +17,6 @@ namespace {
 
 using libfraud::GnnModel;
 
-
 using FloatArray = py::array_t<float, py::array::c_style>;
 
 // The float32 array `name` with shape `want` (-1 = any), made C-contiguous; ValueError otherwise.
@@ -44,7 +43,8 @@ FloatArray checked(const py::array& a, const char* name, const std::vector<int64
     return FloatArray::ensure(a);
 }
 
-// The seven arrays, checked against each other; they stay alive as long as this does.
+// The seven arrays, checked against each other; they stay alive as long as this does. B and Ft
+// come from target_x, E from ent1_x, K from txn2_x; the backend checks E and Ft against its model.
 struct Inputs {
     std::vector<FloatArray> arrays;
     fraud_gnn_inputs c{};
@@ -52,24 +52,32 @@ struct Inputs {
     Inputs(const py::array& target_x, const py::array& ent1_x, const py::array& ent1_mask,
            const py::array& txn2_x, const py::array& txn2_mask, const py::array& ent3_x,
            const py::array& ent3_mask) {
-        // E and Ft come from the arrays themselves (the schema's entity types, the txn features).
         FloatArray t = checked(target_x, "target_x", {-1, -1});
-        const int64_t B = t.shape(0), kF = t.shape(1);
-        FloatArray m1 = checked(ent1_mask, "ent1_mask", {B, -1});
-        const int64_t kE = m1.shape(1), kEF = kE + 1;
-        FloatArray x2 = checked(txn2_x, "txn2_x", {B, kE, -1, kF});
+        const int64_t B = t.shape(0), Ft = t.shape(1);
+        FloatArray e1 = checked(ent1_x, "ent1_x", {B, -1, -1});
+        const int64_t E = e1.shape(1);
+        const int64_t Fe = E + 1;  // one-hot type, log1p(degree)
+        FloatArray x2 = checked(txn2_x, "txn2_x", {B, E, -1, Ft});
         const int64_t K = x2.shape(2);
         if (K <= 0) throw py::value_error("txn2_x has fanout 0, expected >= 1");
         arrays = {t,
-                  checked(ent1_x, "ent1_x", {B, kE, kEF}),
-                  m1,
+                  checked(e1, "ent1_x", {B, E, Fe}),
+                  checked(ent1_mask, "ent1_mask", {B, E}),
                   x2,
-                  checked(txn2_mask, "txn2_mask", {B, kE, K}),
-                  checked(ent3_x, "ent3_x", {B, kE, K, kE, kEF}),
-                  checked(ent3_mask, "ent3_mask", {B, kE, K, kE})};
-        c = fraud_gnn_inputs{B,           K,           kE,          kF,          arrays[0].data(), arrays[1].data(),
-                             arrays[2].data(), arrays[3].data(), arrays[4].data(),
-                             arrays[5].data(), arrays[6].data()};
+                  checked(txn2_mask, "txn2_mask", {B, E, K}),
+                  checked(ent3_x, "ent3_x", {B, E, K, E, Fe}),
+                  checked(ent3_mask, "ent3_mask", {B, E, K, E})};
+        c.batch = B;
+        c.fanout = K;
+        c.num_entity_types = E;
+        c.txn_features = Ft;
+        c.target_x = arrays[0].data();
+        c.ent1_x = arrays[1].data();
+        c.ent1_mask = arrays[2].data();
+        c.txn2_x = arrays[3].data();
+        c.txn2_mask = arrays[4].data();
+        c.ent3_x = arrays[5].data();
+        c.ent3_mask = arrays[6].data();
     }
 };
 

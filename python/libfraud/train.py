@@ -212,9 +212,11 @@ def load_trained_gnn(model_dir: str | Path):
 
     from .models.gnn import FraudGnn
     saved = torch.load(Path(model_dir) / "gnn.pt", weights_only=True)
-    p = saved["params"]
-    model = FraudGnn(hidden=p["hidden"], embedding_dim=p["embedding_dim"], dropout=p["dropout"])
-    model.load_state_dict(saved["state_dict"])
+    p, state = saved["params"], saved["state_dict"]
+    # E and Ft from the weights' shapes (ent_shift [E + 1], target_shift [Ft]).
+    model = FraudGnn(hidden=p["hidden"], embedding_dim=p["embedding_dim"], dropout=p["dropout"],
+                     num_entity_types=len(state["ent_shift"]) - 1, txn_features=len(state["target_shift"]))
+    model.load_state_dict(state)
     model.eval()
     with np.load(Path(model_dir) / "gnn_parity_arrays.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}

@@ -44,6 +44,7 @@ __all__ = [
     "GnnParams",
     "StackedResult",
     "TrainedGnn",
+    "array_shape",
     "gnn_outputs",
     "sample_neighbourhoods",
     "stacked_feature_names",
@@ -143,17 +144,31 @@ def sample_neighbourhoods(events, store, sampler_config: Any, graph_fields=()) -
     return out
 
 
-def _check_arrays(arrays: Arrays) -> int:
-    """Validate the contract's shapes; return the number of rows."""
+def _check_arrays(arrays: Arrays, model: FraudGnn | None = None) -> int:
+    """Validate the contract's shapes (and, given a model, its E and Ft); return the number of rows."""
     missing = [n for n in INPUT_NAMES if n not in arrays]
     if missing:
         raise ValueError(f"neighbourhood arrays lack {missing}; expected {list(INPUT_NAMES)}")
     n = arrays["target_x"].shape[0]
     k = arrays["txn2_x"].shape[2] if arrays["txn2_x"].ndim == 4 else -1
-    for name, shape in input_shapes(n, k).items():
+    E, Ft = array_shape(arrays)
+    for name, shape in input_shapes(n, k, E, Ft).items():
         if tuple(arrays[name].shape) != shape:
             raise ValueError(f"{name} has shape {tuple(arrays[name].shape)}, the contract says {shape}")
+    if model is not None and (model.num_entity_types, model.txn_features) != (E, Ft):
+        raise ValueError(f"the arrays have {E} entity types and {Ft} transaction features, the model "
+                         f"{model.num_entity_types} and {model.txn_features}")
     return n
+
+
+def array_shape(arrays: Arrays) -> tuple[int, int]:
+    """(E, Ft) of neighbourhood arrays: entity types from ent1_x [N, E, E+1], transaction
+    features from target_x [N, Ft] (the sampler's configuration decides both)."""
+    e1, tx = arrays["ent1_x"], arrays["target_x"]
+    if e1.ndim != 3 or tx.ndim != 2:
+        raise ValueError(f"ent1_x has shape {tuple(e1.shape)} and target_x {tuple(tx.shape)}; "
+                         "expected [N, E, E+1] and [N, Ft]")
+    return int(e1.shape[1]), int(tx.shape[1])
 
 
 def _tensors(arrays: Arrays, idx: np.ndarray | slice) -> list[torch.Tensor]:
@@ -176,7 +191,7 @@ class _Threads:
 
 def gnn_outputs(model: FraudGnn, arrays: Arrays, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """(logits [N] float32, embeddings [N, D] float32), in eval mode without gradients."""
-    n = _check_arrays(arrays)
+    n = _check_arrays(arrays, model)
     was_training = model.training
     model.eval()
     logits, embs = [], []
@@ -223,10 +238,12 @@ def train_gnn(arrays: Arrays, y: Any, train_idx: Sequence[int], valid_idx: Seque
     from a copy of these weights (and keep their scaling) instead of a fresh model; its validation
     AUPRC is then the bar an epoch must beat. ``epochs`` overrides ``params.epochs``. Deterministic
     for a given ``params.seed`` (and thread count). The weights of the best validation epoch are kept.
+    The model's E and Ft are the arrays' (``array_shape``).
     """
     if not isinstance(params, GnnParams):
         raise TypeError(f"params must be a GnnParams, got {type(params).__name__}")
-    _check_arrays(arrays)
+    _check_arrays(arrays, init)
+    E, Ft = array_shape(arrays)
     train_idx = np.asarray(train_idx, dtype=np.int64)
     valid_idx = np.asarray(valid_idx, dtype=np.int64)
     yt = _labels(y, train_idx, "training")
@@ -237,7 +254,8 @@ def train_gnn(arrays: Arrays, y: Any, train_idx: Sequence[int], valid_idx: Seque
 
     with _Threads(params.threads):
         torch.manual_seed(params.seed)
-        model = FraudGnn(params.hidden, params.embedding_dim, params.dropout)
+        model = FraudGnn(params.hidden, params.embedding_dim, params.dropout, num_entity_types=E,
+                         txn_features=Ft)
         if init is None:
             _set_input_scaling(model, arrays, train_idx)
         else:

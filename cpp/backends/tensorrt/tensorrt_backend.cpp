@@ -36,9 +36,6 @@
 
 namespace {
 
-constexpr int64_t kEntities = 4;     // neighbourhood.h: kEntityTypes
-constexpr int64_t kTxnFeatures = 5;  // kTxnFeatures
-constexpr int64_t kEntFeatures = 5;  // kEntityFeatures
 constexpr int kNumInputs = 7;
 // The engine's tensor names: the ONNX graph's (export/onnx_export.py), in gnn_backend.h's order.
 constexpr const char* kInputNames[kNumInputs] = {"target_x", "ent1_x",    "ent1_mask", "txn2_x",
@@ -233,9 +230,12 @@ public:
     }
 
     void run(const fraud_gnn_inputs& in, float* logits, float* embeddings) {
-        if (in.fanout != fanout_) {
-            throw std::runtime_error("the engine was built for fanout " + std::to_string(fanout_) +
-                                     ", the inputs have fanout " + std::to_string(in.fanout));
+        if (in.fanout != fanout_ || in.num_entity_types != entity_types_ || in.txn_features != txn_features_) {
+            throw std::runtime_error("the engine was built for fanout " + std::to_string(fanout_) + ", " +
+                                     std::to_string(entity_types_) + " entity types and " +
+                                     std::to_string(txn_features_) + " transaction features; the inputs have " +
+                                     std::to_string(in.fanout) + ", " + std::to_string(in.num_entity_types) +
+                                     " and " + std::to_string(in.txn_features));
         }
         check_cuda(cudaSetDevice(device_), "cudaSetDevice");  // the device is per calling thread
         SlotLease lease(*this);
@@ -285,7 +285,7 @@ private:
     };
 
     // The engine's tensors must be the contract's: 7 float32 inputs, float32 logit [B] (or
-    // [B, 1]) and embedding [B, D], one dynamic batch dimension, the fanout fixed at build time.
+    // [B, 1]) and embedding [B, D], one dynamic batch dimension; K, E and Ft fixed at build time.
     void check_io() {
         if (engine_->getNbOptimizationProfiles() < 1) throw std::runtime_error("the engine has no optimization profile");
         for (int i = 0; i < kNumInputs; ++i) {
@@ -308,14 +308,7 @@ private:
             input_dims_[i] = d;
             row_elems_[i] = row;
         }
-        const nvinfer1::Dims t = input_dims_[3];  // txn2_x [B, 4, K, 5]
-        if (t.nbDims != 4 || t.d[1] != kEntities || t.d[3] != kTxnFeatures ||
-            input_dims_[0].nbDims != 2 || input_dims_[0].d[1] != kTxnFeatures ||
-            input_dims_[5].nbDims != 5 || input_dims_[5].d[4] != kEntFeatures) {
-            throw std::runtime_error("the engine's inputs do not have the neighbourhood shapes: txn2_x " +
-                                     dims_string(t) + ", expected [-1, 4, K, 5]");
-        }
-        fanout_ = t.d[2];
+        check_neighbourhood_shapes();
         const nvinfer1::Dims maxd =
             engine_->getProfileShape(kInputNames[0], 0, nvinfer1::OptProfileSelector::kMAX);
         if (maxd.nbDims < 1 || maxd.d[0] < 1) throw std::runtime_error("the engine's profile has no max batch");
@@ -338,6 +331,44 @@ private:
             throw std::runtime_error("the engine's embedding has shape " + dims_string(e) + ", expected [B, " +
                                      std::to_string(embedding_dim_) + "]");
         }
+    }
+
+    // E from ent1_x [B, E, E+1], Ft from target_x [B, Ft], K from txn2_x [B, E, K, Ft]; then all
+    // seven shapes must be the contract's for those (gnn_backend.h).
+    void check_neighbourhood_shapes() {
+        const nvinfer1::Dims& tx = input_dims_[0];
+        const nvinfer1::Dims& e1 = input_dims_[1];
+        const nvinfer1::Dims& t2 = input_dims_[3];
+        if (tx.nbDims != 2 || e1.nbDims != 3 || t2.nbDims != 4) {
+            throw std::runtime_error("the engine's inputs do not have the neighbourhood shapes: target_x " +
+                                     dims_string(tx) + ", ent1_x " + dims_string(e1) + ", txn2_x " +
+                                     dims_string(t2) + ", expected [B, Ft], [B, E, E+1], [B, E, K, Ft]");
+        }
+        const int64_t E = e1.d[1], Ft = tx.d[1], K = t2.d[2], Fe = E + 1;
+        if (E < 1 || E > FRAUD_GNN_MAX_ENTITY_TYPES || Ft < 1 || K < 1) {
+            throw std::runtime_error("the engine's inputs have " + std::to_string(E) + " entity types, " +
+                                     std::to_string(Ft) + " transaction features and fanout " +
+                                     std::to_string(K) + ": need 1.." +
+                                     std::to_string(FRAUD_GNN_MAX_ENTITY_TYPES) + ", >= 1 and >= 1");
+        }
+        const std::vector<std::vector<int64_t>> want = {
+            {Ft}, {E, Fe}, {E}, {E, K, Ft}, {E, K}, {E, K, E, Fe}, {E, K, E}};
+        for (int i = 0; i < kNumInputs; ++i) {
+            const nvinfer1::Dims& d = input_dims_[i];
+            bool ok = d.nbDims == static_cast<int32_t>(want[i].size()) + 1;
+            for (size_t k = 0; ok && k < want[i].size(); ++k) ok = d.d[k + 1] == want[i][k];
+            if (!ok) {
+                std::string w = "B";
+                for (int64_t v : want[i]) w += ", " + std::to_string(v);
+                throw std::runtime_error(std::string("the engine's input '") + kInputNames[i] + "' has shape " +
+                                         dims_string(d) + ", expected [" + w + "] for " + std::to_string(E) +
+                                         " entity types, " + std::to_string(Ft) +
+                                         " transaction features and fanout " + std::to_string(K));
+            }
+        }
+        entity_types_ = E;
+        txn_features_ = Ft;
+        fanout_ = K;
     }
 
     std::unique_ptr<Slot> acquire() {
@@ -387,6 +418,8 @@ private:
     int64_t embedding_dim_;
     int device_ = 0;
     int64_t fanout_ = 0;
+    int64_t entity_types_ = 0;
+    int64_t txn_features_ = 0;
     int64_t max_batch_ = 0;
     nvinfer1::Dims input_dims_[kNumInputs] = {};
     int64_t row_elems_[kNumInputs] = {};

@@ -19,15 +19,12 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "backends/gnn_backend.h"
 
 namespace {
-
-constexpr int64_t kEntities = 4;      // neighbourhood.h: kEntityTypes
-constexpr int64_t kTxnFeatures = 5;   // kTxnFeatures
-constexpr int64_t kEntFeatures = 5;   // kEntityFeatures
 
 void set_error(char* err, size_t errlen, const std::string& msg) {
     if (err == nullptr || errlen == 0) return;
@@ -68,21 +65,24 @@ public:
     virtual ~Model() = default;
 
     void run(const fraud_gnn_inputs& in, float* logits, float* embeddings) const {
+        check_shape(in);
         set_threads_once();
         c10::InferenceMode guard;
-        const int64_t B = in.batch, K = in.fanout;
+        // Shapes from the inputs: the model itself refuses an E or Ft it was not exported for.
+        const int64_t B = in.batch, K = in.fanout, E = in.num_entity_types, Ft = in.txn_features;
+        const int64_t Fe = E + 1;  // one-hot type, log1p(degree)
         // Non-owning views of the caller's arrays; the models never write their inputs.
         auto view = [](const float* p, std::vector<int64_t> shape) {
             return torch::from_blob(const_cast<float*>(p), shape, torch::kFloat32);
         };
         std::vector<at::Tensor> inputs = {
-            view(in.target_x, {B, kTxnFeatures}),
-            view(in.ent1_x, {B, kEntities, kEntFeatures}),
-            view(in.ent1_mask, {B, kEntities}),
-            view(in.txn2_x, {B, kEntities, K, kTxnFeatures}),
-            view(in.txn2_mask, {B, kEntities, K}),
-            view(in.ent3_x, {B, kEntities, K, kEntities, kEntFeatures}),
-            view(in.ent3_mask, {B, kEntities, K, kEntities}),
+            view(in.target_x, {B, Ft}),
+            view(in.ent1_x, {B, E, Fe}),
+            view(in.ent1_mask, {B, E}),
+            view(in.txn2_x, {B, E, K, Ft}),
+            view(in.txn2_mask, {B, E, K}),
+            view(in.ent3_x, {B, E, K, E, Fe}),
+            view(in.ent3_mask, {B, E, K, E}),
         };
         std::vector<at::Tensor> out = forward(std::move(inputs));
         if (out.size() != 2) {
@@ -95,6 +95,8 @@ public:
 
 protected:
     virtual std::vector<at::Tensor> forward(std::vector<at::Tensor> inputs) const = 0;
+    // Refuses inputs of other shapes than the artifact's, where the artifact itself would not.
+    virtual void check_shape(const fraud_gnn_inputs&) const {}
 
 private:
     static void copy_out(const at::Tensor& t, int64_t B, int64_t width, const char* name, float* dst) {
@@ -150,20 +152,57 @@ size_t aoti_runners() {
     return std::clamp<size_t>(hw == 0 ? 1 : hw, 1, 8);
 }
 
+// An AOTInductor package does not check its inputs' sizes (it reads out of bounds instead), so the
+// shape export/gnn.py baked in is read from the package's metadata ("libfraud.fanout",
+// "libfraud.entity_types", "libfraud.txn_features") and checked here; -1 where a key is absent.
 class AotiModel final : public Model {
 public:
     AotiModel(const std::string& path, int64_t embedding_dim)
         : Model(embedding_dim),
           loader_(std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-              path, "model", /*run_single_threaded=*/false, aoti_runners())) {}
+              path, "model", /*run_single_threaded=*/false, aoti_runners())) {
+        const auto meta = loader_->get_metadata();
+        fanout_ = metadata_int(meta, "libfraud.fanout");
+        entity_types_ = metadata_int(meta, "libfraud.entity_types");
+        txn_features_ = metadata_int(meta, "libfraud.txn_features");
+    }
 
 protected:
     std::vector<at::Tensor> forward(std::vector<at::Tensor> inputs) const override {
         return loader_->run(inputs);
     }
 
+    void check_shape(const fraud_gnn_inputs& in) const override {
+        const bool ok = (fanout_ < 0 || in.fanout == fanout_) &&
+                        (entity_types_ < 0 || in.num_entity_types == entity_types_) &&
+                        (txn_features_ < 0 || in.txn_features == txn_features_);
+        if (!ok) {
+            auto txt = [](int64_t v) { return v < 0 ? std::string("?") : std::to_string(v); };
+            throw std::invalid_argument(
+                "the AOTInductor package was exported for fanout " + txt(fanout_) + ", " + txt(entity_types_) +
+                " entity types and " + txt(txn_features_) + " transaction features; the inputs have " +
+                std::to_string(in.fanout) + ", " + std::to_string(in.num_entity_types) + " and " +
+                std::to_string(in.txn_features));
+        }
+    }
+
 private:
+    static int64_t metadata_int(const std::unordered_map<std::string, std::string>& meta, const char* key) {
+        const auto it = meta.find(key);
+        if (it == meta.end()) return -1;
+        char* end = nullptr;
+        const long long v = std::strtoll(it->second.c_str(), &end, 10);
+        if (it->second.empty() || *end != '\0' || v < 1) {
+            throw std::invalid_argument(std::string("package metadata ") + key + " = '" + it->second +
+                                        "' is not a positive integer");
+        }
+        return v;
+    }
+
     std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+    int64_t fanout_ = -1;
+    int64_t entity_types_ = -1;
+    int64_t txn_features_ = -1;
 };
 
 int supports(const char* kind) {

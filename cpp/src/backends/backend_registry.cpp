@@ -203,10 +203,15 @@ GnnModel::GnnModel() = default;
 GnnModel::~GnnModel() = default;
 
 void GnnModel::run(const fraud_gnn_inputs& in, float* logits, float* embeddings) const {
-    if (in.batch < 0 || in.fanout <= 0) {
+    if (in.batch < 0 || in.fanout <= 0 || in.num_entity_types < 1 ||
+        in.num_entity_types > FRAUD_GNN_MAX_ENTITY_TYPES || in.txn_features < 1) {
         throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
                          "GNN inputs: batch " + std::to_string(in.batch) + ", fanout " +
-                             std::to_string(in.fanout) + " (need batch >= 0, fanout > 0)");
+                             std::to_string(in.fanout) + ", entity types " +
+                             std::to_string(in.num_entity_types) + ", transaction features " +
+                             std::to_string(in.txn_features) +
+                             " (need batch >= 0, fanout > 0, 1 <= entity types <= " +
+                             std::to_string(FRAUD_GNN_MAX_ENTITY_TYPES) + ", transaction features > 0)");
     }
     if (in.batch == 0) return;
     if (!in.target_x || !in.ent1_x || !in.ent1_mask || !in.txn2_x || !in.txn2_mask || !in.ent3_x ||

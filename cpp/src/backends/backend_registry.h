@@ -45,8 +45,8 @@ public:
     GnnModel& operator=(const GnnModel&) = delete;
 
     // logits [batch], embeddings [batch, embedding_dim], caller-owned. Throws FraudError:
-    // INVALID_ARGUMENT for a null array or a bad batch/fanout, INTERNAL with the plugin's message
-    // when the model fails (e.g. an artifact exported for other shapes).
+    // INVALID_ARGUMENT for a null array or a bad batch/fanout/E/Ft, INTERNAL with the plugin's
+    // message when the model fails (e.g. an artifact exported for other shapes).
     void run(const fraud_gnn_inputs& inputs, float* logits, float* embeddings) const;
 
     const std::string& kind() const { return kind_; }

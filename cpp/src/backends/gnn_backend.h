@@ -4,7 +4,10 @@
  * asks for it. A plugin exports one symbol, fraud_gnn_backend_v1 (see below).
  *
  * Inputs are the neighbourhood arrays of cpp/src/sampler/neighbourhood.h for `batch` targets with
- * fanout `fanout`; outputs are a logit per target and an embedding of embedding_dim per target.
+ * fanout `fanout` (K), `num_entity_types` entity types (E) and `txn_features` transaction features
+ * (Ft); an entity node has E + 1 features (one-hot type, log1p degree). Outputs are a logit per
+ * target and an embedding of embedding_dim per target. A backend refuses (run() != 0, with a
+ * message) inputs whose E or Ft differ from its model's.
  * Threading: run() may be called from many threads at once on one model.
  */
 #ifndef LIBFRAUD_GNN_BACKEND_H
@@ -17,13 +20,16 @@
 extern "C" {
 #endif
 
+/* 2: fraud_gnn_inputs carries E and Ft (1 had them fixed at 4 and 5). */
 #define FRAUD_GNN_BACKEND_ABI 2
+/* The most entity types a neighbourhood may have. */
+#define FRAUD_GNN_MAX_ENTITY_TYPES 16
 
 typedef struct fraud_gnn_inputs {
     int64_t batch;
-    int64_t fanout;
-    int64_t num_entity_types; /* E */
-    int64_t txn_features;     /* Ft */
+    int64_t fanout;           /* K */
+    int64_t num_entity_types; /* E, 1..FRAUD_GNN_MAX_ENTITY_TYPES */
+    int64_t txn_features;     /* Ft, >= 1 */
     const float* target_x;  /* [B, Ft] */
     const float* ent1_x;    /* [B, E, E+1] */
     const float* ent1_mask; /* [B, E] */

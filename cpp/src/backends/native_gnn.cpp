@@ -11,8 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "sampler/neighbourhood.h"
-
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the native GNN artifact is little-endian; this host is not"
 #endif
@@ -20,11 +18,8 @@
 namespace libfraud {
 namespace {
 
-// Interim: the payments layout until the kernels read E and Ft from the weights header.
-constexpr int E = 4;
-constexpr int Ft = 5;
-constexpr int Fe = E + 1;
 constexpr size_t kFixedHeader = 32;
+constexpr int kMaxEntFeatures = kNativeMaxEntityTypes + 1;
 
 enum class Aggr { kMean, kMax, kSum };
 
@@ -46,6 +41,9 @@ struct FreeDeleter {
 struct Net {
     int H = 0;
     int D = 0;
+    int E = 0;   // entity types
+    int Ft = 0;  // transaction features
+    int Fe = 0;  // entity features, E + 1
     Aggr aggr[3] = {Aggr::kMean, Aggr::kMean, Aggr::kMean};  // ent_to_txn, txn_to_ent, ent_to_target
     const float* shift_target = nullptr;
     const float* scale_target = nullptr;
@@ -53,9 +51,9 @@ struct Net {
     const float* scale_txn = nullptr;
     const float* shift_ent = nullptr;
     const float* scale_ent = nullptr;
-    Conv ent_to_txn[E];     // lin_l [Fe][H], lin_r [Ft][H]
-    Conv txn_to_ent[E];     // lin_l [H][H],  lin_r [Fe][H]
-    Conv ent_to_target[E];  // lin_l [H][H],  lin_r [Ft][H]
+    Conv ent_to_txn[kNativeMaxEntityTypes];     // lin_l [Fe][H], lin_r [Ft][H]; E used
+    Conv txn_to_ent[kNativeMaxEntityTypes];     // lin_l [H][H],  lin_r [Fe][H]
+    Conv ent_to_target[kNativeMaxEntityTypes];  // lin_l [H][H],  lin_r [Ft][H]
     const float* embed_w = nullptr;  // [H][D]
     const float* embed_b = nullptr;  // [D]
     const float* head_w = nullptr;   // [D]
@@ -67,7 +65,8 @@ struct Net {
 
 // ---------------------------------------------------------------------------------------------
 // The kernel. Written once, instantiated per hidden width (compile-time H lets the compiler keep
-// a whole hidden vector in registers) and per ISA (wrappers below); run_impl itself is inlined.
+// a whole hidden vector in registers) and per ISA and its vector width (wrappers below); run_impl
+// itself is inlined. E, Ft and K are runtime values.
 #define LF_INLINE inline __attribute__((always_inline))
 
 // out[h] = sum_i w[i][h] * x[i]: the dot product of PyTorch's linear, accumulated i = 0, 1, ...
@@ -83,25 +82,89 @@ LF_INLINE void matvec(float* __restrict out, const float* __restrict w, const fl
     }
 }
 
-template <int N>
 LF_INLINE void standardise(float* __restrict out, const float* __restrict x, const float* shift,
-                           const float* scale) {
-    for (int i = 0; i < N; ++i) out[i] = (x[i] - shift[i]) * scale[i];
+                           const float* scale, int n) {
+    for (int i = 0; i < n; ++i) out[i] = (x[i] - shift[i]) * scale[i];
 }
 
-template <int HC>
+// VW floats, any alignment: a register of the ISA's width (4 SSE2/NEON, 8 AVX2, 16 AVX-512).
+template <int VW>
+struct Vec {
+    typedef float type __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float))));
+};
+
+// v (+)= p[0..VW); by reference: a vector return value would change the ABI between ISAs.
+template <class V>
+LF_INLINE void load(V& v, const float* p) {
+    std::memcpy(&v, p, sizeof v);
+}
+
+// One SAGEConv on a slot, v = (lin_l(xl) + bias) + lin_r(xr), with xl == nullptr for no neighbour
+// (lin_l(0) = bias); then out += v, or out = relu(v) with kRelu. The input widths (E + 1, Ft) are
+// runtime values: holding the H outputs as NB vectors keeps them in registers across the input
+// loop, where arrays would go through the stack (and the compiler would rather vectorise the
+// input loop, with gathers). Same additions, same order, as matvec.
+template <int HC, int VW, bool kRelu>
+LF_INLINE void sage(float* __restrict out, const Conv& c, const float* __restrict xl, int in_l,
+                    const float* __restrict xr, int in_r, int n) {
+    if constexpr (HC > 0 && HC % VW == 0) {
+        using B = typename Vec<VW>::type;
+        constexpr int NB = HC / VW;
+        B l[NB], r[NB], w;
+        for (int j = 0; j < NB; ++j) l[j] = B{}, r[j] = B{};
+        if (xl != nullptr) {
+            for (int i = 0; i < in_l; ++i) {
+                const float* wi = c.wl + static_cast<size_t>(i) * HC;
+                for (int j = 0; j < NB; ++j) load(w, wi + j * VW), l[j] += w * xl[i];
+            }
+            for (int j = 0; j < NB; ++j) load(w, c.bl + j * VW), l[j] += w;
+        } else {
+            for (int j = 0; j < NB; ++j) load(l[j], c.bl + j * VW);
+        }
+        for (int i = 0; i < in_r; ++i) {
+            const float* wi = c.wr + static_cast<size_t>(i) * HC;
+            for (int j = 0; j < NB; ++j) load(w, wi + j * VW), r[j] += w * xr[i];
+        }
+        for (int j = 0; j < NB; ++j) {
+            B v = l[j] + r[j];
+            if constexpr (!kRelu) load(w, out + j * VW), v += w;
+            std::memcpy(out + j * VW, &v, sizeof v);
+        }
+        if constexpr (kRelu) {
+            for (int h = 0; h < HC; ++h) out[h] = std::max(out[h], 0.0f);
+        }
+    } else {
+        alignas(64) float l[kNativeMaxHidden], r[kNativeMaxHidden];
+        if (xl != nullptr) {
+            matvec<HC>(l, c.wl, xl, in_l, n);
+            for (int h = 0; h < n; ++h) l[h] += c.bl[h];
+        } else {
+            for (int h = 0; h < n; ++h) l[h] = c.bl[h];
+        }
+        matvec<HC>(r, c.wr, xr, in_r, n);
+        for (int h = 0; h < n; ++h) {
+            if constexpr (kRelu) {
+                out[h] = std::max(l[h] + r[h], 0.0f);
+            } else {
+                out[h] += l[h] + r[h];
+            }
+        }
+    }
+}
+
+template <int HC, int VW>
 LF_INLINE void run_impl(const Net& net, const fraud_gnn_inputs& in, float* __restrict logits,
                         float* __restrict embeddings) {
     constexpr int S = HC > 0 ? HC : kNativeMaxHidden;  // scratch width
     const int H = HC > 0 ? HC : net.H;
-    const int D = net.D;
+    const int D = net.D, E = net.E, Ft = net.Ft, Fe = net.Fe;  // run() checked the inputs' E, Ft
     const int64_t K = in.fanout;
-    alignas(64) float l[S], r[S], h2[S], agg[S], h1[S], h0[S];
+    alignas(64) float h2[S], agg[S], h1[S], h0[S];
     alignas(64) float emb[kNativeMaxEmbedding];
-    float x0[Ft], xs[Ft], es[Fe], a3[Fe];
+    float x0[kNativeMaxTxnFeatures], xs[kNativeMaxTxnFeatures], es[kMaxEntFeatures], a3[kMaxEntFeatures];
 
     for (int64_t b = 0; b < in.batch; ++b) {
-        standardise<Ft>(x0, in.target_x + b * Ft, net.shift_target, net.scale_target);
+        standardise(x0, in.target_x + b * Ft, net.shift_target, net.scale_target, Ft);
         const float* m1 = in.ent1_mask + b * E;
         for (int h = 0; h < H; ++h) h0[h] = 0.0f;
 
@@ -118,21 +181,15 @@ LF_INLINE void run_impl(const Net& net, const fraud_gnn_inputs& in, float* __res
                     const int64_t slot = slot0 + k;
                     if (!(in.txn2_mask[slot] > 0.0f)) continue;  // edge to the sink
                     // hop 3 -> hop 2: sum over entity types f of SAGEConv_f(x_txn, its entity f).
-                    standardise<Ft>(xs, in.txn2_x + slot * Ft, net.shift_txn, net.scale_txn);
+                    standardise(xs, in.txn2_x + slot * Ft, net.shift_txn, net.scale_txn, Ft);
                     const float* m3 = in.ent3_mask + slot * E;
                     const float* x3 = in.ent3_x + slot * E * Fe;
                     for (int h = 0; h < H; ++h) h2[h] = 0.0f;
                     for (int f = 0; f < E; ++f) {
-                        const Conv& c = net.ent_to_txn[f];
-                        if (m3[f] > 0.0f) {  // one neighbour: every aggregation is the identity
-                            standardise<Fe>(a3, x3 + f * Fe, net.shift_ent, net.scale_ent);
-                            matvec<HC>(l, c.wl, a3, Fe, H);
-                            for (int h = 0; h < H; ++h) l[h] += c.bl[h];
-                        } else {  // no neighbour: aggregation 0, lin_l(0) = bias
-                            for (int h = 0; h < H; ++h) l[h] = c.bl[h];
-                        }
-                        matvec<HC>(r, c.wr, xs, Ft, H);
-                        for (int h = 0; h < H; ++h) h2[h] += l[h] + r[h];
+                        // One neighbour: every aggregation is the identity; none: aggregation 0.
+                        const bool has = m3[f] > 0.0f;
+                        if (has) standardise(a3, x3 + f * Fe, net.shift_ent, net.scale_ent, Fe);
+                        sage<HC, VW, false>(h2, net.ent_to_txn[f], has ? a3 : nullptr, Fe, xs, Ft, H);
                     }
                     // relu, then fold into entity e's aggregation in slot order (PyG's scatter order).
                     if (ag == Aggr::kMax) {
@@ -150,23 +207,11 @@ LF_INLINE void run_impl(const Net& net, const fraud_gnn_inputs& in, float* __res
                     for (int h = 0; h < H; ++h) agg[h] = agg[h] / n;
                 }
                 // hop 2 -> hop 1: entity e's own SAGEConv, then relu.
-                const Conv& c = net.txn_to_ent[e];
-                standardise<Fe>(es, in.ent1_x + (b * E + e) * Fe, net.shift_ent, net.scale_ent);
-                matvec<HC>(l, c.wl, agg, H, H);
-                for (int h = 0; h < H; ++h) l[h] += c.bl[h];
-                matvec<HC>(r, c.wr, es, Fe, H);
-                for (int h = 0; h < H; ++h) h1[h] = std::max(l[h] + r[h], 0.0f);
+                standardise(es, in.ent1_x + (b * E + e) * Fe, net.shift_ent, net.scale_ent, Fe);
+                sage<HC, VW, true>(h1, net.txn_to_ent[e], agg, H, es, Fe, H);
             }
             // hop 1 -> target: SAGEConv_e(x_target, h1_e if present), summed over e.
-            const Conv& c = net.ent_to_target[e];
-            if (has_ent) {
-                matvec<HC>(l, c.wl, h1, H, H);
-                for (int h = 0; h < H; ++h) l[h] += c.bl[h];
-            } else {
-                for (int h = 0; h < H; ++h) l[h] = c.bl[h];
-            }
-            matvec<HC>(r, c.wr, x0, Ft, H);
-            for (int h = 0; h < H; ++h) h0[h] += l[h] + r[h];
+            sage<HC, VW, false>(h0, net.ent_to_target[e], has_ent ? h1 : nullptr, H, x0, Ft, H);
         }
         for (int h = 0; h < H; ++h) h0[h] = std::max(h0[h], 0.0f);
 
@@ -192,7 +237,7 @@ LF_INLINE void run_impl(const Net& net, const fraud_gnn_inputs& in, float* __res
 
 template <int HC>
 void run_generic(const Net& n, const fraud_gnn_inputs& in, float* lo, float* em) {
-    run_impl<HC>(n, in, lo, em);
+    run_impl<HC, 4>(n, in, lo, em);  // 16-byte vectors: SSE2, NEON
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -200,12 +245,12 @@ void run_generic(const Net& n, const fraud_gnn_inputs& in, float* lo, float* em)
 template <int HC>
 __attribute__((target("avx2,fma"))) void run_avx2(const Net& n, const fraud_gnn_inputs& in, float* lo,
                                                   float* em) {
-    run_impl<HC>(n, in, lo, em);
+    run_impl<HC, 8>(n, in, lo, em);
 }
 template <int HC>
 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"))) void run_avx512(
     const Net& n, const fraud_gnn_inputs& in, float* lo, float* em) {
-    run_impl<HC>(n, in, lo, em);
+    run_impl<HC, 16>(n, in, lo, em);
 }
 #endif
 
@@ -346,13 +391,16 @@ std::unique_ptr<Net> load_net(const std::string& path, int64_t embedding_dim) {
         }
         net->H = arch.at("hidden").get<int>();
         net->D = arch.at("embedding_dim").get<int>();
-        const int et = arch.at("entity_types").get<int>();
-        const int tf = arch.at("txn_features").get<int>();
-        const int ef = arch.at("ent_features").get<int>();
-        if (et != E || tf != Ft || ef != Fe) {
-            throw LoadError("inputs of " + std::to_string(et) + " entity types, " + std::to_string(tf) +
-                            " transaction and " + std::to_string(ef) + " entity features; this core samples " +
-                            std::to_string(E) + ", " + std::to_string(Ft) + ", " + std::to_string(Fe));
+        net->E = arch.at("entity_types").get<int>();
+        net->Ft = arch.at("txn_features").get<int>();
+        net->Fe = arch.at("ent_features").get<int>();
+        if (net->E < 1 || net->E > kNativeMaxEntityTypes || net->Fe != net->E + 1 || net->Ft < 1 ||
+            net->Ft > kNativeMaxTxnFeatures) {
+            throw LoadError("inputs of " + std::to_string(net->E) + " entity types, " +
+                            std::to_string(net->Ft) + " transaction and " + std::to_string(net->Fe) +
+                            " entity features; need 1.." + std::to_string(kNativeMaxEntityTypes) +
+                            " entity types, entity features = entity types + 1, 1.." +
+                            std::to_string(kNativeMaxTxnFeatures) + " transaction features");
         }
         // The one pipeline this backend executes; the writer records it and refuses anything else.
         static const char* const kLayers[][2] = {
@@ -396,7 +444,7 @@ std::unique_ptr<Net> load_net(const std::string& path, int64_t embedding_dim) {
                         ", the caller expects " + std::to_string(embedding_dim));
     }
 
-    const int H = net->H, D = net->D;
+    const int H = net->H, D = net->D, E = net->E, Ft = net->Ft, Fe = net->Fe;
     // Every tensor the network needs, its shape, and how it is stored here (transposed or not).
     struct Need {
         std::string name;
@@ -447,8 +495,9 @@ std::unique_ptr<Net> load_net(const std::string& path, int64_t embedding_dim) {
         const TensorRef& ref = it->second;
         if (ref.shape != n.shape) {
             throw LoadError("shape mismatch: tensor '" + n.name + "' is " + shape_text(ref.shape) +
-                            ", hidden " + std::to_string(H) + " and embedding_dim " + std::to_string(D) +
-                            " need " + shape_text(n.shape));
+                            "; hidden " + std::to_string(H) + ", embedding_dim " + std::to_string(D) + ", " +
+                            std::to_string(E) + " entity types and " + std::to_string(Ft) +
+                            " transaction features need " + shape_text(n.shape));
         }
         size_t count = 1;
         for (int64_t d : n.shape) count *= static_cast<size_t>(d);
@@ -502,6 +551,13 @@ int native_run(void* model, const fraud_gnn_inputs* in, float* logits, float* em
     const Net* net = static_cast<const Net*>(model);
     if (net == nullptr || in == nullptr || logits == nullptr || in->batch < 0 || in->fanout <= 0) {
         write_err(err, errlen, "native GNN: null model/inputs/logits, or batch < 0 / fanout <= 0");
+        return 1;
+    }
+    if (in->num_entity_types != net->E || in->txn_features != net->Ft) {  // the kernel trusts both
+        write_err(err, errlen,
+                  "native GNN: the inputs have " + std::to_string(in->num_entity_types) + " entity types and " +
+                      std::to_string(in->txn_features) + " transaction features, the model was exported for " +
+                      std::to_string(net->E) + " and " + std::to_string(net->Ft));
         return 1;
     }
     net->run(*net, *in, logits, embeddings);

@@ -12,6 +12,9 @@
 //   [32, ...) JSON header, zero-padded to the weights offset; then the float32 weights,
 //             little-endian, each tensor at a 64-byte aligned offset named in the header.
 //
+// Shapes: the header's architecture gives E (entity_types) and Ft (txn_features); run() refuses
+// inputs with another E or Ft. Fanout and batch are free.
+//
 // Threading: a loaded model is immutable; run() keeps its scratch on the stack (no allocation, no
 // shared state), so any number of threads may call it at once.
 #pragma once
@@ -24,9 +27,11 @@ namespace libfraud {
 
 constexpr char kNativeGnnMagic[8] = {'L', 'F', 'N', 'A', 'T', 'I', 'V', 'E'};
 constexpr uint32_t kNativeGnnVersion = 1;
-// Bounds of the stack scratch: hidden and embedding widths above these are refused at load.
+// Bounds of the stack scratch and the weight tables: larger models are refused at load.
 constexpr int kNativeMaxHidden = 1024;
 constexpr int kNativeMaxEmbedding = 1024;
+constexpr int kNativeMaxEntityTypes = FRAUD_GNN_MAX_ENTITY_TYPES;
+constexpr int kNativeMaxTxnFeatures = 256;
 
 // The built-in backend's table (static storage, never freed). Runs the kind "native".
 const fraud_gnn_backend* native_gnn_backend();

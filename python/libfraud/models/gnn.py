@@ -1,10 +1,11 @@
 """The fraud GNN: a heterogeneous GraphSAGE over one sampled neighbourhood (message-passing form).
 
 Inputs are the seven float32 arrays of ``cpp/src/sampler/neighbourhood.h`` for a batch of B targets
-with fanout K (E=4 entity types, 5 transaction features, 5 entity features), in this order:
+with fanout K, E entity types (``num_entity_types``, 1..16), Ft transaction features
+(``txn_features``) and Fe = E + 1 entity features (one-hot type, log1p degree), in this order:
 
-    target_x [B,5], ent1_x [B,4,5], ent1_mask [B,4], txn2_x [B,4,K,5], txn2_mask [B,4,K],
-    ent3_x [B,4,K,4,5], ent3_mask [B,4,K,4]
+    target_x [B,Ft], ent1_x [B,E,Fe], ent1_mask [B,E], txn2_x [B,E,K,Ft], txn2_mask [B,E,K],
+    ent3_x [B,E,K,E,Fe], ent3_mask [B,E,K,E]
 
 and the outputs are ``(logit [B], embedding [B,D])``. TorchScript, AOTInductor and the C++ plugin
 all share this signature (``INPUT_NAMES``).
@@ -34,11 +35,15 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATION, category=DeprecationWarning)
     from torch_geometric.nn import SAGEConv
 
-__all__ = ["ENTITY_TYPES", "ENT_FEATURES", "INPUT_NAMES", "TXN_FEATURES", "FraudGnn", "input_shapes"]
+__all__ = ["ENTITY_TYPES", "ENT_FEATURES", "INPUT_NAMES", "MAX_ENTITY_TYPES", "TXN_FEATURES", "FraudGnn",
+           "input_shapes"]
 
-ENTITY_TYPES = 4  # card, device, merchant, ip (FRAUD_ENTITY_COUNT)
-TXN_FEATURES = 5  # kTxnFeatures
-ENT_FEATURES = ENTITY_TYPES + 1  # kEntityFeatures: one-hot type, log1p(degree)
+# Defaults only (the original card, device, merchant, ip schema); a model's own sizes are its
+# num_entity_types / txn_features.
+ENTITY_TYPES = 4
+TXN_FEATURES = 5
+ENT_FEATURES = ENTITY_TYPES + 1  # one-hot type, log1p(degree)
+MAX_ENTITY_TYPES = 16  # FRAUD_GNN_MAX_ENTITY_TYPES
 
 #: The model's inputs, in argument order; also the keys of a neighbourhood arrays dict.
 INPUT_NAMES: Tuple[str, ...] = (
@@ -46,9 +51,11 @@ INPUT_NAMES: Tuple[str, ...] = (
 )
 
 
-def input_shapes(batch: int, fanout: int) -> dict[str, tuple[int, ...]]:
-    """The contract's shape of each input for ``batch`` targets and fanout ``fanout``."""
-    E, Ft, Fe, K = ENTITY_TYPES, TXN_FEATURES, ENT_FEATURES, fanout
+def input_shapes(batch: int, fanout: int, num_entity_types: int = ENTITY_TYPES,
+                 txn_features: int = TXN_FEATURES) -> dict[str, tuple[int, ...]]:
+    """The contract's shape of each input for ``batch`` targets, fanout K, E entity types and Ft
+    transaction features."""
+    E, Ft, Fe, K = num_entity_types, txn_features, num_entity_types + 1, fanout
     return {
         "target_x": (batch, Ft), "ent1_x": (batch, E, Fe), "ent1_mask": (batch, E),
         "txn2_x": (batch, E, K, Ft), "txn2_mask": (batch, E, K),
@@ -74,16 +81,26 @@ def _with_sink(x: Tensor) -> Tensor:
 class FraudGnn(nn.Module):
     """Heterogeneous GraphSAGE over a fixed-fanout temporal neighbourhood.
 
-    ``fanout`` is not a parameter of the weights; it is checked only against the input shapes, so
-    one trained model runs on any fanout (the exported artifacts bake in the example's K).
+    ``num_entity_types`` (E) and ``txn_features`` (Ft) set the weights' shapes; ``fanout`` does not,
+    so one trained model runs on any fanout (the exported artifacts bake in the example's K).
     """
 
-    def __init__(self, hidden: int = 48, embedding_dim: int = 16, dropout: float = 0.1) -> None:
+    def __init__(self, hidden: int = 48, embedding_dim: int = 16, dropout: float = 0.1, *,
+                 num_entity_types: int = ENTITY_TYPES, txn_features: int = TXN_FEATURES) -> None:
         super().__init__()
+        def is_int(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+        if not is_int(num_entity_types) or not 1 <= num_entity_types <= MAX_ENTITY_TYPES:
+            raise ValueError(f"num_entity_types must be an integer in 1..{MAX_ENTITY_TYPES}, got {num_entity_types!r}")
+        if not is_int(txn_features) or txn_features < 1:
+            raise ValueError(f"txn_features must be a positive integer, got {txn_features!r}")
         self.hidden = hidden
         self.embedding_dim = embedding_dim
         self.dropout = dropout
-        E, Ft, Fe, H = ENTITY_TYPES, TXN_FEATURES, ENT_FEATURES, hidden
+        self.num_entity_types = num_entity_types
+        self.txn_features = txn_features
+        self.ent_features = num_entity_types + 1
+        E, Ft, Fe, H = num_entity_types, txn_features, num_entity_types + 1, hidden
         # One conv per entity type at each step: the relation (e.g. "device of") sets the weights.
         self.ent_to_txn = nn.ModuleList([SAGEConv((Fe, Ft), H, aggr="mean") for _ in range(E)])
         self.txn_to_ent = nn.ModuleList([SAGEConv((H, Fe), H, aggr="mean") for _ in range(E)])
@@ -96,9 +113,13 @@ class FraudGnn(nn.Module):
             self.register_buffer(f"{name}_shift", torch.zeros(width))
             self.register_buffer(f"{name}_scale", torch.ones(width))
 
+    def input_shapes(self, batch: int, fanout: int) -> dict[str, tuple[int, ...]]:
+        """``input_shapes`` for this model's E and Ft."""
+        return input_shapes(batch, fanout, self.num_entity_types, self.txn_features)
+
     def set_input_scaling(self, target_x: Tensor, txn_x: Tensor, ent_x: Tensor) -> None:
-        """Set the standardisation from unmasked example rows: targets [N,5], hop-2 transactions
-        [M,5], entities [L,5]; a feature that barely varies (a one-hot type) is only centred."""
+        """Set the standardisation from unmasked example rows: targets [N,Ft], hop-2 transactions
+        [M,Ft], entities [L,Fe]; a feature that barely varies (a one-hot type) is only centred."""
         with torch.no_grad():
             for name, x in (("target", target_x), ("txn", txn_x), ("ent", ent_x)):
                 x = x.reshape(-1, x.size(-1)).float()
@@ -112,6 +133,9 @@ class FraudGnn(nn.Module):
         B, Ft = target_x.size(0), target_x.size(1)
         E, Fe = ent1_x.size(1), ent1_x.size(2)
         K = txn2_x.size(2)
+        if E != self.num_entity_types or Ft != self.txn_features:  # static sizes: no graph op
+            raise ValueError("inputs have " + str(E) + " entity types and " + str(Ft) + " transaction "
+                             "features, the model " + str(self.num_entity_types) + " and " + str(self.txn_features))
         H = self.hidden
         n2 = B * E * K  # hop-2 transactions, flattened (b, e, k)
         # A masked slot's scaled features are no longer zero, but its edge still goes to the sink.
