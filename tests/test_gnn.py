@@ -275,9 +275,14 @@ def sampled(small_transactions):
     from libfraud import _core
     from libfraud.train_gnn import sample_neighbourhoods
 
-    if not hasattr(_core, "Sampler"):
-        pytest.skip("this build has no _core.Sampler")
-    return sample_neighbourhoods(small_transactions, _core.SamplerConfig(fanout=K))
+    from libfraud.data.declared import load_events, load_preset
+    from libfraud.features import replay
+
+    # The payments preset with mcc as a graph field: 4 entity types, 5 transaction features.
+    schema, spec = load_preset("payments", small_transactions.columns)
+    events, labels = load_events(small_transactions, schema)
+    store = replay(events, labels, schema, spec).store
+    return sample_neighbourhoods(events, store, _core.SamplerConfig(fanout=K), ["mcc"])
 
 
 def test_sampled_neighbourhoods_follow_the_contract(small_transactions, sampled):

@@ -4,7 +4,9 @@
  * No bundle that opens is built here (that needs a compiled tree library): the engine-level
  * behaviour of the declared-schema functions (fraud_engine_schema_count / _name / _has_amount,
  * the *_events functions, fraud_engine_label's statuses) is tested from Python on real bundles
- * (tests/test_scorer.py and friends); here, what needs no engine: fraud_hash_id's documented
+ * (tests/test_scorer.py, test_durable_engine.py, test_hot_swap.py), and the fuzz_transactions
+ * replay (ctest fuzz_replay_transactions) drives fraud_engine_label and the _events functions on a
+ * stand-in payments bundle; here, what needs no engine: fraud_hash_id's documented
  * values, the statuses' names, the structs' layout, and every entry point's NULL checks. */
 #include <stdio.h>
 #include <stdlib.h>

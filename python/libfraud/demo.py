@@ -13,7 +13,10 @@ from . import metrics, plots
 from .data import load_transactions, write_transactions
 from .models.gbdt import GbdtParams
 from .scorer import Scorer
-from .train import train
+from .train import SamplerSettings, train
+
+#: The generator's merchant category goes into the GNN's transaction features too (4 fixed + mcc).
+DEMO_GRAPH_FIELDS = ("mcc",)
 
 
 def _step(name: str, progress: bool) -> float:
@@ -51,6 +54,7 @@ def run_demo(out_dir: str | Path, *, n: int = 200_000, seed: int = 0, trees: int
               "train " + ("the GNN and the trees on its outputs" if gnn else "XGBoost") +
               " (time-ordered split)", progress)
     result = train(transactions, params=GbdtParams(n_estimators=trees, seed=seed),
+                   sampler=SamplerSettings(graph_fields=DEMO_GRAPH_FIELDS),
                    gnn_params=gnn_params, progress=progress)
     result.save(out / "model")
     seconds["train"] = time.perf_counter() - t

@@ -30,7 +30,7 @@ int64_t floor_mod(int64_t a, int64_t m) {
     const int64_t r = a % m;
     return r < 0 ? r + m : r;
 }
-int64_t floor_div(int64_t a, int64_t m) { return (a - floor_mod(a, m)) / m; }
+int64_t floor_div(int64_t a, int64_t m) { return a / m - (a % m < 0 ? 1 : 0); }  // m > 0; no overflow
 
 class SpecReader {
 public:
@@ -444,9 +444,14 @@ inline float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& 
             return static_cast<float>(it != op.vocabulary.end() && it->first == c ? it->second : op.vocabulary_size);
         }
         case FeatureKind::Calendar: {
-            const int64_t local = t + int64_t{schema_.utc_offset_seconds(t)} * 1000;
-            const int64_t hour = floor_mod(local, kMsPerDay) / kMsPerHour;
-            const int64_t dow = floor_mod(floor_div(local, kMsPerDay) + 3, 7);  // 1970-01-01 was a Thursday
+            // Days and milliseconds of the day apart, so adding the offset never overflows near the
+            // ends of int64 (the offset is within a day).
+            int64_t day = floor_div(t, kMsPerDay);
+            int64_t ms = floor_mod(t, kMsPerDay) + int64_t{schema_.utc_offset_seconds(t)} * 1000;
+            day += floor_div(ms, kMsPerDay);
+            ms = floor_mod(ms, kMsPerDay);
+            const int64_t hour = ms / kMsPerHour;
+            const int64_t dow = floor_mod(floor_mod(day, 7) + 3, 7);  // 1970-01-01 was a Thursday
             switch (op.part) {
                 case CalendarPart::Hour: return static_cast<float>(hour);
                 case CalendarPart::DayOfWeek: return static_cast<float>(dow);

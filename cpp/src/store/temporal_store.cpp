@@ -83,7 +83,8 @@ void FieldAggregate::add(double x) {
 size_t HistoryBlocks::bytes() const {
     return malloc_bytes(sizeof(HistoryBlocks)) + malloc_bytes(n.capacity() * sizeof(uint32_t)) +
            malloc_bytes((sum.capacity() + sum_sq.capacity() + min.capacity() + max.capacity()) * sizeof(double)) +
-           malloc_bytes(total_n.capacity() * 8) + malloc_bytes((total_sum.capacity() + total_sq.capacity()) * 8);
+           malloc_bytes(total_n.capacity() * 8) + malloc_bytes((total_sum.capacity() + total_sq.capacity()) * 8) +
+           malloc_bytes((prefix_n.capacity() + prefix_sum.capacity() + prefix_sq.capacity()) * 8);
 }
 
 void EntityHistory::Free::operator()(EntityHistory* h) const {
@@ -146,6 +147,11 @@ void EntityHistory::add_to_blocks(size_t i) {
     const size_t slot = static_cast<size_t>((dropped_ + i) / kBlock - B.first);
     const size_t cells = (slot + 1) * fields_;
     const bool extremes = B.extremes;
+    if (cells > B.n.size() && B.totals_valid) {  // a new block: the totals before its first event
+        B.prefix_n.insert(B.prefix_n.end(), B.total_n.begin(), B.total_n.end());
+        B.prefix_sum.insert(B.prefix_sum.end(), B.total_sum.begin(), B.total_sum.end());
+        B.prefix_sq.insert(B.prefix_sq.end(), B.total_sq.begin(), B.total_sq.end());
+    }
     if (cells > B.n.size()) {
         B.n.resize(cells, 0);
         B.sum.resize(cells, 0.0);
@@ -194,7 +200,11 @@ void EntityHistory::pop_front(Ptr& h) {
     x.begin_ = x.size_ == 0 ? 0 : x.begin_ + 1;
     if (x.blocks_) {
         HistoryBlocks& B = *x.blocks_;
-        B.totals_valid = false;  // the totals include the dropped event
+        if (B.totals_valid) {  // the totals include the dropped event: no prefix path any more
+            B.totals_valid = false;
+            for (auto* v : {&B.prefix_sum, &B.prefix_sq}) std::vector<double>().swap(*v);
+            std::vector<uint64_t>().swap(B.prefix_n);
+        }
         // Blocks wholly behind the front are never read again: drop them sixteen at a time.
         if (x.dropped_ / kBlock >= B.first + 16) {
             const size_t drop = static_cast<size_t>(x.dropped_ / kBlock - B.first);
@@ -268,10 +278,21 @@ RangeSums EntityHistory::sums(size_t f, size_t b, size_t e, bool squares, bool n
         a.sum = sum;
         a.sum_sq = sq;
     };
-    if (blocks_ && blocks_->totals_valid && b == 0 && e == size_) {
-        a.n = blocks_->total_n[f];
-        a.sum = blocks_->total_sum[f];
-        a.sum_sq = squares ? blocks_->total_sq[f] : 0.0;
+    if (blocks_ && blocks_->totals_valid && b == 0) {
+        // From the first event: the running totals at e's block's start, then the rest of the
+        // way one by one: exactly the sequential sum of [0, e), whatever was stored after e.
+        const HistoryBlocks& B = *blocks_;
+        const size_t k = e / kBlock;
+        if (k * fields_ < B.prefix_sum.size()) {
+            a.n = B.prefix_n[k * fields_ + f];
+            a.sum = B.prefix_sum[k * fields_ + f];
+            a.sum_sq = squares ? B.prefix_sq[k * fields_ + f] : 0.0;
+            direct(k * kBlock, e);
+        } else {  // e == size_ at a block boundary: the totals themselves
+            a.n = B.total_n[f];
+            a.sum = B.total_sum[f];
+            a.sum_sq = squares ? B.total_sq[f] : 0.0;
+        }
         return a;
     }
     const uint64_t ab = dropped_ + b, ae = dropped_ + e;

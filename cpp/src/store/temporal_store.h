@@ -108,6 +108,10 @@ struct HistoryBlocks {
     bool totals_valid = true;
     std::vector<uint64_t> total_n;  // per field
     std::vector<double> total_sum, total_sq;
+    // While totals_valid: the running totals as they stood at each block's start ([block][field]),
+    // so a range from the history's first event sums to exactly the sequential total at any end.
+    std::vector<uint64_t> prefix_n;
+    std::vector<double> prefix_sum, prefix_sq;
     size_t bytes() const;
 };
 
