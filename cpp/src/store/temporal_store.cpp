@@ -84,7 +84,8 @@ size_t HistoryBlocks::bytes() const {
     return malloc_bytes(sizeof(HistoryBlocks)) + malloc_bytes(n.capacity() * sizeof(uint32_t)) +
            malloc_bytes((sum.capacity() + sum_sq.capacity() + min.capacity() + max.capacity()) * sizeof(double)) +
            malloc_bytes(total_n.capacity() * 8) + malloc_bytes((total_sum.capacity() + total_sq.capacity()) * 8) +
-           malloc_bytes((prefix_n.capacity() + prefix_sum.capacity() + prefix_sq.capacity()) * 8);
+           malloc_bytes((prefix_n.capacity() + prefix_sum.capacity() + prefix_sq.capacity()) * 8) +
+           malloc_bytes(n2.capacity() * 4) + malloc_bytes((sum2.capacity() + sum_sq2.capacity()) * 8);
 }
 
 void EntityHistory::Free::operator()(EntityHistory* h) const {
@@ -111,7 +112,7 @@ void EntityHistory::reallocate(Ptr& h, uint32_t capacity) {
     h = std::move(n);
 }
 
-void EntityHistory::push(Ptr& h, int64_t ts, uint32_t row, const double* values, bool extremes) {
+void EntityHistory::push(Ptr& h, int64_t ts, uint32_t row, const double* values, bool extremes, bool counts) {
     if (h->begin_ + h->size_ == h->capacity_) {
         EntityHistory& x = *h;
         if (x.begin_ > 0 && 16 * static_cast<size_t>(x.begin_) >= x.capacity_) {
@@ -138,22 +139,25 @@ void EntityHistory::push(Ptr& h, int64_t ts, uint32_t row, const double* values,
     if (x.blocks_) {
         x.add_to_blocks(x.size_ - 1);
     } else if (x.fields_ > 0 && x.size_ >= 2 * kBlock) {
-        x.build_blocks(extremes);  // long enough that ranges span whole blocks
+        x.build_blocks(extremes, counts);  // long enough that ranges span whole blocks
     }
 }
 
 void EntityHistory::add_to_blocks(size_t i) {
     HistoryBlocks& B = *blocks_;
-    const size_t slot = static_cast<size_t>((dropped_ + i) / kBlock - B.first);
+    const uint64_t at = dropped_ + i;
+    const size_t slot = static_cast<size_t>(at / kBlock - B.first);
     const size_t cells = (slot + 1) * fields_;
     const bool extremes = B.extremes;
-    if (cells > B.n.size() && B.totals_valid) {  // a new block: the totals before its first event
+    const uint64_t super = at / (uint64_t{kBlock} * kSuper);
+    const size_t slot2 = static_cast<size_t>(super - B.first2);
+    if (at % (uint64_t{kBlock} * kSuper) == 0 && B.totals_valid) {  // a super-block starts: the totals before it
         B.prefix_n.insert(B.prefix_n.end(), B.total_n.begin(), B.total_n.end());
         B.prefix_sum.insert(B.prefix_sum.end(), B.total_sum.begin(), B.total_sum.end());
         B.prefix_sq.insert(B.prefix_sq.end(), B.total_sq.begin(), B.total_sq.end());
     }
-    if (cells > B.n.size()) {
-        B.n.resize(cells, 0);
+    if (cells > B.sum.size()) {
+        if (B.counts) B.n.resize(cells, 0);
         B.sum.resize(cells, 0.0);
         B.sum_sq.resize(cells, 0.0);
         if (extremes) {
@@ -161,13 +165,24 @@ void EntityHistory::add_to_blocks(size_t i) {
             B.max.resize(cells, -std::numeric_limits<double>::infinity());
         }
     }
+    if ((slot2 + 1) * fields_ > B.sum2.size()) {
+        if (B.counts) B.n2.resize((slot2 + 1) * fields_, 0);
+        B.sum2.resize((slot2 + 1) * fields_, 0.0);
+        B.sum_sq2.resize((slot2 + 1) * fields_, 0.0);
+    }
     for (uint32_t f = 0; f < fields_; ++f) {
         const double x = value(f, i);
         if (std::isnan(x)) continue;
         const size_t c = slot * fields_ + f;
-        ++B.n[c];
+        const size_t c2 = slot2 * fields_ + f;
+        if (B.counts) {
+            ++B.n[c];
+            ++B.n2[c2];
+        }
         B.sum[c] += x;
         B.sum_sq[c] += x * x;
+        B.sum2[c2] += x;
+        B.sum_sq2[c2] += x * x;
         if (extremes) {
             B.min[c] = std::min(B.min[c], x);
             B.max[c] = std::max(B.max[c], x);
@@ -178,10 +193,12 @@ void EntityHistory::add_to_blocks(size_t i) {
     }
 }
 
-void EntityHistory::build_blocks(bool extremes) {
+void EntityHistory::build_blocks(bool extremes, bool counts) {
     blocks_ = std::make_unique<HistoryBlocks>();
     blocks_->extremes = extremes;
+    blocks_->counts = counts;
     blocks_->first = dropped_ / kBlock;
+    blocks_->first2 = dropped_ / (uint64_t{kBlock} * kSuper);
     blocks_->total_n.assign(fields_, 0);
     blocks_->total_sum.assign(fields_, 0.0);
     blocks_->total_sq.assign(fields_, 0.0);
@@ -209,10 +226,19 @@ void EntityHistory::pop_front(Ptr& h) {
         if (x.dropped_ / kBlock >= B.first + 16) {
             const size_t drop = static_cast<size_t>(x.dropped_ / kBlock - B.first);
             const auto cells = static_cast<ptrdiff_t>(drop * x.fields_);
-            B.n.erase(B.n.begin(), B.n.begin() + cells);
+            if (!B.n.empty()) B.n.erase(B.n.begin(), B.n.begin() + cells);
             for (auto* v : {&B.sum, &B.sum_sq, &B.min, &B.max})
                 if (!v->empty()) v->erase(v->begin(), v->begin() + cells);
             B.first += drop;
+            const uint64_t front2 = x.dropped_ / (uint64_t{kBlock} * kSuper);
+            if (front2 > B.first2) {
+                const size_t drop2 = static_cast<size_t>(front2 - B.first2);
+                const auto cells2 = static_cast<ptrdiff_t>(drop2 * x.fields_);
+                if (!B.n2.empty()) B.n2.erase(B.n2.begin(), B.n2.begin() + cells2);
+                B.sum2.erase(B.sum2.begin(), B.sum2.begin() + cells2);
+                B.sum_sq2.erase(B.sum_sq2.begin(), B.sum_sq2.begin() + cells2);
+                B.first2 = front2;
+            }
         }
     }
     if (x.size_ > 0 && x.capacity_ > 16 && 4 * static_cast<size_t>(x.size_) <= x.capacity_) {
@@ -226,6 +252,42 @@ size_t EntityHistory::lower_bound(int64_t t) const {
 }
 
 void EntityHistory::merge_blocks(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const {
+    // Whole super-blocks inside [from, to) are taken at the second level; the blocks either side
+    // of them at the first. The grouping depends on the absolute positions only.
+    const uint64_t s_from = (from + kSuper - 1) / kSuper, s_to = to / kSuper;
+    if (s_from < s_to) {
+        merge_level1(f, from, s_from * kSuper, squares, count, a);
+        const HistoryBlocks& B = *blocks_;
+        double s0 = 0, s1 = 0, q0 = 0, q1 = 0;
+        uint64_t n = 0;
+        const size_t F = fields_;
+        size_t k = static_cast<size_t>(s_from - B.first2);
+        const size_t end = static_cast<size_t>(s_to - B.first2);
+        for (; k + 2 <= end; k += 2) {
+            s0 += B.sum2[k * F + f];
+            s1 += B.sum2[(k + 1) * F + f];
+            if (squares) {
+                q0 += B.sum_sq2[k * F + f];
+                q1 += B.sum_sq2[(k + 1) * F + f];
+            }
+            if (count) n += B.n2[k * F + f] + B.n2[(k + 1) * F + f];
+        }
+        for (; k < end; ++k) {
+            s0 += B.sum2[k * F + f];
+            if (squares) q0 += B.sum_sq2[k * F + f];
+            if (count) n += B.n2[k * F + f];
+        }
+        a.sum += s0 + s1;
+        a.sum_sq += q0 + q1;
+        a.n += n;
+        merge_level1(f, s_to * kSuper, to, squares, count, a);
+        return;
+    }
+    merge_level1(f, from, to, squares, count, a);
+}
+
+void EntityHistory::merge_level1(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const {
+    if (from >= to) return;
     const HistoryBlocks& B = *blocks_;
     // Four running sums break the add latency chain; the order is fixed, so results are repeatable.
     double s[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0};
@@ -250,6 +312,7 @@ void EntityHistory::merge_blocks(size_t f, uint64_t from, uint64_t to, bool squa
 }
 
 RangeSums EntityHistory::sums(size_t f, size_t b, size_t e, bool squares, bool nan_free) const {
+    if (blocks_ && !blocks_->counts) nan_free = true;  // no field of this store can be missing
     RangeSums a;
     const double* v = vals_base() + f * capacity_ + begin_;
     auto direct = [&](size_t from, size_t to) {
@@ -282,13 +345,13 @@ RangeSums EntityHistory::sums(size_t f, size_t b, size_t e, bool squares, bool n
         // From the first event: the running totals at e's block's start, then the rest of the
         // way one by one: exactly the sequential sum of [0, e), whatever was stored after e.
         const HistoryBlocks& B = *blocks_;
-        const size_t k = e / kBlock;
-        if (k * fields_ < B.prefix_sum.size()) {
+        const size_t k = e / (size_t{kBlock} * kSuper);
+        if (e < size_ && k * fields_ < B.prefix_sum.size()) {
             a.n = B.prefix_n[k * fields_ + f];
             a.sum = B.prefix_sum[k * fields_ + f];
             a.sum_sq = squares ? B.prefix_sq[k * fields_ + f] : 0.0;
-            direct(k * kBlock, e);
-        } else {  // e == size_ at a block boundary: the totals themselves
+            direct(k * kBlock * kSuper, e);
+        } else {  // the whole history: the totals themselves
             a.n = B.total_n[f];
             a.sum = B.total_sum[f];
             a.sum_sq = squares ? B.total_sq[f] : 0.0;
@@ -361,6 +424,7 @@ TemporalStore::TemporalStore(StoreLayout layout, StoreConfig config)
     for (int f : layout_.history_fields) {
         if (f == kAmountField ? !layout_.schema.has_amount : (f < 0 || static_cast<size_t>(f) >= rows_.N))
             throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "history field " + std::to_string(f) + " is not in the schema");
+        if (f != kAmountField) layout_has_missing_ = true;  // numeric fields may be NaN; the amount never is
     }
 }
 
@@ -474,7 +538,7 @@ void TemporalStore::push_history(EntityHistory::Ptr& h, const fraud_event& ev, u
         const int field = layout_.history_fields[f];
         v[f] = field == kAmountField ? ev.amount : ev.numeric[field];
     }
-    EntityHistory::push(h, ev.time_ms, row, v, layout_.extremes);
+    EntityHistory::push(h, ev.time_ms, row, v, layout_.extremes, layout_has_missing_);
 }
 
 void TemporalStore::drop_from_history(size_t e, int64_t id) {

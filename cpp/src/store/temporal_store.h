@@ -108,10 +108,18 @@ struct HistoryBlocks {
     bool totals_valid = true;
     std::vector<uint64_t> total_n;  // per field
     std::vector<double> total_sum, total_sq;
-    // While totals_valid: the running totals as they stood at each block's start ([block][field]),
-    // so a range from the history's first event sums to exactly the sequential total at any end.
+    // While totals_valid: the running totals as they stood at each super-block's start
+    // ([super][field]), so a range from the history's first event sums to exactly the sequential
+    // total at any end (the rest of the way one value at a time).
     std::vector<uint64_t> prefix_n;
     std::vector<double> prefix_sum, prefix_sq;
+    // Whether any field may be missing: only then are the non-missing counts (n, n2) kept.
+    bool counts = true;
+    // The second level: super-blocks of kSuper blocks ([super - first2][field]), so a long window
+    // merges at most 2 * (kSuper - 1) blocks plus its super-blocks.
+    uint64_t first2 = 0;
+    std::vector<uint32_t> n2;
+    std::vector<double> sum2, sum_sq2;
     size_t bytes() const;
 };
 
@@ -126,6 +134,7 @@ struct HistoryBlocks {
 class EntityHistory {
 public:
     static constexpr uint32_t kBlock = 16;
+    static constexpr uint32_t kSuper = 16;  // blocks per super-block
 
     size_t size() const { return size_; }
     int64_t ts(size_t i) const { return ts_data()[i]; }
@@ -156,7 +165,7 @@ private:
     EntityHistory(uint32_t capacity, uint32_t fields) : capacity_(capacity), fields_(fields) {}
     static Ptr make(uint32_t capacity, uint32_t fields);
     // Appends one event (values: fields_ of them); may move the history (h is updated).
-    static void push(Ptr& h, int64_t ts, uint32_t row, const double* values, bool extremes);
+    static void push(Ptr& h, int64_t ts, uint32_t row, const double* values, bool extremes, bool counts);
     // Drops the oldest event (size() > 0); may move it to a smaller allocation.
     static void pop_front(Ptr& h);
     static void reallocate(Ptr& h, uint32_t capacity);
@@ -170,10 +179,11 @@ private:
         return reinterpret_cast<const uint32_t*>(vals_base() + size_t(fields_) * capacity_);
     }
     uint32_t* rows_mut() { return rows_base() + begin_; }
-    void build_blocks(bool extremes);
+    void build_blocks(bool extremes, bool counts);
     void add_to_blocks(size_t i);
     // Whole blocks of [b, e) (absolute block numbers [from, to)) added into a.
     void merge_blocks(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const;
+    void merge_level1(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const;
 
     uint32_t size_ = 0;
     uint32_t capacity_ = 0;
@@ -259,6 +269,7 @@ private:
     void compact();
 
     StoreLayout layout_;
+    bool layout_has_missing_ = false;  // a history field that may be NaN: blocks keep counts
     RowLayout rows_;
     StoreConfig config_;
     // The table: rows in append (time) order, kChunkRows per chunk; row head_row_ + k is at
