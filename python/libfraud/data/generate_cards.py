@@ -305,42 +305,9 @@ def write_card_transactions(path: str | os.PathLike, n: int, *, seed: int = 0,
     written as "YYYY-MM-DD HH:MM:SS" and a missing RISK_SCORE is an empty cell; Parquet keeps
     the frame's types (TX_DATETIME a timestamp). ``progress`` shows a tqdm bar.
     """
-    path = Path(path)
-    fmt = (fmt or path.suffix.lstrip(".")).lower()
-    if fmt not in ("csv", "parquet"):
-        raise ValueError(f"unsupported format {fmt!r} for {path}: use 'csv' or 'parquet' "
-                         f"(or a .csv/.parquet suffix)")
-    from tqdm.auto import tqdm
-
+    from .io import write_chunks
     chunks = generate_card_transactions(n, seed=seed, fraud_rate=fraud_rate, start=start,
                                         n_customers=n_customers, n_terminals=n_terminals,
                                         chunk_size=chunk_size)
-    with tqdm(total=n, unit="txn", disable=not progress, desc=path.name) as bar:
-        if fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            writer = None
-            try:
-                for chunk in chunks:
-                    table = pa.Table.from_pandas(chunk, preserve_index=False)
-                    if writer is None:
-                        writer = pq.ParquetWriter(path, table.schema)
-                    writer.write_table(table)
-                    bar.update(len(chunk))
-                if writer is None:
-                    empty = _frame(_EMPTY, 0, 0)
-                    pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), path)
-            finally:
-                if writer is not None:
-                    writer.close()
-        else:
-            first = True
-            for chunk in chunks:
-                chunk.to_csv(path, mode="w" if first else "a", header=first, index=False,
-                             date_format=DATETIME_FORMAT)
-                first = False
-                bar.update(len(chunk))
-            if first:
-                _frame(_EMPTY, 0, 0).to_csv(path, index=False, date_format=DATETIME_FORMAT)
-    return path
+    return write_chunks(path, chunks, total=n, empty=_frame(_EMPTY, 0, 0), fmt=fmt, progress=progress,
+                        csv_options={"date_format": DATETIME_FORMAT})

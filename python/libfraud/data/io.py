@@ -17,7 +17,7 @@ import pandas as pd
 
 from .schema import SchemaError, coerce_transactions, validate_transactions
 
-__all__ = ["SUPPORTED_SUFFIXES", "iter_transactions", "load_transactions", "read_table"]
+__all__ = ["SUPPORTED_SUFFIXES", "iter_transactions", "load_transactions", "read_table", "write_chunks"]
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 
@@ -39,6 +39,50 @@ def _check(df: pd.DataFrame, *, validate: bool, kind: str, path: Path, row_offse
         raise e.relocated(row_offset=row_offset, path=str(path),
                           header_lines=1 if kind == "csv" else None) from None
     return df
+
+
+def write_chunks(path: str | os.PathLike, chunks, *, total: int, empty: pd.DataFrame,
+                 fmt: str | None = None, progress: bool = False, csv_view=None,
+                 csv_options: dict | None = None) -> Path:
+    """Write a stream of frames into one .csv or .parquet file (``fmt`` defaults to the suffix),
+    chunk by chunk with a tqdm bar; ``empty`` (no rows) when the stream is. ``csv_view(frame)``:
+    what goes into the CSV (e.g. absent ids as empty cells); ``csv_options``: for ``to_csv``."""
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".")).lower()
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"unsupported format {fmt!r} for {path}: use 'csv' or 'parquet' "
+                         f"(or a .csv/.parquet suffix)")
+    from tqdm.auto import tqdm
+
+    view = csv_view or (lambda df: df)
+    options = dict(csv_options or {})
+    with tqdm(total=total, unit="txn", disable=not progress, desc=path.name) as bar:
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            writer = None
+            try:
+                for chunk in chunks:
+                    table = pa.Table.from_pandas(chunk, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(path, table.schema)
+                    writer.write_table(table)
+                    bar.update(len(chunk))
+                if writer is None:
+                    pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), path)
+            finally:
+                if writer is not None:
+                    writer.close()
+        else:
+            first = True
+            for chunk in chunks:
+                view(chunk).to_csv(path, mode="w" if first else "a", header=first, index=False, **options)
+                first = False
+                bar.update(len(chunk))
+            if first:
+                view(empty).to_csv(path, index=False, **options)
+    return path
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
