@@ -30,7 +30,8 @@ import pandas as pd
 
 from libfraud import _core, metrics
 from libfraud.data.declared import FeatureSpec, default_feature_name, load_events, load_preset
-from libfraud.data.schema import ABSENT_ID, validate_transactions
+from libfraud.data.io import payments_frame
+from libfraud.data.schema import ABSENT_ID
 from libfraud.features import replay
 from libfraud.models.gbdt import GbdtParams, train_gbdt
 from libfraud.train import SamplerSettings
@@ -122,7 +123,7 @@ def to_transactions(edges: pd.DataFrame, nodes: pd.DataFrame) -> tuple[pd.DataFr
     })
     txns["account_label"] = label_of.reindex(to).fillna(-1).to_numpy(np.int8)
     txns = txns.reset_index(drop=True)
-    validate_transactions(txns)
+    payments_frame(txns)  # the declared payments preset's checks (raises naming row and column)
     info = {
         "edges": int(len(edges)), "transactions": int(len(txns)),
         "dropped_non_positive_amount": int(bad.sum()),

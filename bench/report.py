@@ -301,7 +301,7 @@ def run(mode: str = "quick", *, out_dir: Path | None = None, rebuild: bool = Fal
     import libfraud
     from libfraud import _core
     from libfraud.data import load_transactions
-    from libfraud.data.schema import to_txn_records, coerce_transactions  # fraud_txn, for the C harnesses
+    from libfraud.data.schema import to_txn_records  # fraud_txn, for the C harnesses
     from libfraud.export import read_manifest
     from libfraud.features import make_store
     from libfraud.models.gnn import INPUT_NAMES
@@ -336,7 +336,7 @@ def run(mode: str = "quick", *, out_dir: Path | None = None, rebuild: bool = Fal
     live_n = min(cfg["live"], len(tx) - n_hist)
     cfg["live"] = live_n
     hist_df, live_df = tx.iloc[:n_hist], tx.iloc[n_hist:n_hist + live_n]
-    records = to_txn_records(coerce_transactions(tx.iloc[:n_hist + live_n]))  # the C harnesses' input
+    records = to_txn_records(tx.iloc[:n_hist + live_n])  # the C harnesses' input
     K = int(manifest["gnn"]["sampler"]["fanout"])
     graph_fields = list(manifest["gnn"]["sampler"].get("graph_fields", []))
     D = int(manifest["gnn"]["embedding_dim"])

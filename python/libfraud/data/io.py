@@ -1,23 +1,19 @@
-"""Reading transaction files (.csv, .parquet) into validated frames.
+"""Reading and writing transaction files (.csv, .parquet).
 
-CSV cells are read as strings, so a bad cell is reported with its data row (0-based, header
-excluded), its file line (row + 2, assuming no quoted newlines) and its column, instead of
-silently becoming NaN.
+``read_table`` reads any file as it is (CSV cells as text, so the declared schema's loader converts
+each column and names a bad cell by row and column); ``load_transactions`` reads a payments file
+(the generator's columns) through the declared ``payments`` preset into a typed frame.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .schema import SchemaError, coerce_transactions, validate_transactions
-
-__all__ = ["SUPPORTED_SUFFIXES", "iter_transactions", "load_transactions", "read_table", "write_chunks"]
+__all__ = ["SUPPORTED_SUFFIXES", "load_transactions", "payments_frame", "read_table", "write_chunks"]
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 
@@ -28,17 +24,6 @@ def _kind(path: Path) -> str:
         raise ValueError(f"cannot read {str(path)!r}: unsupported suffix {suffix!r}; "
                          f"supported: {', '.join(SUPPORTED_SUFFIXES)}")
     return suffix[1:]
-
-
-def _check(df: pd.DataFrame, *, validate: bool, kind: str, path: Path, row_offset: int = 0):
-    try:
-        df = coerce_transactions(df)
-        if validate:
-            validate_transactions(df)
-    except SchemaError as e:
-        raise e.relocated(row_offset=row_offset, path=str(path),
-                          header_lines=1 if kind == "csv" else None) from None
-    return df
 
 
 def write_chunks(path: str | os.PathLike, chunks, *, total: int, empty: pd.DataFrame,
@@ -95,75 +80,38 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_parquet(path).reset_index(drop=True)
 
 
-def load_transactions(path: str | os.PathLike, *, validate: bool = True) -> pd.DataFrame:
-    """Read a .csv or .parquet transaction file, coerce it to the schema and (by default) validate.
+def payments_frame(df: pd.DataFrame, *, path=None) -> pd.DataFrame:
+    """A payments frame (the generator's columns, any types: text from a CSV included) checked and
+    converted by the declared ``payments`` preset: typed columns, an absent device/ip as -1, other
+    columns kept as they are. Raises DeclaredError naming the row and column of a bad cell."""
+    from .declared import load_events, load_preset
+    schema, _ = load_preset("payments", df.columns)
+    events, labels = load_events(df, schema, path=path)
+    ent, cat = events.entity_id, events.categorical
+    out = pd.DataFrame({"txn_id": events.event_id, "timestamp_ms": events.time_ms, "amount": events.amount,
+                        "card_id": ent[:, 0], "device_id": ent[:, 1], "merchant_id": ent[:, 2],
+                        "ip_id": ent[:, 3], "country": cat[:, 0].astype(np.int32),
+                        "mcc": cat[:, 1].astype(np.int32)}, index=df.index)
+    if labels is not None:
+        from ..features import rows_of
+        rows = rows_of(events.event_id, labels.event_id)
+        if len(rows) == len(df):  # every row labelled (the generator's files)
+            label = np.empty(len(df), np.int8)
+            label[rows] = labels.label
+            out["label"] = label
+            if "label_time_ms" in df.columns:
+                t = np.empty(len(df), np.int64)
+                t[rows] = labels.label_time_ms
+                out["label_time_ms"] = t
+    for col in df.columns:
+        if col not in out.columns:
+            out[col] = df[col].to_numpy()
+    return out
 
-    Raises SchemaError naming the first bad row (data row, 0-based; CSV also gives the file
-    line) and column, ValueError for an unsupported suffix.
-    """
+
+def load_transactions(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a payments .csv or .parquet file through the declared ``payments`` preset (see
+    :func:`payments_frame`). Raises DeclaredError naming the file, row and column of the first bad
+    cell, ValueError for an unsupported suffix."""
     path = Path(path)
-    kind = _kind(path)
-    if kind == "csv":
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    else:
-        df = pd.read_parquet(path)
-    return _check(df.reset_index(drop=True), validate=validate, kind=kind, path=path)
-
-
-def iter_transactions(path: str | os.PathLike, chunk_size: int = 100_000, *,
-                      validate: bool = True) -> Iterator[pd.DataFrame]:
-    """Yield a big transaction file as coerced frames of up to ``chunk_size`` rows.
-
-    With ``validate``, the rules hold across chunks too (time order, unique txn_id); error rows
-    are numbered from the start of the file. Each frame keeps its file row numbers as index.
-    """
-    path = Path(path)
-    kind = _kind(path)
-    with _open_chunks(path, kind, chunk_size) as frames:
-        offset = 0
-        last_ts: int | None = None
-        seen = np.zeros(0, np.int64)  # sorted txn_ids of earlier chunks
-        for raw in frames:
-            raw = raw.reset_index(drop=True)
-            df = _check(raw, validate=validate, kind=kind, path=path, row_offset=offset)
-            if validate and len(df):
-                _check_across(df, offset, last_ts, seen, kind, path)
-                last_ts = int(df["timestamp_ms"].iat[-1])
-                seen = np.union1d(seen, df["txn_id"].to_numpy())
-            df.index = pd.RangeIndex(offset, offset + len(df))
-            offset += len(df)
-            yield df
-
-
-@contextlib.contextmanager
-def _open_chunks(path: Path, kind: str, chunk_size: int) -> Iterator[Iterator[pd.DataFrame]]:
-    """Chunk iterator over the file, closed on exit even when a chunk is rejected."""
-    if kind == "csv":
-        with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_size) as reader:
-            yield iter(reader)
-    else:
-        import pyarrow.parquet as pq
-
-        with pq.ParquetFile(path) as pf:
-            yield (b.to_pandas() for b in pf.iter_batches(batch_size=chunk_size))
-
-
-def _check_across(df, offset, last_ts, seen, kind, path) -> None:
-    header = 1 if kind == "csv" else None
-    ts = df["timestamp_ms"].to_numpy()
-    tid = df["txn_id"].to_numpy()
-    errors = []
-    if last_ts is not None and ts[0] < last_ts:
-        errors.append(SchemaError(f"timestamp_ms {ts[0]} is earlier than the previous row's "
-                                  f"{last_ts}: rows must be sorted by time",
-                                  row=0, column="timestamp_ms", txn_id=int(tid[0])))
-    if len(seen):
-        pos = np.minimum(np.searchsorted(seen, tid), len(seen) - 1)
-        dup = seen[pos] == tid
-        if dup.any():
-            i = int(np.argmax(dup))
-            errors.append(SchemaError(f"duplicate txn_id {tid[i]} (first in an earlier chunk)",
-                                      row=i, column="txn_id"))
-    if errors:
-        e = min(errors, key=lambda e: e.row)
-        raise e.relocated(row_offset=offset, path=str(path), header_lines=header)
+    return payments_frame(read_table(path), path=path)
