@@ -1,6 +1,5 @@
 """Real data: account-level phishing detection on the Ethereum transaction network.
 
-    python bench/eth_phishing.py                      # data from ../shared/data/eth_phishing
     python bench/eth_phishing.py --data DIR           # or LIBFRAUD_ETH_PHISHING=DIR
 
 The edge list (one edge per account pair) becomes one transaction per edge in the payments preset's
