@@ -80,11 +80,7 @@ public:
         py::gil_scoped_release release;
         std::unique_lock<std::shared_mutex> lock(mutex_);
         validate_labels(store_, l.data(), l.size());
-        for (size_t i = 0; i < l.size(); ++i) {
-            uint32_t row;
-            store_.find_event(l.data()[i].event_id, &row);
-            store_.apply_label(row, l.data()[i].label, l.data()[i].label_time_ms);
-        }
+        store_.apply_labels(l.data(), l.size());
     }
 
     // Training's replay: each event's features just before it is stored, and each label stored
@@ -128,11 +124,7 @@ public:
             }
             validate_labels(store_, now.data(), now.size(), now_index.data());
             store_.reserve(store_.size() + v.size());
-            for (const fraud_label& x : now) {
-                uint32_t row;
-                store_.find_event(x.event_id, &row);
-                store_.apply_label(row, x.label, x.label_time_ms);
-            }
+            store_.apply_labels(now.data(), now.size());
             for (size_t i = 0; i < v.size(); ++i) {
                 features_.compute(store_, v.data()[i], dst + i * features_.size());
                 store_.append(v.data()[i]);

@@ -110,7 +110,7 @@ inline std::vector<float> compute(const libfraud::Schema& s, const std::vector<l
                     r = static_cast<float>(c);
                     break;
                 }
-                r = static_cast<float>(op.vocabulary_size);
+                r = static_cast<float>(op.vocabulary.size());
                 for (const auto& [code, index] : op.vocabulary)
                     if (code == c) r = static_cast<float>(index);
                 break;

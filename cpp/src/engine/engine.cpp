@@ -147,13 +147,7 @@ void Engine::label(const fraud_label* labels, size_t n) {
         throw;
     }
     if (log_) log_->append_labels(labels, n);
-    uint64_t applied = 0;
-    for (size_t i = 0; i < n; ++i) {
-        uint32_t row;
-        store_.find_event(labels[i].event_id, &row);
-        applied += store_.apply_label(row, labels[i].label, labels[i].label_time_ms) ? 1 : 0;
-    }
-    labels_applied_.fetch_add(applied, std::memory_order_relaxed);
+    labels_applied_.fetch_add(store_.apply_labels(labels, n), std::memory_order_relaxed);
 }
 
 void Engine::score_features(const float* rows, size_t n, float* scores) const {

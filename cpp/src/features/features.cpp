@@ -305,7 +305,6 @@ FeaturePlan::FeaturePlan(const Schema& schema, const std::string& spec_json, con
                     for (size_t k = 1; k < op.vocabulary.size(); ++k)
                         if (op.vocabulary[k].first == op.vocabulary[k - 1].first)
                             r.bad(path + ".vocabulary", "code " + std::to_string(op.vocabulary[k].first) + " twice");
-                    op.vocabulary_size = static_cast<uint32_t>(op.vocabulary.size());
                 }
                 break;
             }
@@ -441,7 +440,7 @@ inline float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& 
             if (c == FRAUD_CODE_MISSING) return kNaN;
             if (!op.has_vocabulary) return static_cast<float>(static_cast<double>(c));  // via double, as SCHEMA.md says
             auto it = std::lower_bound(op.vocabulary.begin(), op.vocabulary.end(), std::make_pair(c, uint32_t{0}));
-            return static_cast<float>(it != op.vocabulary.end() && it->first == c ? it->second : op.vocabulary_size);
+            return static_cast<float>(it != op.vocabulary.end() && it->first == c ? it->second : op.vocabulary.size());
         }
         case FeatureKind::Calendar: {
             // Days and milliseconds of the day apart, so adding the offset never overflows near the

@@ -55,7 +55,6 @@ struct FeatureOp {
     uint32_t max_scan = 1024;
     Filter filter;
     std::vector<std::pair<int64_t, uint32_t>> vocabulary;  // sorted by code: (code, index)
-    uint32_t vocabulary_size = 0;
     bool has_vocabulary = false;
 };
 

@@ -588,6 +588,15 @@ bool TemporalStore::apply_label(uint32_t row, int label, int64_t label_time_ms) 
     return true;
 }
 
+size_t TemporalStore::apply_labels(const fraud_label* labels, size_t n) {
+    size_t applied = 0;
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t row;
+        if (find_event(labels[i].event_id, &row) && apply_label(row, labels[i].label, labels[i].label_time_ms)) ++applied;
+    }
+    return applied;
+}
+
 void TemporalStore::evict() {
     const bool by_time = config_.retention_ms > 0 &&
                          watermark_ms_ >= std::numeric_limits<int64_t>::min() + config_.retention_ms;

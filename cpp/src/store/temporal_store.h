@@ -233,6 +233,9 @@ public:
     // Precondition: validated (validate_labels): the event is retained, label 0/1, no conflict.
     // Returns false when the same label was already stored (nothing changes).
     bool apply_label(uint32_t row, int label, int64_t label_time_ms);
+    // apply_label for a validated batch (validate_labels: every event retained); returns how many
+    // were new.
+    size_t apply_labels(const fraud_label* labels, size_t n);
 
     // Snapshot restore only: an entity's dropped count, set before its first restored event, and
     // an event with its fixed degrees, history mask and label.
