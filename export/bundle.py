@@ -13,12 +13,14 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
+from ..calibration import Calibrator
 from .parity import ParityError, check_tree_parity
 from .trees import compile_trees
 
@@ -27,6 +29,7 @@ __all__ = [
     "BUNDLE_FORMAT_VERSION",
     "BundleError",
     "build_bundle",
+    "file_fingerprint",
     "read_manifest",
     "verify_bundle",
 ]
@@ -40,6 +43,13 @@ REQUIRED_KEYS = (
     "format", "format_version", "created_utc", "schema", "features", "model",
     "threshold", "threshold_rule", "artifacts", "parity", "metrics", "tools",
 )
+# Optional sections build_bundle writes itself (extra may not set them).
+OPTIONAL_KEYS = ("calibration",)
+# The model's provenance (build_bundle's ``provenance``), written into the manifest's `model`.
+PROVENANCE_KEYS = ("name", "version", "data_fingerprint", "source_revision", "created_utc")
+SERVED_CHECK_ROWS = 4096  # held-out rows the core scores before a bundle is moved into place
+_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 
 class BundleError(ValueError):
     """A bundle that cannot be read, or a target that must not be overwritten."""
@@ -54,6 +64,66 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """``"sha256:<hex>"`` of a file's bytes: a ``data_fingerprint`` for build_bundle's provenance."""
+    return "sha256:" + _sha256(Path(path))
+
+
+def _utc(value: Any, name: str) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware (UTC), got a naive datetime {value!r}")
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not isinstance(value, str) or not _UTC.fullmatch(value):
+        raise ValueError(f"{name} must be an ISO-8601 UTC time 'YYYY-MM-DDTHH:MM:SSZ', got {value!r}")
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError as e:
+        raise ValueError(f"{name} is not a valid time: {value!r} ({e})") from None
+    return value
+
+
+def check_provenance(provenance: Mapping, created_utc: str | None = None) -> dict:
+    """The `model` section's provenance fields (BUNDLE.md "model") from ``provenance``, validated:
+    ``name`` and ``version`` non-empty strings, ``data_fingerprint`` ``"sha256:<64 hex>"`` (e.g.
+    file_fingerprint of the training data), ``source_revision`` a non-empty string or None (absent:
+    None), ``created_utc`` when the model was made (a UTC datetime or ``YYYY-MM-DDTHH:MM:SSZ``;
+    absent: ``created_utc``, the bundle's time). ValueError naming the field otherwise."""
+    if not isinstance(provenance, Mapping):
+        raise ValueError(f"provenance must be a dict, got {type(provenance).__name__}")
+    unknown = sorted(set(provenance) - set(PROVENANCE_KEYS))
+    if unknown:
+        raise ValueError(f"provenance: unknown keys {unknown}; known: {list(PROVENANCE_KEYS)}")
+    out: dict[str, Any] = {}
+    for key in ("name", "version"):
+        v = provenance.get(key)
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError(f"provenance.{key} must be a non-empty string, got {v!r}")
+        out[key] = v
+    fp = provenance.get("data_fingerprint")
+    if not isinstance(fp, str) or not _FINGERPRINT.fullmatch(fp):
+        raise ValueError(f"provenance.data_fingerprint must be 'sha256:' and 64 lowercase hex digits "
+                         f"(file_fingerprint(path) gives one), got {fp!r}")
+    out["data_fingerprint"] = fp
+    rev = provenance.get("source_revision")
+    if rev is not None and (not isinstance(rev, str) or not rev.strip()):
+        raise ValueError(f"provenance.source_revision must be a non-empty string or None, got {rev!r}")
+    out["source_revision"] = rev
+    when = provenance.get("created_utc", created_utc)
+    if when is None:
+        raise ValueError("provenance.created_utc is missing")
+    out["created_utc"] = _utc(when, "provenance.created_utc")
+    return out
+
+
+def _calibrator(calibration: Any) -> Calibrator | None:
+    if calibration is None or isinstance(calibration, Calibrator):
+        return calibration
+    if not isinstance(calibration, Mapping):
+        raise ValueError(f"calibration must be a Calibrator or its manifest dict, got {type(calibration).__name__}")
+    return Calibrator.from_manifest(calibration)
 
 
 def _tool_versions(compiler: str) -> dict[str, str]:
@@ -98,9 +168,10 @@ def align_spec(spec: Mapping, names: Sequence[str], gnn_outputs: Sequence[str] =
     return {**spec, "features": [by_name[n] for n in core_names]}
 
 
-def _check_served(bundle: Path, booster, X_holdout) -> dict:
+def _check_served(bundle: Path, booster, X_holdout, calibrator: Calibrator | None = None) -> dict:
     """Open the written bundle with the core itself and score held-out rows: a bundle the engine
-    refuses, or whose served scores differ from the trees', is never moved into place."""
+    refuses, or whose served scores differ from the reference (xgboost's, through
+    ``calibrator.apply`` when the bundle calibrates) by more than 1e-5, is never moved into place."""
     import numpy as np
 
     from libfraud import _core
@@ -108,14 +179,22 @@ def _check_served(bundle: Path, booster, X_holdout) -> dict:
         engine = _core.Engine(str(bundle))
     except Exception as e:  # noqa: BLE001 - any refusal stops the write, with the core's reason
         raise BundleError(f"the core refuses the bundle it was about to write: {e}") from e
-    rows = np.ascontiguousarray(np.asarray(X_holdout, dtype=np.float32)[:256])
+    rows = np.ascontiguousarray(np.asarray(X_holdout, dtype=np.float32)[:SERVED_CHECK_ROWS])
     if len(rows) == 0:
         return {"rows": 0}
-    served = engine.score_features(rows)
-    expected = booster.inplace_predict(rows)
-    diff = float(np.max(np.abs(served - expected)))
+    served = np.asarray(engine.score_features(rows), dtype=np.float64)
+    trees = booster.inplace_predict(rows)
+    expected = np.asarray(calibrator.apply(trees) if calibrator else trees, dtype=np.float64)
+    diffs = np.abs(served - expected)
+    diffs[np.isnan(diffs)] = np.inf
+    worst = int(np.argmax(diffs))
+    diff = float(diffs[worst])
     if not diff <= 1e-5:
-        raise ParityError(f"the engine's scores differ from xgboost's by {diff:.3g} on held-out rows")
+        what = (f"Calibrator.apply ({calibrator.method}) of xgboost's probabilities" if calibrator
+                else "xgboost's probabilities")
+        raise ParityError(f"the engine's scores differ from {what} by {diff:.3g} at held-out row {worst} "
+                          f"(xgboost {float(trees[worst]):.9g}, expected {expected[worst]:.9g}, "
+                          f"served {served[worst]:.9g})")
     return {"rows": int(len(rows)), "max_abs_diff": diff, "backend": engine.gnn_backend}
 
 
@@ -187,6 +266,8 @@ def build_bundle(
     metrics: dict,
     extra: dict | None = None,
     gnn: dict | None = None,
+    calibration: dict | Calibrator | None = None,
+    provenance: dict | None = None,
     jobs: int = 2,
     progress: bool = False,
     sign_key: str | os.PathLike | None = None,
@@ -207,6 +288,15 @@ def build_bundle(
     (the trailing names of ``feature_names``), ``default_backend`` and ``backends``: a list of
     ``{kind, path, parity, cpu_flags?}`` whose ``path`` is the exported artifact to copy in and
     whose ``parity`` (C++ backend against PyTorch) must have passed.
+
+    ``calibration`` (optional; BUNDLE.md "calibration"): a ``libfraud.calibration.Calibrator`` or
+    its ``to_manifest()`` dict; the core then applies it to every score, and ``threshold`` must be
+    on the calibrated scale (a threshold no calibrated score can reach is refused). The served
+    check compares the core's scores with ``calibration.apply(booster.inplace_predict(rows))``.
+
+    ``provenance`` (optional; BUNDLE.md "model"): ``name``, ``version``, ``data_fingerprint``,
+    ``source_revision``, ``created_utc``, validated by check_provenance and written into the
+    manifest's ``model`` section.
 
     ``sign_key`` (optional): an ed25519 private key (PEM, from ``libfraud keygen``); the bundle then
     carries ``manifest.json.sig`` (BUNDLE.md "Security"), written before the manifest.
@@ -229,8 +319,16 @@ def build_bundle(
         raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
     if not isinstance(threshold_rule, str) or not threshold_rule:
         raise ValueError("threshold_rule must be a non-empty string saying how the threshold was chosen")
+    calibrator = _calibrator(calibration)
+    if calibrator is not None:
+        top = float(calibrator.apply(1.0))  # calibrators are non-decreasing: the largest score
+        if threshold > top:
+            raise ValueError(f"threshold {threshold!r} is above every calibrated score (at most {top:.6g}): "
+                             "with a calibrator the threshold must be on the calibrated scale")
+    created_utc = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    model_provenance = check_provenance(provenance, created_utc) if provenance is not None else {}
     extra = dict(extra or {})
-    clash = sorted(set(extra) & set(REQUIRED_KEYS))
+    clash = sorted(set(extra) & (set(REQUIRED_KEYS) | set(OPTIONAL_KEYS)))
     if clash:
         raise ValueError(f"extra may not set the manifest's own keys {clash}")
     json.dumps({"metrics": metrics, "extra": extra}, allow_nan=False)  # fail before compiling
@@ -272,7 +370,7 @@ def build_bundle(
         manifest = {
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_FORMAT_VERSION,
-            "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_utc": created_utc,
             "schema": dict(schema),
             "features": {"spec": aligned, "order": names},
             "model": {
@@ -282,7 +380,9 @@ def build_bundle(
                 "n_trees": compiled.n_trees,
                 "best_iteration": best_iteration,
                 "scale_pos_weight": scale_pos_weight,
+                **model_provenance,
             },
+            **({"calibration": calibrator.to_manifest()} if calibrator is not None else {}),
             "threshold": float(threshold),
             "threshold_rule": threshold_rule,
             "artifacts": artifacts,
@@ -301,7 +401,7 @@ def build_bundle(
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        _check_served(tmp, booster, X_holdout)
+        _check_served(tmp, booster, X_holdout, calibrator)
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -441,4 +541,14 @@ def verify_bundle(path: str | os.PathLike) -> list[str]:
     order = (manifest.get("features") or {}).get("order")
     if not isinstance(order, list) or len(order) != model.get("num_features"):
         problems.append("features.order length differs from model.num_features")
+    if "calibration" in manifest:
+        try:
+            Calibrator.from_manifest(manifest["calibration"])
+        except ValueError as e:
+            problems.append(f"calibration: {e}")
+    if isinstance(model, dict) and any(k in model for k in PROVENANCE_KEYS):
+        try:
+            check_provenance({k: model[k] for k in PROVENANCE_KEYS if k in model})
+        except ValueError as e:
+            problems.append(f"model: {e}")
     return problems

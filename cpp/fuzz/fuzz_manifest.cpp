@@ -1,10 +1,12 @@
 // bytes -> <bundle>/manifest.json -> read_manifest + verify_artifacts, then what the engine builds
 // from a verified manifest before it loads any artifact: the declared schema (parse_schema_json),
-// the feature plan (FeaturePlan from features.spec, bound to a store of its layout) and, for a GNN
-// section, the sampler over the schema's graph fields. A FraudError is the expected answer to a bad
-// manifest; a crash, UB, leak or any other exception (json::exception included) is a finding.
+// the feature plan (FeaturePlan from features.spec, bound to a store of its layout), the calibration
+// (applied to a few scores) and, for a GNN section, the sampler over the schema's graph fields. A
+// FraudError is the expected answer to a bad manifest; a crash, UB, leak or any other exception
+// (json::exception included) is a finding.
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -46,6 +48,9 @@ void build_model_parts(const libfraud::Manifest& m) {
     (void)plan.names();
     libfraud::TemporalStore store(layout);
     (void)store.size();
+    // A calibration section that parsed must score every input without trapping (UBSan).
+    for (float p : {0.0f, 1e-9f, 0.5f, 1.0f, -1.0f, 2.0f})
+        if (std::isinf(m.calibration.apply(p))) __builtin_trap();
     if (!m.gnn.present) return;
     libfraud::SamplerConfig config;
     config.fanout = m.gnn.fanout;

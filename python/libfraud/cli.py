@@ -8,23 +8,33 @@ from pathlib import Path
 
 
 def _generate(args) -> int:
-    from .data import write_transactions
-    path = write_transactions(args.out, args.n, seed=args.seed, fraud_rate=args.fraud_rate,
-                              progress=not args.quiet)
-    print(f"wrote {args.n} transactions to {path}")
+    if args.kind == "cards":
+        from .data.generate_cards import write_card_transactions
+        path = write_card_transactions(args.out, args.n, seed=args.seed,
+                                       fraud_rate=0.008 if args.fraud_rate is None else args.fraud_rate,
+                                       n_customers=args.customers, n_terminals=args.terminals,
+                                       start=args.start or "2026-01-01", progress=not args.quiet)
+    else:
+        from .data import write_transactions
+        path = write_transactions(args.out, args.n, seed=args.seed,
+                                  fraud_rate=0.01 if args.fraud_rate is None else args.fraud_rate,
+                                  progress=not args.quiet)
+    print(f"wrote {args.n} {args.kind} transactions to {path}")
     return 0
 
 
-def _declared(args, columns):
-    """(schema, spec) from --schema (one TOML with both, or with --features a second file), or the
-    --preset (payments when neither is given)."""
+def _declared(args, columns, config=None):
+    """(schema, spec) from --schema (one TOML with both, or with --features a second file), the
+    --preset, or the run config's schema/features/preset (payments when none is given)."""
     from .data.declared import load_config, load_preset, load_schema, load_spec
-    if args.schema:
-        if args.features:
-            schema = load_schema(args.schema)
-            return schema, load_spec(args.features, schema)
-        return load_config(args.schema)
-    return load_preset(args.preset or "payments", columns)
+    schema_file = args.schema or (config.file("schema") if config else None)
+    features_file = args.features or (config.file("features") if config else None)
+    if schema_file:
+        if features_file:
+            schema = load_schema(schema_file)
+            return schema, load_spec(features_file, schema)
+        return load_config(schema_file)
+    return load_preset(args.preset or (config.top.get("preset") if config else None) or "payments", columns)
 
 
 def _schema_infer(args) -> int:
@@ -42,28 +52,142 @@ def _schema_infer(args) -> int:
     return 0
 
 
+def _pairs(values, flag: str) -> dict:
+    out = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} {item!r}: write KEY=VALUE")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def _overlay(table: dict, args, names: dict) -> dict:
+    """The config table with every flag the user gave on top (flags win)."""
+    out = dict(table)
+    for attr, key in names.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def _train(args) -> int:
+    import json
+
     from .data import read_table
     from .models.gbdt import GbdtParams
-    from .train import SamplerSettings, train
+    from .periods import PeriodSpec
+    from .run_config import load_run_config
+    from .train import Decision, Evaluation, SamplerSettings, train
+    from .training_report import write_training_report
+    config = load_run_config(args.config)
     transactions = read_table(args.data)
-    schema, spec = _declared(args, transactions.columns)
-    params = GbdtParams(n_estimators=args.trees, max_depth=args.depth, nthread=args.threads)
+    history_file = args.history or config.file("history")
+    history = read_table(history_file) if history_file else None
+    schema, spec = _declared(args, transactions.columns, config)
+    out = Path(args.out)
+
+    periods = PeriodSpec.from_mapping(_overlay(config.table("periods"), args, {
+        "train_start": "train_start", "train_end": "train_end", "valid_start": "valid_start",
+        "valid_end": "valid_end", "valid_fraction": "valid_fraction", "test_start": "test_start",
+        "test_end": "test_end", "label_delay": "label_delay", "prequential": "prequential_folds",
+        "unknown_labels": "unknown_labels"}))
+    xgb_table = _overlay(config.table("xgboost"), args, {"trees": "n_estimators", "depth": "max_depth",
+                                                        "threads": "nthread"})
+    xgb_table.update(_pairs(args.xgb, "--xgb"))
+    params = GbdtParams.from_mapping(xgb_table, "--xgb / [xgboost]")
+    gnn_table = config.table("gnn")
+    gnn_enabled = bool(gnn_table.pop("enabled", True)) and not args.no_gnn
+    if args.gnn_epochs is not None:
+        gnn_table["epochs"] = args.gnn_epochs
+    gnn_table.update(_pairs(args.gnn, "--gnn"))
     gnn_params = None
-    if not args.no_gnn:
+    if gnn_enabled:
         from .train_gnn import GnnParams
-        gnn_params = GnnParams(epochs=args.gnn_epochs)
-    result = train(transactions, schema=schema, spec=spec, params=params, gnn_params=gnn_params,
-                   sampler=SamplerSettings(fanout=args.fanout, strategy=args.strategy,
-                                           graph_fields=tuple(args.graph_field or ())),
+        gnn_params = GnnParams.from_mapping(gnn_table, "--gnn / [gnn]")
+    sampler_table = _overlay(config.table("sampler"), args, {"fanout": "fanout", "strategy": "strategy"})
+    if args.graph_field:
+        sampler_table["graph_fields"] = args.graph_field
+    sampler_table["graph_fields"] = tuple(sampler_table.get("graph_fields", ()))
+    sampler = SamplerSettings(**sampler_table)
+    decision = Decision(**_overlay(config.table("decision"), args, {"calibration": "calibration",
+                                                                   "threshold": "threshold"}))
+    evaluation = Evaluation(**_overlay(config.table("evaluation"), args, {
+        "k": "k", "k_entity": "entity", "drop_known_compromised": "drop_known_compromised"}))
+    tuning = None
+    tuning_table = _overlay(config.table("tuning"), args, {"tune_trials": "trials", "tune_minutes": "minutes",
+                                                          "tune_storage": "storage"})
+    tuning_table["folds"] = max(1, periods.prequential_folds)
+    if tuning_table.get("trials") or tuning_table.get("minutes"):
+        from .tune_train import Tuning
+        tuning_table.setdefault("storage", str(out / "tuning.db"))
+        if "storage" in config.table("tuning") and config.path and args.tune_storage is None:
+            tuning_table["storage"] = str(config.path.parent / config.table("tuning")["storage"])
+        tuning = Tuning(**tuning_table)
+    tracking = _overlay(config.table("tracking"), args, {"mlflow_uri": "uri", "experiment": "experiment"})
+    track = bool(tracking.pop("enabled", True)) and not args.no_track
+    model_table = _overlay(config.table("model"), args, {"name": "name", "version": "version"})
+    uri = None
+    if track:  # before any training: an unreachable server fails now, with nothing written
+        from .tracking import check_reachable, resolve_uri
+        uri = resolve_uri(tracking.get("uri"), out.absolute().parent)
+        check_reachable(uri)
+
+    inputs = [args.data] + ([history_file] if history_file else [])
+    result = train(transactions, schema=schema, spec=spec, params=params, periods=periods,
+                   decision=decision, evaluation=evaluation, gnn_params=gnn_params, sampler=sampler,
+                   tuning=tuning, name=model_table.get("name") or out.absolute().name,
+                   version=model_table.get("version"), inputs=[str(p) for p in inputs], history=history,
                    progress=not args.quiet)
-    out = result.save(args.out)
-    test = result.metrics["test"]
-    print(f"trained {result.model.n_trees} trees{' on GNN outputs' if gnn_params else ''}; "
-          f"test AUPRC {test['auprc']:.4f}, AUROC {test['auroc']:.4f}; saved to {out}")
-    if "test_gbdt_only" in result.metrics:
-        print(f"  trees alone: test AUPRC {result.metrics['test_gbdt_only']['auprc']:.4f}")
+    result.save(out)
+    if tuning is not None:
+        from .tune import write_best
+        write_best(result.tuning, out)
+    report = write_training_report(result, out)
+    if track:
+        from .tracking import log_run
+        run_id = log_run(uri, experiment=tracking.get("experiment") or "libfraud",
+                         run_name=f"{result.provenance['name']}-{result.provenance['version']}",
+                         params={"xgboost": json.loads(json.dumps(result.model.params.__dict__)),
+                                 "periods": result.periods, "decision": decision.__dict__,
+                                 "evaluation": evaluation.__dict__,
+                                 **({"gnn": gnn_params.__dict__} if gnn_params else {})},
+                         metrics=result.metrics,
+                         artifacts=[out / "report.html", out / "report.json", out / "training.json"]
+                         + ([out / "tuning.json"] if tuning is not None else []),
+                         dicts={"schema.json": result.schema, "spec.json": result.spec},
+                         tags={"model_name": result.provenance["name"], "model_version": result.provenance["version"],
+                               "data_fingerprint": result.provenance["data_fingerprint"]})
+        info = json.loads((out / "training.json").read_text())
+        info["mlflow"] = {"uri": uri, "run_id": run_id}
+        (out / "training.json").write_text(json.dumps(info, indent=2))
+        print(f"tracked as MLflow run {run_id} at {uri}", file=sys.stderr)
+    _print_summary(result, report)
+    print(f"saved to {out} (report: {out / 'report.html'})")
     return 0
+
+
+def _print_summary(result, report) -> None:
+    m = result.metrics["test"]
+    k = next((key for key in m if key.startswith("daily_") and "_precision_at_" in key), None)
+    line = f"trained {result.model.n_trees} trees{' on GNN outputs' if result.gnn is not None else ''}; test AP " \
+           f"{m['auprc']:.4f}, AUROC {m['auroc']:.4f}"
+    if k:
+        line += f", {k.replace('_', ' ')} {m[k]:.4f}"
+    print(line)
+    at = m.get("at_threshold") or {}
+    if at:
+        precision = at.get("precision")
+        print(f"  at threshold {result.threshold:.4g} ({result.threshold_rule}): precision "
+              f"{'n/a' if precision is None else f'{precision:.3f}'}, recall {at.get('recall', 0):.3f}, "
+              f"{at.get('alerts_per_day', float('nan')):.1f} alerts/day")
+    if "brier" in m:
+        print(f"  calibrated ({result.calibration['method'] if result.calibration else 'none'}): Brier "
+              f"{m['brier']:.5f} (trees' own output {result.metrics['test_uncalibrated']['brier']:.5f}); mean "
+              f"score {float(result.test_scores.mean()):.4f} vs fraud rate {result.metrics['test_fraud_rate']:.4f}")
+    if "test_gbdt_only" in result.metrics:
+        print(f"  trees alone: test AP {result.metrics['test_gbdt_only']['auprc']:.4f}")
 
 
 def _compile(args) -> int:
@@ -81,8 +205,13 @@ def _score(args) -> int:
     from .scorer import Scorer
     scorer = Scorer(args.bundle, gnn_backend=args.backend or "", state_dir=args.state_dir or "")
     transactions = read_table(args.input)  # in the bundle's schema's columns; the core validates values
+    history = read_table(args.history) if args.history else None
     if args.labels:
-        scores = scorer.score_and_ingest_replaying_labels(transactions)
+        scores = scorer.score_and_ingest_replaying_labels(transactions, history=history)
+    elif history is not None:
+        if args.no_ingest:
+            raise ValueError("--history with --no-ingest: the history is ingested; drop one of them")
+        scores = scorer.score_and_ingest_after(history, transactions)
     else:
         scores = (scorer.score(transactions) if args.no_ingest
                   else scorer.score_and_ingest(transactions))
@@ -170,25 +299,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.add_argument("-n", type=int, default=100_000, help="transactions (default 100000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fraud-rate", type=float, default=0.01)
+    p.add_argument("--fraud-rate", type=float, help="default 0.01 (payments), 0.008 (cards)")
+    p.add_argument("--kind", choices=("payments", "cards"), default="payments",
+                   help="payments: the payment network (payments preset); cards: customers and terminals "
+                        "(cards preset)")
+    p.add_argument("--customers", type=int, help="cards: customers (default n / 240)")
+    p.add_argument("--terminals", type=int, help="cards: terminals (default twice the customers)")
+    p.add_argument("--start", help="cards: the first day (default 2026-01-01)")
     p.set_defaults(run=_generate)
 
-    p = sub.add_parser("train", help="replay features, train XGBoost on a time-ordered split")
+    p = sub.add_parser("train", help="replay features, train XGBoost (and a GNN) on periods by time",
+                       description="Flags override the --config file's tables (see libfraud.run_config).")
     p.add_argument("data", help="labelled transactions (.csv or .parquet)")
     p.add_argument("--out", required=True, help="model directory")
+    p.add_argument("--config", help="a run configuration TOML ([periods], [xgboost], [decision], ...)")
     p.add_argument("--schema", help="TOML declaring the schema and the features (see `libfraud schema infer`)")
     p.add_argument("--features", help="the feature spec in a TOML of its own (else in --schema's file)")
     p.add_argument("--preset", choices=("payments", "cards"),
                    help="a built-in schema and feature spec instead of --schema (default: payments)")
-    p.add_argument("--graph-field", action="append",
+    p.add_argument("--history", help="earlier transactions fed to the store as warm-up, never trained on")
+    g = p.add_argument_group("periods", "dates (ISO-8601, naive = UTC) or durations (7d, 12h); without "
+                                        "them 70/15/15 of the labelled events by time")
+    g.add_argument("--train-start", help="first training day (default: the first event)")
+    g.add_argument("--train-end", help="end of the training period: a date or a duration after its start")
+    g.add_argument("--valid-start", help="validation start (date, or a duration before --train-end); "
+                                         "default: the last --valid-fraction of the training period")
+    g.add_argument("--valid-end", help="validation end, for a validation period of its own")
+    g.add_argument("--valid-fraction", type=float, help="share of the training period's labelled events "
+                                                       "held out for validation (default 0.2)")
+    g.add_argument("--label-delay", help="how long labels take to be known (the gap before the test; "
+                                         "default: the schema's label delay)")
+    g.add_argument("--test-start", help="default: the end of training + the label delay")
+    g.add_argument("--test-end", help="a date or a duration after the test start (default: the data's end)")
+    g.add_argument("--prequential", type=int,
+                   help="--tune-trials scores each trial on this many time-shifted validation folds")
+    g.add_argument("--unknown-labels", choices=("legitimate", "drop"),
+                   help="a training label not yet known at the test start: legitimate (no fraud report "
+                        "yet, as the desk's data says; default) or left out")
+    g = p.add_argument_group("model")
+    g.add_argument("--trees", type=int, help="maximum boosting rounds (default 500)")
+    g.add_argument("--depth", type=int, help="tree depth (default 6)")
+    g.add_argument("--threads", type=int, help="XGBoost threads (default 2)")
+    g.add_argument("--xgb", action="append", metavar="KEY=VALUE",
+                   help="any GbdtParams field: tree_method=exact, max_bin=4096, learning_rate=0.05 ...")
+    g.add_argument("--no-gnn", action="store_true", help="trees on the core's features only")
+    g.add_argument("--gnn-epochs", type=int)
+    g.add_argument("--gnn", action="append", metavar="KEY=VALUE", help="any GnnParams field: hidden=64 ...")
+    g.add_argument("--graph-field", action="append",
                    help="a numeric or categorical field added to the GNN's transaction features (repeatable)")
-    p.add_argument("--trees", type=int, default=500, help="maximum boosting rounds")
-    p.add_argument("--depth", type=int, default=6)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-gnn", action="store_true", help="trees on the core's features only")
-    p.add_argument("--gnn-epochs", type=int, default=30)
-    p.add_argument("--fanout", type=int, default=10, help="sampled earlier transactions per entity")
-    p.add_argument("--strategy", choices=("most_recent", "uniform"), default="most_recent")
+    g.add_argument("--fanout", type=int, help="sampled earlier transactions per entity (default 10)")
+    g.add_argument("--strategy", choices=("most_recent", "uniform"))
+    g = p.add_argument_group("decision and evaluation")
+    g.add_argument("--calibration", choices=("platt", "isotonic", "none"),
+                   help="calibrate the scores on validation (default platt)")
+    g.add_argument("--threshold", help="fpr:0.01 (default), alerts_per_day:100, cost:MISSED:REVIEW or value:0.5")
+    g.add_argument("--k", type=int, help="daily precision@k: alerts investigated per day (default 100)")
+    g.add_argument("--k-entity", help="entity ranked per day for precision@k (default: the first declared)")
+    g.add_argument("--drop-known-compromised", action="store_true", default=None,
+                   help="leave out of the test the entities with a fraud known before it")
+    g = p.add_argument_group("tuning (Optuna) and tracking (MLflow)")
+    g.add_argument("--tune-trials", type=int, help="search the tree parameters for this many trials")
+    g.add_argument("--tune-minutes", type=float, help="... or for this long")
+    g.add_argument("--tune-storage", help="the study's SQLite file (default OUT/tuning.db; a rerun resumes)")
+    g.add_argument("--mlflow-uri", help="tracking server or folder (default: ./mlruns beside --out)")
+    g.add_argument("--experiment", help="MLflow experiment (default libfraud)")
+    g.add_argument("--no-track", action="store_true", help="do not record an MLflow run")
+    g.add_argument("--name", help="model name in the manifest (default: the --out folder's name)")
+    g.add_argument("--version", help="model version in the manifest (default: the UTC time of training)")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("compile", help="compile a trained model into a checked bundle")
@@ -209,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", action="store_true",
                    help="also apply the input's labels, each once its label time has passed (evaluation "
                         "as served: label-aware features see what a switch fed with labels would)")
+    p.add_argument("--history", help="earlier transactions (with their labels) stored first, unscored: the "
+                                     "store starts where a switch running since then would be")
     p.set_defaults(run=_score)
 
     p = sub.add_parser("label", help="apply labels (event id, label, label time) to a durable store")

@@ -92,7 +92,7 @@ def export_onnx_artifacts(model, arrays: dict, workdir: Path, fanout: int, score
 
 
 def compile_model_dir(model_dir: str | Path, out: str | Path, *, jobs: int = 2,
-                      progress: bool = False) -> Path:
+                      progress: bool = False, track: bool = True) -> Path:
     from .export import build_bundle
 
     model, info, holdout = load_trained(model_dir)
@@ -114,7 +114,13 @@ def compile_model_dir(model_dir: str | Path, out: str | Path, *, jobs: int = 2,
 
             gnn["exports"] = export_onnx_artifacts(gnn_model, arrays, Path(work), info["sampler"]["fanout"],
                                                    score_fp16=score_with_trees, y=y, progress=progress)
-        return build_bundle(out, booster=model.booster, feature_names=list(model.feature_names),
-                            schema=info["schema"], spec=info["spec"], X_holdout=holdout,
-                            threshold=info["threshold"], threshold_rule=info["threshold_rule"],
-                            metrics=info["metrics"], gnn=gnn, jobs=jobs, progress=progress)
+        bundle = build_bundle(out, booster=model.booster, feature_names=list(model.feature_names),
+                              schema=info["schema"], spec=info["spec"], X_holdout=holdout,
+                              threshold=info["threshold"], threshold_rule=info["threshold_rule"],
+                              metrics=info["metrics"], gnn=gnn, jobs=jobs, progress=progress,
+                              calibration=info.get("calibration"), provenance=info.get("provenance"))
+    if track and info.get("mlflow"):  # the bundle joins the training run that made it
+        from .tracking import log_to_run
+        log_to_run(info["mlflow"]["uri"], info["mlflow"]["run_id"], artifacts={"bundle": bundle},
+                   tags={"bundle": str(bundle)})
+    return bundle

@@ -118,18 +118,58 @@ class Scorer:
         """The serving call: each transaction scored, then stored, in order."""
         return self._engine.score_and_ingest(*self.events(transactions).args())
 
-    def score_and_ingest_replaying_labels(self, transactions, labels: LabelArrays | None = None) -> np.ndarray:
+    def score_and_ingest_replaying_labels(self, transactions, labels: LabelArrays | None = None,
+                                          history=None) -> np.ndarray:
         """Serving as it happens, for evaluation: each event scored then stored, in order, and each
         label applied (fraud_engine_label) as soon as its label time has passed, before the first
         event after it. ``labels`` default to the frame's own label columns. The scores equal the
-        training replay's (labels become visible strictly after their label time either way)."""
+        training replay's (labels become visible strictly after their label time either way).
+        ``history``: earlier events (a DataFrame with its labels, or EventArrays) stored first,
+        unscored, their labels applied on the same clock (warm-up)."""
+        events, labels = self._events_and_labels(transactions, labels)
+        return self._replay(events, labels, history)
+
+    def warm_up(self, history) -> None:
+        """Store earlier events with their labels (each applied once its label time has passed):
+        the store then holds what a switch running since then would."""
+        self._replay(EventArrays.make([], []), None, history)
+
+    def score_and_ingest_after(self, history, transactions) -> np.ndarray:
+        """warm_up(history), then score_and_ingest(transactions), the history's labels still
+        applied as they fall due; the transactions' own labels are not used."""
+        return self._replay(self.events(transactions), None, history)
+
+    def _events_and_labels(self, transactions, labels):
         if labels is None and isinstance(transactions, pd.DataFrame):
             from .data.declared import load_events
-            events, labels = load_events(transactions, self.schema)
-        else:
-            events = self.events(transactions)
+            return load_events(transactions, self.schema)
+        return self.events(transactions), labels
+
+    def _replay(self, events: EventArrays, labels: LabelArrays | None, history=None) -> np.ndarray:
+        scored_from = 0
+        if history is not None:
+            past, past_labels = self._events_and_labels(history, None)
+            if len(past) and len(events) and past.time_ms[-1] > events.time_ms[0]:
+                raise ValueError("the history must end before the scored transactions start (its last "
+                                 "event is later than their first)")
+            scored_from = len(past)
+            events = past if len(events) == 0 else EventArrays.make(
+                *(np.concatenate([a, b]) for a, b in zip(past.args(), events.args())))
+            parts = [x for x in (past_labels, labels) if x is not None and len(x)]
+            labels = LabelArrays.make(*(np.concatenate(c) for c in zip(*(x.args() for x in parts)))) if parts else None
+        scores = np.empty(len(events), dtype=np.float32)
+
+        def step(a: int, b: int) -> None:
+            # History rows are stored unscored; the rest scored then stored, in order.
+            if a < scored_from:
+                self._engine.ingest(*events.slice(a, min(b, scored_from)).args())
+                a = min(b, scored_from)
+            if a < b:
+                scores[a:b] = self._engine.score_and_ingest(*events.slice(a, b).args())
+
         if labels is None or len(labels) == 0:
-            return self.score_and_ingest(events)
+            step(0, len(events))
+            return scores[scored_from:]
         from .features import rows_of
         # Labels of events outside this batch must name stored events; the core says so otherwise.
         order = np.argsort(labels.label_time_ms, kind="stable")
@@ -138,18 +178,17 @@ class Scorer:
         cuts = np.flatnonzero(np.diff(due)) + 1  # where more labels become due
         starts = np.concatenate([[0], cuts]).astype(np.int64)
         stops = np.concatenate([cuts, [len(events)]]).astype(np.int64)
-        scores = np.empty(len(events), dtype=np.float32)
         applied = 0
         for a, b in zip(starts, stops):
             if due[a] > applied:
                 self._engine.label(*labels.take(np.arange(applied, due[a])).args())
                 applied = int(due[a])
-            scores[a:b] = self._engine.score_and_ingest(*events.slice(int(a), int(b)).args())
+            step(int(a), int(b))
         if applied < len(labels):
             rest = labels.take(np.arange(applied, len(labels)))
             known = rows_of(events.event_id, rest.event_id) >= 0
             self._engine.label(*rest.take(known).args())
-        return scores
+        return scores[scored_from:]
 
     def label(self, labels) -> None:
         """Labels for stored events (fraud_engine_label): LabelArrays, or a DataFrame in the

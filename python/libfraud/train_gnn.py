@@ -74,6 +74,11 @@ class GnnParams:
     # Epochs of each warm-started forward-chaining stage after the first (train_stacked).
     stage_epochs: int = 4
 
+    @classmethod
+    def from_mapping(cls, values: dict, source: str = "GNN parameters") -> "GnnParams":
+        from .config_values import dataclass_from_mapping
+        return dataclass_from_mapping(cls, values, source)
+
     def __post_init__(self) -> None:
         for name, lo in (("hidden", 1), ("embedding_dim", 1), ("epochs", 1), ("batch_size", 1),
                          ("patience", 1), ("seed", 0), ("threads", 1), ("stage_epochs", 1)):

@@ -2,7 +2,8 @@
  * libfraud: real-time payment-fraud scoring. The C API, and the library's only ABI promise.
  *
  * The path of one transaction: validate -> temporal store (each entity's time-ordered history)
- * -> point-in-time features -> compiled trees (from the bundle) -> probability of fraud.
+ * -> point-in-time features -> compiled trees (from the bundle) -> probability of fraud
+ * (calibrated when the bundle carries a calibrator: its manifest's "calibration" section).
  *
  * Errors: every function returns a fraud_status; on failure, fraud_last_error() gives a message
  * for the calling thread naming what is wrong. No C++ exception ever crosses this boundary.
@@ -249,7 +250,8 @@ FRAUD_API fraud_status fraud_engine_feature_name(const fraud_engine* engine, siz
  * owned by the engine, valid until the next fraud_engine_swap_bundle. */
 FRAUD_API fraud_status fraud_engine_gnn_backend(const fraud_engine* engine, const char** out);
 
-/* The bundle's decision threshold on the probability (score >= threshold: flag). */
+/* The bundle's decision threshold on the score (score >= threshold: flag); on the calibrated
+ * scale when the bundle carries a calibrator. */
 FRAUD_API fraud_status fraud_engine_threshold(const fraud_engine* engine, double* out);
 
 /*
@@ -262,7 +264,8 @@ FRAUD_API fraud_status fraud_engine_ingest(fraud_engine* engine, const fraud_txn
 
 /*
  * Score n transactions against the store as it stands, without storing them: scores_out[i] is the
- * probability of fraud of txns[i], from features that see only stored transactions strictly
+ * probability of fraud of txns[i] (calibrated when the bundle carries a calibrator, else the
+ * trees' output), from features that see only stored transactions strictly
  * earlier than txns[i].timestamp_ms. All-or-nothing validation of fields as for ingest (time order
  * and duplicates are not checked, nothing is stored). Safe from many threads at once.
  */
@@ -287,6 +290,7 @@ FRAUD_API fraud_status fraud_engine_features(const fraud_engine* engine, const f
 /*
  * The model alone on n rows the caller computed (n * num_features floats, row-major, in the
  * feature order; NaN = missing): for a caller with its own features, and to time the trees.
+ * The bundle's calibration, if any, is applied as for fraud_engine_score.
  * Safe from many threads.
  */
 FRAUD_API fraud_status fraud_engine_score_features(const fraud_engine* engine, const float* rows,

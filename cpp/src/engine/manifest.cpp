@@ -2,9 +2,12 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <limits>
 #include <type_traits>
 #include <nlohmann/json.hpp>
@@ -113,6 +116,129 @@ void read_gnn_section(const json& gnn, Manifest& m) {
         invalid("'gnn.output_features' must hold the logit and embedding_dim embedding columns");
 }
 
+// A finite JSON number: booleans and strings are refused (nlohmann would turn true into 1.0).
+double finite_number(const json& value, const std::string& name) {
+    if (!value.is_number()) invalid("key '" + name + "' must be a number, got " + value.dump());
+    const double v = value.get<double>();
+    if (!std::isfinite(v)) invalid("key '" + name + "' must be finite, got " + value.dump());
+    return v;
+}
+
+std::vector<double> calibration_points(const json& c, const char* key) {
+    const std::string name = std::string("calibration.") + key;
+    const json& list = require(c, key, "calibration.");
+    if (!list.is_array()) invalid("key '" + name + "' must be a list of numbers, got " + list.dump());
+    if (list.size() < 2 || list.size() > Calibration::kMaxPoints)
+        invalid("key '" + name + "' has " + std::to_string(list.size()) + " points; an isotonic calibrator has 2 to " +
+                std::to_string(Calibration::kMaxPoints));
+    std::vector<double> out;
+    out.reserve(list.size());
+    for (size_t i = 0; i < list.size(); ++i)
+        out.push_back(finite_number(list[i], name + "[" + std::to_string(i) + "]"));
+    return out;
+}
+
+// Every key of the section must be one this reader applies: an ignored key (a newer writer's
+// option) could change the formula, so the scores would be silently wrong.
+void refuse_unknown_keys(const json& c, std::initializer_list<const char*> known, const std::string& method) {
+    for (auto it = c.begin(); it != c.end(); ++it) {
+        bool ok = false;
+        for (const char* k : known) ok = ok || it.key() == k;
+        if (!ok)
+            invalid("unknown key 'calibration." + it.key() + "' for method \"" + method +
+                    "\" (this libfraud would not apply it; refusing rather than serve different scores)");
+    }
+}
+
+void read_calibration_section(const json& c, Manifest& m) {
+    if (!c.is_object()) invalid("'calibration' must be an object, got " + c.dump());
+    Calibration& cal = m.calibration;
+    const std::string method = get_as<std::string>(c, "method", "calibration.");
+    if (c.contains("fitted_on") && !c.at("fitted_on").is_string())
+        invalid("key 'calibration.fitted_on' must be a string, got " + c.at("fitted_on").dump());
+    if (method == "platt") {
+        refuse_unknown_keys(c, {"method", "a", "b", "fitted_on"}, method);
+        cal.a = finite_number(require(c, "a", "calibration."), "calibration.a");
+        cal.b = finite_number(require(c, "b", "calibration."), "calibration.b");
+        if (!(cal.a > 0.0))  // a calibrator keeps the trees' ranking, as isotonic's non-decreasing y does
+            invalid("key 'calibration.a' must be > 0 (a calibrator must keep the trees' ranking), got " +
+                    c.at("a").dump());
+        cal.method = Calibration::Method::Platt;
+    } else if (method == "isotonic") {
+        refuse_unknown_keys(c, {"method", "x", "y", "fitted_on"}, method);
+        cal.x = calibration_points(c, "x");
+        cal.y = calibration_points(c, "y");
+        if (cal.x.size() != cal.y.size())
+            invalid("'calibration.x' has " + std::to_string(cal.x.size()) + " points but 'calibration.y' has " +
+                    std::to_string(cal.y.size()));
+        for (size_t i = 0; i < cal.x.size(); ++i) {
+            const std::string at = "[" + std::to_string(i) + "]";
+            if (i > 0 && !(cal.x[i] > cal.x[i - 1]))
+                invalid("'calibration.x' must be strictly increasing: x" + at + " = " + c.at("x")[i].dump() +
+                        " after " + c.at("x")[i - 1].dump());
+            if (!(cal.y[i] >= 0.0 && cal.y[i] <= 1.0))
+                invalid("'calibration.y' must lie in [0, 1]: y" + at + " = " + c.at("y")[i].dump());
+            if (i > 0 && !(cal.y[i] >= cal.y[i - 1]))
+                invalid("'calibration.y' must be non-decreasing: y" + at + " = " + c.at("y")[i].dump() +
+                        " after " + c.at("y")[i - 1].dump());
+        }
+        cal.method = Calibration::Method::Isotonic;
+    } else {
+        invalid("'calibration.method' is \"" + method + "\"; this libfraud applies \"platt\" or \"isotonic\"");
+    }
+}
+
+// Where json::parse was when it threw (e.g. 'calibration.x[3]'): a syntax error, NaN or an
+// overflowing number (1e400) is then reported by key, not only by byte offset.
+class ParsePath {
+public:
+    bool track(json::parse_event_t event, const json& parsed) {
+        using E = json::parse_event_t;
+        if (event == E::object_start || event == E::array_start) {
+            if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
+            frames_.push_back({event == E::array_start, std::string(), -1});
+        } else if (event == E::object_end || event == E::array_end) {
+            if (!frames_.empty()) frames_.pop_back();
+        } else if (event == E::key && !frames_.empty()) {
+            frames_.back().key = parsed.get<std::string>();
+        } else if (event == E::value && !frames_.empty() && frames_.back().array) {
+            ++frames_.back().index;
+        }
+        return true;
+    }
+    std::string str() const {
+        std::string out;
+        for (size_t i = 0; i < frames_.size(); ++i) {
+            const Frame& f = frames_[i];
+            // The innermost list is inside its next element, which has no event yet.
+            const long index = f.index + (i + 1 == frames_.size() ? 1 : 0);
+            if (f.array) out += "[" + std::to_string(index) + "]";
+            else if (!f.key.empty()) out += (out.empty() ? "" : ".") + f.key;
+        }
+        return out;
+    }
+
+private:
+    struct Frame {
+        bool array;
+        std::string key;
+        long index;
+    };
+    std::vector<Frame> frames_;
+};
+
+json parse_manifest_json(const std::string& text) {
+    ParsePath path;
+    try {
+        return json::parse(text, [&path](int, json::parse_event_t event, json& parsed) {
+            return path.track(event, parsed);
+        });
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
+        const std::string at = path.str();
+        invalid(std::string("not valid JSON") + (at.empty() ? "" : " near '" + at + "'") + ": " + e.what());
+    }
+}
+
 // ---- permissions: a file others may write is code others may run.
 
 std::string real_path(const std::string& path) {  // "" when it does not resolve (missing)
@@ -189,12 +315,7 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
     // Authenticate before parsing: a signed bundle's manifest is never parsed unless it verifies.
     if (!trusted_public_key_path.empty()) verify_manifest_bytes(bundle_dir, text.str(), trusted_public_key_path);
 
-    json doc;
-    try {
-        doc = json::parse(text.str());
-    } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
-        invalid(std::string("not valid JSON: ") + e.what());
-    }
+    const json doc = parse_manifest_json(text.str());
     if (!doc.is_object()) invalid("the top level is not an object");
 
     Manifest m;
@@ -234,7 +355,29 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
     }
     m.artifact(m.model_artifact);  // the model must name an artifact that exists in the list
     if (doc.contains("gnn")) read_gnn_section(doc.at("gnn"), m);
+    if (doc.contains("calibration")) read_calibration_section(doc.at("calibration"), m);
+    // `model` may carry provenance (name, version, data_fingerprint...): information, not read here.
     return m;
+}
+
+float Calibration::apply(float p) const {
+    const double q = p;
+    if (method == Method::None || std::isnan(q)) return p;
+    if (method == Method::Platt) {
+        // Written as in calibration.py (clip, log(c / (1 - c)), sigmoid) so both round alike;
+        // exp overflowing to inf gives 0, never NaN.
+        const double c = q < kClip ? kClip : (q > 1.0 - kClip ? 1.0 - kClip : q);
+        const double z = a * std::log(c / (1.0 - c)) + b;
+        return static_cast<float>(1.0 / (1.0 + std::exp(-z)));
+    }
+    // numpy.interp: y[0] left of x[0], y[n-1] from x[n-1] on, else the segment [x[j], x[j+1]).
+    const size_t n = x.size();
+    if (q < x[0]) return static_cast<float>(y[0]);
+    if (q >= x[n - 1]) return static_cast<float>(y[n - 1]);
+    const size_t j = static_cast<size_t>(std::upper_bound(x.begin(), x.end(), q) - x.begin()) - 1;
+    if (q == x[j]) return static_cast<float>(y[j]);
+    const double slope = (y[j + 1] - y[j]) / (x[j + 1] - x[j]);
+    return static_cast<float>(slope * (q - x[j]) + y[j]);
 }
 
 void verify_artifacts(const Manifest& manifest) {

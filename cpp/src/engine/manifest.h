@@ -35,6 +35,26 @@ struct GnnSection {
     std::vector<GnnBackendEntry> backends;
 };
 
+// The optional "calibration" section (export/BUNDLE.md "calibration"): a monotone map from the
+// trees' probability to a calibrated one, applied to every score the core returns. Without it
+// (method None) apply is the identity.
+struct Calibration {
+    enum class Method { None, Platt, Isotonic };
+    // Platt: p is clipped into [kClip, 1 - kClip] before the logit (python/libfraud/calibration.py
+    // CLIP uses the same value: parity depends on it).
+    static constexpr double kClip = 1e-7;
+    static constexpr size_t kMaxPoints = 1024;  // isotonic breakpoints, bounded so a score stays cheap
+
+    Method method = Method::None;
+    double a = 1.0, b = 0.0;    // platt: 1 / (1 + exp(-(a * logit(p) + b)))
+    std::vector<double> x, y;   // isotonic: x strictly increasing, y non-decreasing in [0, 1]
+
+    bool present() const { return method != Method::None; }
+    // The calibrated score of the trees' output p, in double then rounded to float as the Python
+    // reference does; NaN stays NaN. Allocation-free (binary search for isotonic).
+    float apply(float p) const;
+};
+
 struct Manifest {
     std::string bundle_dir;
     int64_t format_version = 0;
@@ -45,6 +65,7 @@ struct Manifest {
     double threshold = 0.5;
     std::vector<ArtifactEntry> artifacts;
     GnnSection gnn;
+    Calibration calibration;  // threshold is on its scale when present
     std::string text;  // manifest.json's bytes exactly as read and parsed (what a signature covers)
 
     const ArtifactEntry& artifact(const std::string& name) const;

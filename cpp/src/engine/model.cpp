@@ -204,11 +204,14 @@ float Model::score(const TemporalStore& store, const fraud_event& txn) const {
     row(store, txn, s.row.data());
     float score = 0.0f;
     trees_->predict_rows(s.row.data(), 1, &score);
-    return score;
+    return manifest_.calibration.apply(score);
 }
 
 void Model::score_rows(const float* rows, size_t n, float* scores) const {
     trees_->predict_rows(rows, n, scores);
+    const Calibration& calibration = manifest_.calibration;
+    if (!calibration.present()) return;
+    for (size_t i = 0; i < n; ++i) scores[i] = calibration.apply(scores[i]);
 }
 
 }  // namespace libfraud

@@ -37,11 +37,14 @@ public:
     const StoreLayout& store_layout() const { return layout_; }
     size_t num_features() const { return manifest_.feature_order.size(); }
     const std::vector<std::string>& feature_names() const { return manifest_.feature_order; }
+    // On the calibrated scale when the bundle carries a calibrator (BUNDLE.md "calibration").
     double threshold() const { return manifest_.threshold; }
     const std::string& gnn_backend() const { return gnn_backend_; }
 
     // The model's input row for txn against the store (the caller holds the store's read lock).
     void row(const TemporalStore& store, const fraud_event& event, float* out) const;
+    // The trees' probability, then the bundle's calibration when it has one (every score the C
+    // API returns passes here).
     float score(const TemporalStore& store, const fraud_event& event) const;
     void score_rows(const float* rows, size_t n, float* scores) const;
 

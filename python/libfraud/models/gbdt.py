@@ -27,6 +27,9 @@ from libfraud import metrics
 __all__ = ["GbdtParams", "TrainedGbdt", "train_gbdt"]
 
 _META_FORMAT_VERSION = 1
+TREE_METHODS = ("auto", "exact", "hist", "approx")
+#: "auto" uses exact splits up to this many training rows (bench/tree_method.py measures the cost).
+EXACT_MAX_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,15 @@ class GbdtParams:
     subsample: float = 0.8
     colsample_bytree: float = 0.8
     min_child_weight: float = 1.0
+    reg_lambda: float = 1.0  # L2 on leaf weights
+    reg_alpha: float = 0.0  # L1 on leaf weights
+    gamma: float = 0.0  # minimum loss reduction to split
+    # "auto": exact splits up to EXACT_MAX_ROWS training rows, else histograms of max_bin bins.
+    # Histograms blur sharp rules on heavy-tailed amounts (256 bins lost a rule at amount > 220).
+    tree_method: str = "auto"
+    max_bin: int = 1024
+    # None: negatives / positives of the training rows (the probabilities are calibrated after).
+    scale_pos_weight: float | None = None
     seed: int = 0
     nthread: int = 2
 
@@ -62,10 +74,32 @@ class GbdtParams:
         integer("early_stopping_rounds", 1)
         integer("seed", 0)
         integer("nthread", 1)
+        integer("max_bin", 2)
         real("learning_rate", 0.0, 1.0, lo_open=True)
         real("subsample", 0.0, 1.0, lo_open=True)
         real("colsample_bytree", 0.0, 1.0, lo_open=True)
         real("min_child_weight", 0.0, math.inf, lo_open=False)
+        real("reg_lambda", 0.0, math.inf, lo_open=False)
+        real("reg_alpha", 0.0, math.inf, lo_open=False)
+        real("gamma", 0.0, math.inf, lo_open=False)
+        if self.scale_pos_weight is not None:
+            real("scale_pos_weight", 0.0, math.inf, lo_open=True)
+        if self.tree_method not in TREE_METHODS:
+            raise ValueError(f"GbdtParams.tree_method must be one of {', '.join(TREE_METHODS)}, "
+                             f"got {self.tree_method!r}")
+
+    @classmethod
+    def from_mapping(cls, values: dict, source: str = "xgboost parameters") -> "GbdtParams":
+        """From a config table or ``--xgb key=value`` pairs (a few XGBoost spellings accepted)."""
+        from libfraud.config_values import dataclass_from_mapping
+        return dataclass_from_mapping(cls, values, source, {
+            "trees": "n_estimators", "depth": "max_depth", "eta": "learning_rate", "lambda": "reg_lambda",
+            "alpha": "reg_alpha", "threads": "nthread"})
+
+    def resolved_tree_method(self, train_rows: int) -> str:
+        if self.tree_method != "auto":
+            return self.tree_method
+        return "exact" if train_rows <= EXACT_MAX_ROWS else "hist"
 
 
 def _check_feature_names(feature_names: Sequence[str]) -> tuple[str, ...]:
@@ -247,10 +281,16 @@ def train_gbdt(
     yv = _as_labels(y_valid, Xv.shape[0], "y_valid")
 
     positives = float(yt.sum())
-    scale_pos_weight = (yt.size - positives) / positives
+    scale_pos_weight = (params.scale_pos_weight if params.scale_pos_weight is not None
+                        else (yt.size - positives) / positives)
+    tree_method = params.resolved_tree_method(Xt.shape[0])
     booster_params = {
         "objective": "binary:logistic",
-        "tree_method": "hist",
+        "tree_method": tree_method,
+        **({"max_bin": params.max_bin} if tree_method != "exact" else {}),
+        "reg_lambda": params.reg_lambda,
+        "reg_alpha": params.reg_alpha,
+        "gamma": params.gamma,
         "eval_metric": "aucpr",
         "scale_pos_weight": scale_pos_weight,
         "max_depth": params.max_depth,
