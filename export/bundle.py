@@ -27,15 +27,24 @@ from .trees import compile_trees
 __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_FORMAT_VERSION",
+    "BUNDLE_FORMAT_VERSIONS",
     "BundleError",
     "build_bundle",
+    "check_format_version",
     "file_fingerprint",
+    "format_version_for",
     "read_manifest",
     "verify_bundle",
 ]
 
 BUNDLE_FORMAT = "libfraud-bundle"
-BUNDLE_FORMAT_VERSION = 2  # FRAUD_BUNDLE_FORMAT_VERSION in fraud.h
+# export/BUNDLE.md "Versions and compatibility": 2 is a bundle without a `calibration` section (what
+# cores older than calibration read too), 3 one with it (those cores refuse it rather than ignore
+# the section). fraud.h: FRAUD_BUNDLE_FORMAT_VERSION_MIN / _MAX; BUNDLE_FORMAT_VERSION is the newest.
+BUNDLE_FORMAT_VERSION_UNCALIBRATED = 2
+BUNDLE_FORMAT_VERSION_CALIBRATED = 3
+BUNDLE_FORMAT_VERSIONS = (BUNDLE_FORMAT_VERSION_UNCALIBRATED, BUNDLE_FORMAT_VERSION_CALIBRATED)
+BUNDLE_FORMAT_VERSION = max(BUNDLE_FORMAT_VERSIONS)  # FRAUD_BUNDLE_FORMAT_VERSION in fraud.h
 MANIFEST = "manifest.json"
 TREES_ARTIFACT = "trees"
 SOURCE_ARTIFACT = "xgboost"
@@ -116,6 +125,31 @@ def check_provenance(provenance: Mapping, created_utc: str | None = None) -> dic
         raise ValueError("provenance.created_utc is missing")
     out["created_utc"] = _utc(when, "provenance.created_utc")
     return out
+
+
+def format_version_for(manifest: Mapping) -> int:
+    """The format version a manifest must carry: 3 with a `calibration` section, else 2."""
+    return BUNDLE_FORMAT_VERSION_CALIBRATED if "calibration" in manifest else BUNDLE_FORMAT_VERSION_UNCALIBRATED
+
+
+def check_format_version(manifest: Mapping, where: str = MANIFEST) -> None:
+    """BundleError unless ``format_version`` is one this reads and agrees with the `calibration`
+    section: version 3 without it, or version 2 with it, is refused (a version-2 reader would
+    ignore the section and serve uncalibrated scores against a calibrated-scale threshold)."""
+    version = manifest.get("format_version")
+    if type(version) is not int or version not in BUNDLE_FORMAT_VERSIONS:
+        raise BundleError(f"{where}: format_version {version!r} is not supported; this version reads "
+                          f"{' and '.join(map(str, BUNDLE_FORMAT_VERSIONS))} (2: without 'calibration', "
+                          "3: with it)")
+    expected = format_version_for(manifest)
+    if version == expected:
+        return
+    if version == BUNDLE_FORMAT_VERSION_CALIBRATED:
+        raise BundleError(f"{where}: format_version 3 without a 'calibration' section: version 3 means a "
+                          "calibrated bundle (an uncalibrated bundle is written as version 2)")
+    raise BundleError(f"{where}: format_version 2 with a 'calibration' section: a calibrated bundle must be "
+                      "version 3 (a version-2 reader would ignore the section and serve uncalibrated scores "
+                      "against a calibrated-scale threshold)")
 
 
 def _calibrator(calibration: Any) -> Calibrator | None:
@@ -369,7 +403,9 @@ def build_bundle(
                   if k in ("reference", "rows", "rows_with_missing", "max_abs_diff", "tolerance", "passed")}
         manifest = {
             "format": BUNDLE_FORMAT,
-            "format_version": BUNDLE_FORMAT_VERSION,
+            # 3 with a calibration section (older cores must refuse it, not ignore it), else 2.
+            "format_version": (BUNDLE_FORMAT_VERSION_CALIBRATED if calibrator is not None
+                               else BUNDLE_FORMAT_VERSION_UNCALIBRATED),
             "created_utc": created_utc,
             "schema": dict(schema),
             "features": {"spec": aligned, "order": names},
@@ -468,7 +504,8 @@ def _add_gnn_artifacts(gnn: dict, tmp: Path, artifacts: list) -> tuple[dict, dic
 def read_manifest(path: str | os.PathLike) -> dict:
     """The manifest of the bundle directory ``path`` (or of the manifest file itself).
 
-    Raises BundleError if it is unreadable, not a libfraud bundle, or of another format version.
+    Raises BundleError if it is unreadable, not a libfraud bundle, of a format version this does
+    not read, or of a version that disagrees with its `calibration` section (check_format_version).
     """
     p = Path(path)
     file = p / MANIFEST if p.is_dir() else p
@@ -478,10 +515,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise BundleError(f"{file}: cannot read the manifest: {e}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{file}: not a libfraud bundle manifest (format != {BUNDLE_FORMAT!r})")
-    if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
-        raise BundleError(
-            f"{file}: format_version {manifest.get('format_version')!r}, this version reads {BUNDLE_FORMAT_VERSION}"
-        )
+    check_format_version(manifest, str(file))
     return manifest
 
 

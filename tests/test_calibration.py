@@ -385,3 +385,78 @@ def test_a_signed_corrupt_section_is_refused_after_its_signature_verifies(calibr
     with pytest.raises(FraudError) as error:
         Scorer(bundle, trusted_public_key=public)
     assert error.value.status == INVALID and "'calibration.x' must be strictly increasing" in str(error.value)
+
+
+# ------------------------------------------------------ format versions (BUNDLE.md "Versions and compatibility")
+
+
+def test_a_calibrated_bundle_is_version_3_and_an_uncalibrated_one_stays_2(calibrated_bundles, small_bundle):
+    from libfraud.export.bundle import BUNDLE_FORMAT_VERSION, BUNDLE_FORMAT_VERSIONS
+    assert BUNDLE_FORMAT_VERSIONS == (2, 3) and BUNDLE_FORMAT_VERSION == 3 == _core.BUNDLE_FORMAT_VERSION
+    for bundle in calibrated_bundles.values():  # version 3 with its section: loads
+        assert read_manifest(bundle)["format_version"] == 3
+        assert verify_bundle(bundle) == []
+        assert _core.Engine(str(bundle)).threshold == pytest.approx(read_manifest(bundle)["threshold"])
+    # Without calibration: version 2, which a core older than calibration still reads.
+    manifest = read_manifest(small_bundle)
+    assert manifest["format_version"] == 2 and "calibration" not in manifest
+    assert verify_bundle(small_bundle) == []
+
+
+@pytest.mark.parametrize("which, edit, words", [
+    # A version-2 reader ignores unknown keys: it would serve the trees' raw scores.
+    ("calibrated", lambda m: m.update(format_version=2),
+     "format_version 2 with a 'calibration' section"),
+    ("uncalibrated", lambda m: m.update(calibration={"method": "platt", "a": 1.0, "b": 0.0}),
+     "format_version 2 with a 'calibration' section"),
+    ("calibrated", lambda m: m.pop("calibration"), "format_version 3 without a 'calibration' section"),
+    ("uncalibrated", lambda m: m.update(format_version=3), "format_version 3 without a 'calibration' section"),
+])
+def test_a_version_that_disagrees_with_the_calibration_section_is_refused(
+        calibrated_bundles, small_bundle, tmp_path, which, edit, words):
+    from libfraud.export.bundle import BundleError
+    bundle = _corrupt(calibrated_bundles["platt"] if which == "calibrated" else small_bundle, tmp_path, edit)
+    with pytest.raises(FraudError) as error:
+        _core.Engine(str(bundle))
+    assert error.value.status == INVALID and words in str(error.value), str(error.value)
+    with pytest.raises(FraudError, match="format_version"):
+        Scorer(bundle)
+    with pytest.raises(BundleError, match=words):
+        read_manifest(bundle)
+    assert any(words in p for p in verify_bundle(bundle))
+
+
+@pytest.mark.parametrize("version", [1, 4, "3", 3.0, None])
+def test_an_unsupported_version_is_refused_listing_the_supported_ones(calibrated_bundles, tmp_path, version):
+    from libfraud.export.bundle import BundleError
+    bundle = _corrupt(calibrated_bundles["platt"], tmp_path, lambda m: m.update(format_version=version))
+    with pytest.raises(FraudError) as error:
+        _core.Engine(str(bundle))
+    if isinstance(version, int):
+        assert error.value.status == "FRAUD_STATUS_BUNDLE_VERSION", str(error.value)
+        assert f"format_version {version} is not supported" in str(error.value)
+        assert "reads versions 2 to 3" in str(error.value)
+    else:  # not an integer: the key is named as malformed
+        assert error.value.status == INVALID and "format_version" in str(error.value), str(error.value)
+    with pytest.raises(BundleError, match="format_version .* is not supported; this version reads 2 and 3"):
+        read_manifest(bundle)
+
+
+def test_a_signed_version_2_manifest_with_calibration_is_refused_after_its_signature_verifies(
+        calibrated_bundles, tmp_path):
+    # Re-signed by the signer (not tampering): the signature verifies, then the version is refused.
+    pytest.importorskip("cryptography", reason="bundle signing uses the cryptography package")
+    from libfraud.export.bundle import BundleError
+    from libfraud.export.sign import generate_keypair, sign_bundle, sign_manifest_bytes, write_signature
+    private, public = generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub.pem")
+    bundle = _corrupt(calibrated_bundles["platt"], tmp_path, lambda m: m.update(format_version=2))
+    with pytest.raises(BundleError, match="refusing to sign a bundle that does not verify: .*format_version 2"):
+        sign_bundle(bundle, private)
+    write_signature(bundle, sign_manifest_bytes((bundle / "manifest.json").read_bytes(), private))
+    # INVALID, not CHECKSUM: the signature verified (a bad one is refused first, as BUNDLE_CHECKSUM).
+    for open_it in (lambda: Scorer(bundle, trusted_public_key=public),
+                    lambda: _core.verify_bundle(str(bundle), str(public))):
+        with pytest.raises(FraudError) as error:
+            open_it()
+        assert error.value.status == INVALID, str(error.value)
+        assert "format_version 2 with a 'calibration' section" in str(error.value)

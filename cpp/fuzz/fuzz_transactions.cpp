@@ -122,7 +122,8 @@ std::string make_bundle(const std::string& dir, const libfraud::FeaturePlan& pla
     std::string order;
     for (const std::string& name : plan.names()) order += (order.empty() ? "\"" : ", \"") + name + "\"";
     const std::string manifest =
-        "{\"format\": \"libfraud-bundle\", \"format_version\": " + std::to_string(FRAUD_BUNDLE_FORMAT_VERSION) +
+        // Version 2: no calibration section (version 3 is a calibrated bundle; export/BUNDLE.md).
+        "{\"format\": \"libfraud-bundle\", \"format_version\": " + std::to_string(FRAUD_BUNDLE_FORMAT_VERSION_MIN) +
         ", \"schema\": " + payments::schema_json() + ", \"features\": {\"spec\": " + payments::spec_json() +
         ", \"order\": [" + order +
         "]}, \"model\": {\"artifact\": \"trees\"}, \"threshold\": 0.5, \"artifacts\": [{\"name\": "

@@ -160,6 +160,20 @@ def manifests():
     generic["features"] = {"spec": {"format": "libfraud-features", "version": 1, "features": feats},
                            "order": [f["name"] for f in feats]}
     yield "generic", generic
+    # Calibrated bundles are format version 3 (export/BUNDLE.md "Versions and compatibility").
+    for method, section in (("platt", {"method": "platt", "a": 1.5, "b": -2.0, "fitted_on": "valid"}),
+                            ("isotonic", {"method": "isotonic", "x": [0.0, 0.1, 0.5, 1.0],
+                                          "y": [0.0, 0.01, 0.2, 0.9]})):
+        calibrated = json.loads(json.dumps(base))
+        calibrated.update(format_version=3, calibration=section)
+        yield "calibrated_" + method, calibrated
+    # The two refused mismatches: version 3 without the section, version 2 with it.
+    v3 = json.loads(json.dumps(base))
+    v3["format_version"] = 3
+    yield "version3_uncalibrated", v3
+    v2 = json.loads(json.dumps(base))
+    v2["calibration"] = {"method": "platt", "a": 1.0, "b": 0.0}
+    yield "version2_calibrated", v2
     bad = json.loads(json.dumps(base))
     bad["artifacts"][0].update(path="empty", size=0)
     yield "checksum", bad

@@ -32,9 +32,14 @@ std::string temp_dir() {
 }
 
 // A manifest read_manifest accepts (it loads no artifact), with `extra` spliced in at the top level.
-Manifest read_with(const std::string& dir, const std::string& extra) {
+// format_version: 3 when `extra` carries a calibration section, else 2 (export/BUNDLE.md "Versions
+// and compatibility"), unless `version` says otherwise.
+constexpr int64_t kVersionForSections = INT64_MIN;
+Manifest read_with(const std::string& dir, const std::string& extra, int64_t version = kVersionForSections) {
+    if (version == kVersionForSections) version = extra.find("\"calibration\"") != std::string::npos ? 3 : 2;
     std::ofstream(dir + "/manifest.json")
-        << R"({"format": "libfraud-bundle", "format_version": 2, "schema": {}, "threshold": 0.5,)"
+        << R"({"format": "libfraud-bundle", "format_version": )" << version
+        << R"(, "schema": {}, "threshold": 0.5,)"
         << R"("features": {"spec": {}, "order": []},)"
         << R"("model": {"kind": "gbdt", "artifact": "trees", "name": "fraud", "version": "3",)"
         << R"( "data_fingerprint": "sha256:00", "source_revision": null, "created_utc": "2024-01-01T00:00:00Z"},)"
@@ -181,6 +186,35 @@ void test_refusals(const std::string& dir) {
 #undef REFUSED
 }
 
+// Version 3 means a calibrated bundle, version 2 an uncalibrated one: a core older than
+// calibration reads 2 and ignores unknown keys, so a calibrated bundle marked 2 would be served
+// there uncalibrated. The two mismatches are refused naming format_version, before the section is
+// read; any other version is BUNDLE_VERSION, listing what this core reads.
+void test_format_version(const std::string& dir) {
+    const std::string platt = R"("calibration": {"method": "platt", "a": 2, "b": -1.5})";
+    const Manifest v3 = read_with(dir, platt, 3);
+    CHECK(v3.format_version == 3 && v3.calibration.present());
+    const Manifest v2 = read_with(dir, "", 2);
+    CHECK(v2.format_version == 2 && !v2.calibration.present());
+    CHECK(FRAUD_BUNDLE_FORMAT_VERSION_MIN == 2 && FRAUD_BUNDLE_FORMAT_VERSION_MAX == 3);
+    CHECK(FRAUD_BUNDLE_FORMAT_VERSION == FRAUD_BUNDLE_FORMAT_VERSION_MAX);
+
+    CHECK_THROWS(read_with(dir, "", 3), FRAUD_STATUS_BUNDLE_INVALID,
+                 "format_version 3 without a 'calibration' section");
+    CHECK_THROWS(read_with(dir, platt, 2), FRAUD_STATUS_BUNDLE_INVALID,
+                 "format_version 2 with a 'calibration' section");
+    CHECK_THROWS(read_with(dir, platt, 2), FRAUD_STATUS_BUNDLE_INVALID, "would ignore the section");
+    // The version is checked first: a broken section in a version-2 manifest is still named by it.
+    CHECK_THROWS(read_with(dir, R"("calibration": [])", 2), FRAUD_STATUS_BUNDLE_INVALID, "format_version 2 with");
+    CHECK_THROWS(read_with(dir, R"("calibration": [])", 3), FRAUD_STATUS_BUNDLE_INVALID,
+                 "'calibration' must be an object");
+    for (int64_t version : {int64_t{0}, int64_t{1}, int64_t{4}, int64_t{-1}, int64_t{99}, INT64_MAX}) {
+        CHECK_THROWS(read_with(dir, "", version), FRAUD_STATUS_BUNDLE_VERSION, "this libfraud reads versions 2 to 3");
+        CHECK_THROWS(read_with(dir, platt, version), FRAUD_STATUS_BUNDLE_VERSION,
+                     "format_version " + std::to_string(version) + " is not supported");
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -190,6 +224,7 @@ int main() {
     test_isotonic(dir);
     test_apply_allocates_nothing(dir);
     test_refusals(dir);
+    test_format_version(dir);
     time_apply(dir);
     std::remove((dir + "/manifest.json").c_str());
     rmdir(dir.c_str());

@@ -104,6 +104,8 @@ def run_demo(out_dir: str | Path, *, n: int = 200_000, seed: int = 0, trees: int
         "parity": parity,
         "latency_us": _percentiles(latency_ns),
         "threshold": result.threshold,
+        "threshold_rule": result.threshold_rule,
+        "calibration": result.calibration,
         "flagged": int((scores >= result.threshold).sum()),
         "model": {"n_trees": result.model.n_trees, "num_features": len(result.model.feature_names),
                   "split_rows": result.split_rows},
@@ -111,5 +113,10 @@ def run_demo(out_dir: str | Path, *, n: int = 200_000, seed: int = 0, trees: int
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
         "plots": ["pr_curve.png", "latency_histogram.png"],
     }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    from .training_report import write_training_report
+    write_training_report(result, out, latency_us={f"score_and_ingest ({gnn_backend})": latency_ns / 1e3},
+                          title="libfraud demo: synthetic payments", write_json=False)
+    report["plots"].append("report.html")
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report

@@ -76,6 +76,14 @@ class EventArrays:
                                 self.entity_id[index], self.numeric[index],
                                 self.categorical[index])
 
+    @classmethod
+    def concat(cls, parts) -> "EventArrays":
+        """The events of ``parts`` one after the other (empty batches skipped)."""
+        parts = [p for p in parts if len(p)]
+        if len(parts) <= 1:
+            return parts[0] if parts else cls.make([], [])
+        return cls.make(*(np.concatenate(columns) for columns in zip(*(p.args() for p in parts))))
+
     def args(self) -> tuple:
         """The arrays in the order the bindings take them."""
         return (self.event_id, self.time_ms, self.amount, self.entity_id, self.numeric,
@@ -99,6 +107,14 @@ class LabelArrays:
 
     def __len__(self) -> int:
         return len(self.event_id)
+
+    @classmethod
+    def concat(cls, parts) -> "LabelArrays | None":
+        """The labels of ``parts`` (None and empty ones skipped); None when there are none."""
+        parts = [p for p in parts if p is not None and len(p)]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else cls.make(*(np.concatenate(c) for c in zip(*(p.args() for p in parts))))
 
     def take(self, index) -> "LabelArrays":
         return LabelArrays.make(self.event_id[index], self.label[index], self.label_time_ms[index])

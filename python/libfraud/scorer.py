@@ -153,10 +153,8 @@ class Scorer:
                 raise ValueError("the history must end before the scored transactions start (its last "
                                  "event is later than their first)")
             scored_from = len(past)
-            events = past if len(events) == 0 else EventArrays.make(
-                *(np.concatenate([a, b]) for a, b in zip(past.args(), events.args())))
-            parts = [x for x in (past_labels, labels) if x is not None and len(x)]
-            labels = LabelArrays.make(*(np.concatenate(c) for c in zip(*(x.args() for x in parts)))) if parts else None
+            events = EventArrays.concat([past, events])
+            labels = LabelArrays.concat([past_labels, labels])
         scores = np.empty(len(events), dtype=np.float32)
 
         def step(a: int, b: int) -> None:

@@ -3,6 +3,7 @@ sampler), split by time, fit the models, evaluate, and save everything `libfraud
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from . import metrics
 from .events import EventArrays, LabelArrays
 from .features import as_json, replay, rows_of
 from .models.gbdt import GbdtParams, TrainedGbdt, train_gbdt
-from .periods import PeriodSpec, Split
+from .periods import PeriodSpec
 
 #: Rows of sampled test neighbourhoods kept for the GNN artifacts' parity check at compile time.
 GNN_PARITY_ROWS = 2048
@@ -205,10 +206,8 @@ def _with_history(history: pd.DataFrame, events: EventArrays, labels: LabelArray
     if len(past) and len(events) and past.time_ms[-1] > events.time_ms[0]:
         raise PeriodError("--history must end before the training data starts (its last event is later "
                           "than the data's first)")
-    joined = EventArrays.make(*(np.concatenate([a, b]) for a, b in zip(past.args(), events.args())))
-    label_parts = [x for x in (past_labels, labels) if x is not None and len(x)]
-    joined_labels = (LabelArrays.make(*(np.concatenate(c) for c in zip(*(x.args() for x in label_parts))))
-                     if label_parts else None)
+    joined = EventArrays.concat([past, events])
+    joined_labels = LabelArrays.concat([past_labels, labels])
     if spec.train_end is None:
         raise PeriodError("--history needs --train-end (the training period; the history is warm-up)")
     if spec.train_start is None and len(events):
@@ -302,7 +301,7 @@ def train(transactions: pd.DataFrame, *, schema: Any = None, spec: Any = None,
         gnn_fields = {"gnn": stacked.gnn, "sampler": sampler,
                       "gnn_parity_arrays": {**{k: arrays[k][test_idx[picked]] for k in INPUT_NAMES},
                                             "holdout_rows": picked}}
-        split = Split(split.train, split.valid, split.test, {**split.counts, "stacking": stacked.split_rows})
+        split = dataclasses.replace(split, counts={**split.counts, "stacking": stacked.split_rows})
 
     # Calibrate and choose the threshold on validation; judge on the test period.
     raw_valid = model.predict_proba(XS[valid_idx])

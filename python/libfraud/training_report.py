@@ -31,9 +31,19 @@ def _json_safe(value):
     return value
 
 
+def _reliability(y, scores, result) -> dict:
+    from . import metrics
+    out = {"calibrated" if result.calibration else "scores": metrics.reliability_curve(y, scores)}
+    if result.calibration and result.test_raw_scores is not None:
+        evaluated = result.test_evaluated if result.test_evaluated is not None else slice(None)
+        out["uncalibrated"] = metrics.reliability_curve(y, result.test_raw_scores[evaluated])
+    return out
+
+
 def write_training_report(result, out_dir: str | Path, *, latency_us: dict | None = None,
-                          title: str | None = None) -> dict:
-    """Write report.json and the self-contained report.html into ``out_dir``; return the report."""
+                          title: str | None = None, write_json: bool = True) -> dict:
+    """Write report.json (unless ``write_json`` is false: a caller with its own) and the
+    self-contained report.html into ``out_dir``; return the report."""
     from .report_html import write_html_report
     out = Path(out_dir)
     evaluated = result.test_evaluated if result.test_evaluated is not None else np.ones(len(result.y_test), bool)
@@ -49,12 +59,14 @@ def write_training_report(result, out_dir: str | Path, *, latency_us: dict | Non
         "threshold": {"value": result.threshold, "rule": result.threshold_rule},
         "calibration": result.calibration,
         "metrics": result.metrics,
+        "reliability": _reliability(y, scores, result),
         "feature_importance_gain": dict(sorted(importance.items(), key=lambda kv: -kv[1])),
         **({"latency_us": {k: {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99))}
                            for k, v in latency_us.items()}} if latency_us else {}),
     }
     report = _json_safe(report)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    if write_json:
+        (out / "report.json").write_text(json.dumps(report, indent=2))
     other = {}
     if result.gbdt_only_test_scores is not None:
         other["trees alone"] = result.gbdt_only_test_scores[evaluated]

@@ -34,8 +34,18 @@ extern "C" {
 
 /* Bumped when this header changes incompatibly. 2: declared schemas (fraud_event), labels. */
 #define FRAUD_API_VERSION 2
-/* The bundle format version this library reads (see export/BUNDLE.md, export/SCHEMA.md). */
-#define FRAUD_BUNDLE_FORMAT_VERSION 2
+/*
+ * The bundle format versions this library reads, MIN to MAX (export/BUNDLE.md "Versions and
+ * compatibility"): 2, a bundle without a "calibration" section (also read by cores older than
+ * calibration); 3, a bundle with one (refused by those cores, which would have ignored it). A
+ * version-3 manifest without the section, or a version-2 one with it, is FRAUD_STATUS_BUNDLE_INVALID;
+ * a version outside MIN..MAX is FRAUD_STATUS_BUNDLE_VERSION.
+ */
+#define FRAUD_BUNDLE_FORMAT_VERSION_MIN 2
+#define FRAUD_BUNDLE_FORMAT_VERSION_MAX 3
+/* The newest bundle format version this library reads (FRAUD_BUNDLE_FORMAT_VERSION_MAX); it reads
+ * every version from FRAUD_BUNDLE_FORMAT_VERSION_MIN up to this one. */
+#define FRAUD_BUNDLE_FORMAT_VERSION FRAUD_BUNDLE_FORMAT_VERSION_MAX
 
 typedef enum fraud_status {
     FRAUD_STATUS_OK = 0,

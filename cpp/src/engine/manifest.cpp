@@ -289,6 +289,27 @@ std::string check_manifest_permissions(const std::string& bundle_dir) {
     return root;
 }
 
+// export/BUNDLE.md "Versions and compatibility": 2 is a bundle without a calibration section,
+// 3 one with it. A core that reads only version 2 ignores unknown top-level keys, so a calibrated
+// bundle marked 2 would be served there uncalibrated against a calibrated-scale threshold: the
+// writer marks it 3 (which such a core refuses), and this reader refuses the two mismatches.
+void check_format_version(int64_t version, bool has_calibration) {
+    if (version < FRAUD_BUNDLE_FORMAT_VERSION_MIN || version > FRAUD_BUNDLE_FORMAT_VERSION_MAX)
+        throw FraudError(FRAUD_STATUS_BUNDLE_VERSION,
+                         "manifest.json: format_version " + std::to_string(version) +
+                             " is not supported; this libfraud reads versions " +
+                             std::to_string(FRAUD_BUNDLE_FORMAT_VERSION_MIN) + " to " +
+                             std::to_string(FRAUD_BUNDLE_FORMAT_VERSION_MAX) +
+                             " (2: without 'calibration', 3: with it)");
+    if (version == 3 && !has_calibration)
+        invalid("format_version 3 without a 'calibration' section: version 3 means a calibrated bundle "
+                "(an uncalibrated bundle is written as version 2, which older cores also read)");
+    if (version == 2 && has_calibration)
+        invalid("format_version 2 with a 'calibration' section: a calibrated bundle must be version 3 "
+                "(a version-2 reader would ignore the section and serve uncalibrated scores "
+                "against a calibrated-scale threshold)");
+}
+
 }  // namespace
 
 const ArtifactEntry& Manifest::artifact(const std::string& name) const {
@@ -324,11 +345,7 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
     if (get_as<std::string>(doc, "format", "") != "libfraud-bundle")
         invalid("'format' is not \"libfraud-bundle\"");
     m.format_version = get_as<int64_t>(doc, "format_version", "");
-    if (m.format_version != FRAUD_BUNDLE_FORMAT_VERSION)
-        throw FraudError(FRAUD_STATUS_BUNDLE_VERSION,
-                         "manifest.json: format_version " + std::to_string(m.format_version) +
-                             " is not supported; this libfraud reads version " +
-                             std::to_string(FRAUD_BUNDLE_FORMAT_VERSION));
+    check_format_version(m.format_version, doc.contains("calibration"));
 
     const json& features = require(doc, "features", "");
     m.schema_json = require(doc, "schema", "").dump();

@@ -57,7 +57,7 @@ struct Calibration {
 
 struct Manifest {
     std::string bundle_dir;
-    int64_t format_version = 0;
+    int64_t format_version = 0;  // 2 (no calibration) or 3 (calibration present): export/BUNDLE.md
     std::string schema_json;  // the `schema` object (export/SCHEMA.md)
     std::string spec_json;    // `features.spec`
     std::vector<std::string> feature_order;
@@ -73,7 +73,9 @@ struct Manifest {
 };
 
 // Parses <bundle_dir>/manifest.json and checks its format and version. Throws FraudError
-// (IO_ERROR, BUNDLE_INVALID naming the key, BUNDLE_VERSION). With a trusted public key, the
+// (IO_ERROR, BUNDLE_INVALID naming the key, BUNDLE_VERSION for a format_version outside
+// FRAUD_BUNDLE_FORMAT_VERSION_MIN..MAX; BUNDLE_INVALID naming format_version for version 3
+// without a `calibration` section or version 2 with one). With a trusted public key, the
 // bundle directory, manifest.json and manifest.json.sig pass the permission checks and the
 // signature is verified over the bytes read BEFORE they are parsed (verify_manifest_bytes'
 // errors), so a signed bundle's tampered manifest is refused as BUNDLE_CHECKSUM, never parsed.
