@@ -541,7 +541,7 @@ def test_cards_preset():
         + [f"terminal_count_{w}" for w in windows]
         + [n for w in windows for n in (f"terminal_fraud_count_{w}_after_7d",
                                         f"terminal_fraud_rate_{w}_after_7d")]
-        + ["customer_amount_zscore"])
+        + ["customer_amount_zscore", "customer_amount_ratio_to_mean_30d", "customer_amount_max_30d"])
     labels = [f for f in spec.features if f["kind"] == "label"]
     assert {f["offset_ms"] for f in labels} == {7 * DAY}
 
