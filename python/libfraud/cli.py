@@ -117,7 +117,7 @@ def _train(args) -> int:
         "k": "k", "k_entity": "entity", "drop_known_compromised": "drop_known_compromised"}))
     tuning = None
     tuning_table = _overlay(config.table("tuning"), args, {"tune_trials": "trials", "tune_minutes": "minutes",
-                                                          "tune_storage": "storage"})
+                                                          "tune_storage": "storage", "tune_gnn": "gnn"})
     tuning_table["folds"] = max(1, periods.prequential_folds)
     if tuning_table.get("trials") or tuning_table.get("minutes"):
         from .tune_train import Tuning
@@ -152,7 +152,7 @@ def _train(args) -> int:
                          params={"xgboost": json.loads(json.dumps(result.model.params.__dict__)),
                                  "periods": result.periods, "decision": decision.__dict__,
                                  "evaluation": evaluation.__dict__,
-                                 **({"gnn": gnn_params.__dict__} if gnn_params else {})},
+                                 **({"gnn": result.gnn.params.__dict__} if result.gnn is not None else {})},
                          metrics=result.metrics,
                          artifacts=[out / "report.html", out / "report.json", out / "training.json"]
                          + ([out / "tuning.json"] if tuning is not None else []),
@@ -360,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("tuning (Optuna) and tracking (MLflow)")
     g.add_argument("--tune-trials", type=int, help="search the tree parameters for this many trials")
     g.add_argument("--tune-minutes", type=float, help="... or for this long")
+    g.add_argument("--tune-gnn", action="store_true", default=None,
+                   help="also search the GNN's knobs (hidden, embedding, lr, dropout, balance, weight decay), "
+                        "its own study in the same file, before the trees")
     g.add_argument("--tune-storage", help="the study's SQLite file (default OUT/tuning.db; a rerun resumes)")
     g.add_argument("--mlflow-uri", help="tracking server or folder (default: ./mlruns beside --out)")
     g.add_argument("--experiment", help="MLflow experiment (default libfraud)")

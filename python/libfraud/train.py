@@ -285,13 +285,19 @@ def train(transactions: pd.DataFrame, *, schema: Any = None, spec: Any = None,
         from .train_gnn import gnn_outputs, sample_neighbourhoods, train_stacked
         sampler = sampler or SamplerSettings()
         arrays = sample_neighbourhoods(events, replayed.store, sampler, sampler.graph_fields)
+        if tuning is not None and tuning.gnn:
+            from .tune_train import tune_gnn
+            gnn_tuning, gnn_params = tune_gnn(arrays, y, train_idx, valid_idx, gnn_params, tuning,
+                                              progress=progress)
+            extra_metrics["tuning_gnn"] = {"best_value": gnn_tuning.best_value, "trials": gnn_tuning.n_trials,
+                                           "complete": gnn_tuning.n_complete, "best_params": gnn_tuning.best_params}
         stacked = train_stacked(features, arrays, y, (train_idx, valid_idx, test_idx), gnn_params=gnn_params,
                                 gbdt_params=params, progress=progress)
         logits, embeddings = gnn_outputs(stacked.gnn.model, arrays)
         XS = np.concatenate([X, logits[:, None], embeddings], axis=1)
         model = stacked.stacked
         gbdt_only_scores = stacked.gbdt_only.predict_proba(X[test_idx])
-        extra_metrics = {"test_gbdt_only": stacked.metrics["gbdt_only"],
+        extra_metrics = {**extra_metrics, "test_gbdt_only": stacked.metrics["gbdt_only"],
                          "test_gnn_only": stacked.metrics["gnn_only"],
                          "by_fraud_type": _auprc_by_type(frame, test_idx, model.predict_proba(XS[test_idx]),
                                                          gbdt_only_scores)}

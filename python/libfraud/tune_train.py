@@ -27,6 +27,7 @@ class Tuning:
     study_name: str = "libfraud-gbdt"
     folds: int = 1
     seed: int = 0
+    gnn: bool = False  # also search the GNN's knobs (its own study, the same budget), before the trees
 
 
 def tune_gbdt(X: np.ndarray, y: np.ndarray, known_ms: np.ndarray, time_ms: np.ndarray, periods: Periods,
@@ -51,3 +52,26 @@ def tune_gbdt(X: np.ndarray, y: np.ndarray, known_ms: np.ndarray, time_ms: np.nd
     result = tune(objective, functools.partial(suggest_gbdt, max_bin=not exact), budget=TuneBudget(trials=tuning.trials, minutes=tuning.minutes),
                   storage=tuning.storage, study_name=tuning.study_name, seed=tuning.seed, progress=progress)
     return result, fitted(result.best_params)
+
+
+def tune_gnn(arrays: dict, y: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray, params,
+             tuning: Tuning, *, progress: bool = False):
+    """(tune.TuneResult, the best GnnParams): each trial fits the GNN on the training period and
+    scores its average precision on validation (the GNN alone; the trees are searched after)."""
+    from .train_gnn import train_gnn
+    from .tune import TuneBudget, suggest_gnn, tune
+    if tuning.storage is None:
+        raise ValueError("tuning needs a study file (--tune-storage)")
+
+    def objective(overrides: dict) -> float:
+        return float(train_gnn(arrays, y, train_idx, valid_idx, dataclasses.replace(params, **overrides)).valid_auprc)
+
+    result = tune(objective, suggest_gnn, budget=TuneBudget(trials=tuning.trials, minutes=tuning.minutes),
+                  storage=tuning.storage, study_name=_gnn_study(tuning.study_name), seed=tuning.seed,
+                  progress=progress)
+    return result, dataclasses.replace(params, **result.best_params)
+
+
+def _gnn_study(name: str) -> str:
+    """The GNN's study beside the trees' in the same file (a study holds one search space)."""
+    return name.replace("gbdt", "gnn") if "gbdt" in name else f"{name}-gnn"
