@@ -72,8 +72,16 @@ def _overlay(table: dict, args, names: dict) -> dict:
     return out
 
 
+def _known_keys(table: dict, known: tuple, source: str) -> None:
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ValueError(f"{source}: unknown key {unknown[0]!r}; known: {', '.join(known)}")
+
+
 def _train(args) -> int:
     import json
+
+    from .config_values import dataclass_from_mapping as typed
 
     from .data import read_table
     from .models.gbdt import GbdtParams
@@ -110,11 +118,13 @@ def _train(args) -> int:
     if args.graph_field:
         sampler_table["graph_fields"] = args.graph_field
     sampler_table["graph_fields"] = tuple(sampler_table.get("graph_fields", ()))
-    sampler = SamplerSettings(**sampler_table)
-    decision = Decision(**_overlay(config.table("decision"), args, {"calibration": "calibration",
-                                                                   "threshold": "threshold"}))
-    evaluation = Evaluation(**_overlay(config.table("evaluation"), args, {
-        "k": "k", "k_entity": "entity", "drop_known_compromised": "drop_known_compromised"}))
+    sampler = typed(SamplerSettings, sampler_table, "[sampler] / --fanout, --strategy, --graph-field")
+    decision = typed(Decision, _overlay(config.table("decision"), args, {"calibration": "calibration",
+                                                                   "threshold": "threshold"}),
+                     "[decision] / --calibration, --threshold")
+    evaluation = typed(Evaluation, _overlay(config.table("evaluation"), args, {
+        "k": "k", "k_entity": "entity", "drop_known_compromised": "drop_known_compromised"}),
+                       "[evaluation] / --k, --k-entity, --drop-known-compromised")
     tuning = None
     tuning_table = _overlay(config.table("tuning"), args, {"tune_trials": "trials", "tune_minutes": "minutes",
                                                           "tune_storage": "storage", "tune_gnn": "gnn"})
@@ -124,10 +134,12 @@ def _train(args) -> int:
         tuning_table.setdefault("storage", str(out / "tuning.db"))
         if "storage" in config.table("tuning") and config.path and args.tune_storage is None:
             tuning_table["storage"] = str(config.path.parent / config.table("tuning")["storage"])
-        tuning = Tuning(**tuning_table)
+        tuning = typed(Tuning, tuning_table, "[tuning] / --tune-*")
     tracking = _overlay(config.table("tracking"), args, {"mlflow_uri": "uri", "experiment": "experiment"})
+    _known_keys(tracking, ("uri", "experiment", "enabled"), "[tracking]")
     track = bool(tracking.pop("enabled", True)) and not args.no_track
     model_table = _overlay(config.table("model"), args, {"name": "name", "version": "version"})
+    _known_keys(model_table, ("name", "version"), "[model]")
     uri = None
     if track:  # before any training: an unreachable server fails now, with nothing written
         from .tracking import check_reachable, resolve_uri
