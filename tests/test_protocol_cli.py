@@ -157,3 +157,12 @@ def test_bad_periods_and_unreachable_tracking_fail_before_writing(run, tmp_path,
     assert main(["-q", "train", str(data), "--preset", "cards", "--out", str(out), "--no-gnn",
                  "--train-end", "14d", "--mlflow-uri", "http://127.0.0.1:9"]) == 2
     assert "--mlflow-uri" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_misspelt_config_key_is_named(run, tmp_path, capsys):
+    root, data, model, bundle, store = run
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG.replace('calibration = "platt"', 'calibraton = "platt"'))
+    out = tmp_path / "never"
+    assert main(["-q", "train", str(data), "--config", str(config), "--out", str(out), "--no-track"]) == 2
+    assert "'calibraton'" in capsys.readouterr().err and not out.exists()
