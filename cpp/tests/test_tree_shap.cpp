@@ -162,6 +162,11 @@ int main() {
     CHECK_THROWS(tree_shap_validate(t, n), FRAUD_STATUS_INVALID_ARGUMENT, "exceeds max_depth");
     t = f.tables(num_features, 0.0);
     CHECK_THROWS(tree_shap_validate(t, n + 1), FRAUD_STATUS_INVALID_ARGUMENT, "tree_offsets");
+    std::vector<int64_t> offsets{0, static_cast<int64_t>(n) + 7, static_cast<int64_t>(n)};
+    t.tree_offsets = offsets.data();
+    t.n_trees = 2;
+    CHECK_THROWS(tree_shap_validate(t, n), FRAUD_STATUS_INVALID_ARGUMENT, "must increase");
+    t = f.tables(num_features, 0.0);
     std::vector<int32_t> bad = f.left;
     bad[0] = 0;
     t.left = bad.data();

@@ -144,7 +144,10 @@ void tree_shap_validate(const TreeShapTables& t, size_t n_nodes) {
     for (size_t tree = 0; tree < t.n_trees; ++tree) {
         const int64_t begin = t.tree_offsets[tree];
         const int64_t end = t.tree_offsets[tree + 1];
-        if (end <= begin) invalid("tree " + std::to_string(tree) + " has no nodes");
+        if (end <= begin || static_cast<size_t>(end) > n_nodes) {
+            invalid("tree_offsets must increase: tree " + std::to_string(tree) + " is [" +
+                    std::to_string(begin) + ", " + std::to_string(end) + ")");
+        }
         depth[static_cast<size_t>(begin)] = 0;
         for (int64_t n = begin; n < end; ++n) {
             const std::string at = "node " + std::to_string(n) + " (tree " + std::to_string(tree) + ")";
