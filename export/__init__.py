@@ -2,6 +2,7 @@
 
 from .bundle import BundleError, build_bundle, read_manifest, verify_bundle
 from .parity import ParityError, ParityReport, check_tree_parity
+from .shap_tables import ShapTables, ShapTablesError, shap_tables
 from .trees import CompileResult, TreeCompileError, compile_trees
 
 __all__ = [
@@ -9,10 +10,13 @@ __all__ = [
     "CompileResult",
     "ParityError",
     "ParityReport",
+    "ShapTables",
+    "ShapTablesError",
     "TreeCompileError",
     "build_bundle",
     "check_tree_parity",
     "compile_trees",
     "read_manifest",
+    "shap_tables",
     "verify_bundle",
 ]
