@@ -35,8 +35,8 @@ __all__ = [
 ]
 
 
-def _check(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate labels and scores; return them as 1-D int8 / float64 arrays."""
+def labels_and_scores(y, s) -> tuple[np.ndarray, np.ndarray]:
+    """1-D, same length, non-empty, 0/1 labels: (y as int8, scores as given); the rest is the caller's."""
     y = np.asarray(y)
     s = np.asarray(s)
     if y.ndim != 1 or s.ndim != 1:
@@ -49,7 +49,12 @@ def _check(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y = y.astype(np.int8)
     if not np.all((y == 0) | (y == 1)):
         raise ValueError(f"labels must be 0/1, got values {np.unique(y)[:10].tolist()}")
-    y = y.astype(np.int8)
+    return y.astype(np.int8), s
+
+
+def _check(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate labels and scores; return them as 1-D int8 / float64 arrays."""
+    y, s = labels_and_scores(y, s)
     s = s.astype(np.float64)
     if not np.all(np.isfinite(s)):
         raise ValueError("scores contain NaN or infinite values")

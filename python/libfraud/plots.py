@@ -74,13 +74,14 @@ def _probabilities(s: np.ndarray, name: str) -> np.ndarray:
     return s
 
 
-def _check_threshold(threshold: float | None) -> float | None:
-    if threshold is None:
+def finite_or_none(value, name: str) -> float | None:
+    """None, or ``value`` as a float when it is a finite number (else ValueError naming ``name``)."""
+    if value is None:
         return None
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-    return float(threshold)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def plot_pr_curve(
@@ -99,7 +100,7 @@ def plot_pr_curve(
     """
     if not scores_by_name:
         raise ValueError("scores_by_name is empty")
-    threshold = _check_threshold(threshold)
+    threshold = finite_or_none(threshold, "threshold")
     y = np.asarray(y)
     fig, (ax,) = _new_figure()
     for i, (name, scores) in enumerate(scores_by_name.items()):
@@ -281,7 +282,7 @@ def plot_score_distributions(
     ``threshold`` is drawn as a vertical line with what it flags of each class.
     """
     y, s = _labels_scores(y, scores)
-    threshold = _check_threshold(threshold)
+    threshold = finite_or_none(threshold, "threshold")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
         raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
     lo, hi = float(s.min()), float(s.max())

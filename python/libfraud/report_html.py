@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from libfraud import plots
+from libfraud import metrics, plots
 
 __all__ = ["write_html_report"]
 
@@ -62,7 +62,7 @@ def write_html_report(
     if not isinstance(scores_name, str) or not scores_name.strip():
         raise ValueError(f"scores_name must be a non-empty string, got {scores_name!r}")
     y, s = _labels_and_scores(y, scores)
-    threshold = _finite_or_none(threshold, "threshold")
+    threshold = plots.finite_or_none(threshold, "threshold")
     others = {}
     for name, other in (other_scores or {}).items():
         if not isinstance(name, str) or not name or name == scores_name:
@@ -77,7 +77,7 @@ def write_html_report(
             or reliability_bins < 2:
         raise ValueError(f"reliability_bins must be an integer >= 2, got {reliability_bins!r}")
     daily = None if daily_precision is None else plots._daily_series(daily_precision)
-    n_days = _finite_or_none(n_days, "n_days")
+    n_days = plots.finite_or_none(n_days, "n_days")
     if n_days is not None and n_days <= 0:
         raise ValueError(f"n_days must be > 0, got {n_days!r}")
     if n_days is None and daily is not None:
@@ -105,17 +105,7 @@ def write_html_report(
 
 
 def _labels_and_scores(y, scores) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y)
-    s = np.asarray(scores)
-    if y.ndim != 1 or s.ndim != 1:
-        raise ValueError(f"y and scores must be 1-D, got shapes {y.shape} and {s.shape}")
-    if y.shape != s.shape:
-        raise ValueError(f"y and scores differ in length: {y.shape[0]} vs {s.shape[0]}")
-    if y.size == 0:
-        raise ValueError("y and scores are empty")
-    if not np.all((y == 0) | (y == 1)):
-        raise ValueError(f"y must be 0/1 labels, got values {np.unique(y)[:10].tolist()}")
-    y = y.astype(np.int8)
+    y, s = metrics.labels_and_scores(y, scores)
     positives = int(y.sum())
     if positives == 0:
         raise ValueError(f"y has no positives (fraud) among {y.size} rows; the report's metrics are undefined")
@@ -138,13 +128,6 @@ def _scores_like(values, y: np.ndarray, name: str) -> np.ndarray:
     return v
 
 
-def _finite_or_none(value, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 # ---------------------------------------------------------------- figures

@@ -298,9 +298,7 @@ def train(transactions: pd.DataFrame, *, schema: Any = None, spec: Any = None,
         model = stacked.stacked
         gbdt_only_scores = stacked.gbdt_only.predict_proba(X[test_idx])
         extra_metrics = {**extra_metrics, "test_gbdt_only": stacked.metrics["gbdt_only"],
-                         "test_gnn_only": stacked.metrics["gnn_only"],
-                         "by_fraud_type": _auprc_by_type(frame, test_idx, model.predict_proba(XS[test_idx]),
-                                                         gbdt_only_scores)}
+                         "test_gnn_only": stacked.metrics["gnn_only"]}
         # Spread over the whole test period, so the rows hold some fraud for the FP16 score effect.
         picked = np.unique(np.linspace(0, len(test_idx) - 1, min(GNN_PARITY_ROWS, len(test_idx))).astype(np.int64))
         from .models.gnn import INPUT_NAMES
@@ -312,6 +310,8 @@ def train(transactions: pd.DataFrame, *, schema: Any = None, spec: Any = None,
     # Calibrate and choose the threshold on validation; judge on the test period.
     raw_valid = model.predict_proba(XS[valid_idx])
     raw_test = model.predict_proba(XS[test_idx])
+    if gbdt_only_scores is not None:  # ranking only: the trees' own outputs
+        extra_metrics["by_fraud_type"] = _auprc_by_type(frame, test_idx, raw_test, gbdt_only_scores)
     calibrator = None
     if decision.calibration != "none":
         from .calibration import fit_calibrator
