@@ -16,12 +16,15 @@ import platform
 import re
 import shutil
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 from ..calibration import Calibrator
+from .explanation import SHAP_ARTIFACT, check_served_contributions, prepare_explanation
 from .parity import ParityError, check_tree_parity
+from .shap_tables import ShapTablesError
 from .trees import compile_trees
 
 __all__ = [
@@ -53,7 +56,7 @@ REQUIRED_KEYS = (
     "threshold", "threshold_rule", "artifacts", "parity", "metrics", "tools",
 )
 # Optional sections build_bundle writes itself (extra may not set them).
-OPTIONAL_KEYS = ("calibration",)
+OPTIONAL_KEYS = ("calibration", "explanation")
 # The model's provenance (build_bundle's ``provenance``), written into the manifest's `model`.
 PROVENANCE_KEYS = ("name", "version", "data_fingerprint", "source_revision", "created_utc")
 SERVED_CHECK_ROWS = 4096  # held-out rows the core scores before a bundle is moved into place
@@ -202,7 +205,18 @@ def align_spec(spec: Mapping, names: Sequence[str], gnn_outputs: Sequence[str] =
     return {**spec, "features": [by_name[n] for n in core_names]}
 
 
-def _check_served(bundle: Path, booster, X_holdout, calibrator: Calibrator | None = None) -> dict:
+def _explanation(booster, names: list[str], aligned: dict, gnn: dict | None, X_holdout):
+    gnn_outputs = list((gnn or {}).get("output_features", ()))
+    try:
+        return prepare_explanation(booster, names, aligned["features"], X_holdout, gnn_outputs=gnn_outputs,
+                                   declared_reasons=aligned.get("reasons", ()))
+    except ShapTablesError as e:
+        warnings.warn(f"the bundle carries no reasons: {e}", stacklevel=3)
+        return None
+
+
+def _check_served(bundle: Path, booster, X_holdout, calibrator: Calibrator | None = None,
+                  explanation=None) -> dict:
     """Open the written bundle with the core itself and score held-out rows: a bundle the engine
     refuses, or whose served scores differ from the reference (xgboost's, through
     ``calibrator.apply`` when the bundle calibrates) by more than 1e-5, is never moved into place."""
@@ -229,6 +243,8 @@ def _check_served(bundle: Path, booster, X_holdout, calibrator: Calibrator | Non
         raise ParityError(f"the engine's scores differ from {what} by {diff:.3g} at held-out row {worst} "
                           f"(xgboost {float(trees[worst]):.9g}, expected {expected[worst]:.9g}, "
                           f"served {served[worst]:.9g})")
+    if explanation is not None:
+        check_served_contributions(engine, explanation)
     return {"rows": int(len(rows)), "max_abs_diff": diff, "backend": engine.gnn_backend}
 
 
@@ -305,6 +321,7 @@ def build_bundle(
     jobs: int = 2,
     progress: bool = False,
     sign_key: str | os.PathLike | None = None,
+    explain: bool = True,
 ) -> Path:
     """Compile ``booster`` and write the bundle directory ``out_dir``; return its path.
 
@@ -334,6 +351,12 @@ def build_bundle(
 
     ``sign_key`` (optional): an ed25519 private key (PEM, from ``libfraud keygen``); the bundle then
     carries ``manifest.json.sig`` (BUNDLE.md "Security"), written before the manifest.
+
+    ``explain`` (default on; BUNDLE.md "explanation"): the bundle carries exact TreeSHAP tables of
+    the trees and the reason families of its features (``spec``'s ``reasons`` and features'
+    ``reason`` keys, else by kind; GNN outputs are ``graph``), after the core's contributions
+    matched xgboost's ``pred_contribs`` within 1e-4 (ParityError otherwise). A booster the tables
+    cannot describe (categorical splits) gets a bundle without them, with a warning.
     """
     out = Path(out_dir).absolute()
     names = [feature_names] if isinstance(feature_names, str) else list(feature_names)
@@ -398,6 +421,9 @@ def build_bundle(
             })
         gnn_section, gnn_parity = (_add_gnn_artifacts(gnn, tmp, artifacts) if gnn is not None
                                    else (None, {}))
+        explanation = _explanation(booster, names, aligned, gnn, X_holdout) if explain else None
+        if explanation is not None:
+            artifacts.append(explanation.write(tmp))
         best_iteration, scale_pos_weight = _booster_facts(booster)
         parity = {k: v for k, v in report.to_dict().items()
                   if k in ("reference", "rows", "rows_with_missing", "max_abs_diff", "tolerance", "passed")}
@@ -422,7 +448,9 @@ def build_bundle(
             "threshold": float(threshold),
             "threshold_rule": threshold_rule,
             "artifacts": artifacts,
-            "parity": {TREES_ARTIFACT: parity, **gnn_parity},
+            "parity": {TREES_ARTIFACT: parity, **gnn_parity,
+                       **({SHAP_ARTIFACT: explanation.parity} if explanation is not None else {})},
+            **({"explanation": explanation.section} if explanation is not None else {}),
             **({"gnn": gnn_section} if gnn_section else {}),
             "metrics": metrics,
             "tools": _tool_versions(compiled.compiler),
@@ -437,7 +465,7 @@ def build_bundle(
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        _check_served(tmp, booster, X_holdout, calibrator)
+        _check_served(tmp, booster, X_holdout, calibrator, explanation)
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

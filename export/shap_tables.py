@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ShapTables", "ShapTablesError", "shap_tables"]
+__all__ = ["SHAP_TABLES_MAGIC", "ShapTables", "ShapTablesError", "shap_tables"]
+
+# The file the bundle carries (export/BUNDLE.md "explanation"; cpp/src/explain/shap_file.cpp reads
+# it): this magic, uint32 version 1, uint32 0, uint64 n_trees, n_nodes, num_features, max_depth,
+# float64 expected_value, then int64 tree_offsets[n_trees + 1], float64 cover[n], float64 value[n],
+# int32 feature[n], int32 left[n], int32 right[n], float32 threshold[n], uint8 default_left[n];
+# little-endian, no padding, nothing after.
+SHAP_TABLES_MAGIC = b"LFSHAP1\0"
+SHAP_TABLES_VERSION = 1
 
 _SUPPORTED_OBJECTIVES = ("binary:logistic",)
 
@@ -50,6 +58,18 @@ class ShapTables:
     def expected_value(self) -> float:
         """The mean margin over the training cover: the contributions' last column."""
         return float(self.base_margin + self.tree_expected.sum())
+
+    def to_bytes(self) -> bytes:
+        """The tables as the bundle's file (layout: SHAP_TABLES_MAGIC above)."""
+        header = (SHAP_TABLES_MAGIC
+                  + np.array([SHAP_TABLES_VERSION, 0], dtype="<u4").tobytes()
+                  + np.array([self.n_trees, len(self.feature), self.num_features, self.max_depth],
+                             dtype="<u8").tobytes()
+                  + np.array([self.expected_value], dtype="<f8").tobytes())
+        arrays = [(self.tree_offsets, "<i8"), (self.cover, "<f8"), (self.value, "<f8"),
+                  (self.feature, "<i4"), (self.left, "<i4"), (self.right, "<i4"),
+                  (self.threshold, "<f4"), (self.default_left, "u1")]
+        return header + b"".join(np.ascontiguousarray(a, dtype=t).tobytes() for a, t in arrays)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """TreeSHAP of X (float32 [n, num_features], NaN = missing) from the core: float64

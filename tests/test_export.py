@@ -238,7 +238,8 @@ def test_build_bundle_writes_a_verified_manifest(booster, holdout, tmp_path):
 
     by_name = {a["name"]: a for a in manifest["artifacts"]}
     assert by_name[model["artifact"]]["target"] == "tl2cgen-c-shared"
-    assert {a["target"] for a in manifest["artifacts"]} == {"tl2cgen-c-shared", "xgboost-ubjson"}
+    assert {a["target"] for a in manifest["artifacts"]} == {"tl2cgen-c-shared", "xgboost-ubjson",
+                                                          "libfraud-tree-shap"}
     import hashlib
     for a in manifest["artifacts"]:
         data = (out / a["path"]).read_bytes()

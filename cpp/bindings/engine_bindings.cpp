@@ -3,7 +3,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -155,6 +157,73 @@ public:
         return scores;
     }
 
+    // Scores and reasons (fraud_engine_explain_events / _score_and_ingest_explain_events):
+    // (scores[n], codes[n, k], families[n, k], contributions[n, k], features[n, k], values[n, k],
+    // counts[n]); row i's reasons are its first counts[i] columns (codes 0 and NaN after them).
+    py::tuple explain(const EventsView& span, size_t k, float min_score, bool ingest) {
+        const size_t n = span.size();
+        std::vector<fraud_reason> reasons(n * std::max<size_t>(k, 1));
+        py::array_t<float> scores(static_cast<py::ssize_t>(n));
+        py::array_t<uint64_t> counts(static_cast<py::ssize_t>(n));
+        fraud_status status;
+        {
+            py::gil_scoped_release release;
+            auto* c = reinterpret_cast<size_t*>(counts.mutable_data());
+            static_assert(sizeof(size_t) == sizeof(uint64_t), "counts are read as size_t");
+            status = ingest ? fraud_engine_score_and_ingest_explain_events(engine_.get(), span.data(), n, k, min_score,
+                                                                           scores.mutable_data(), reasons.data(), c)
+                            : fraud_engine_explain_events(engine_.get(), span.data(), n, k, min_score,
+                                                          scores.mutable_data(), reasons.data(), c);
+        }
+        check(status);
+        const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)};
+        py::array_t<int32_t> codes(shape), families(shape), features(shape);
+        py::array_t<double> contributions(shape);
+        py::array_t<float> values(shape);
+        const uint64_t* c = counts.data();
+        for (size_t i = 0; i < n; ++i) {
+            for (size_t j = 0; j < k; ++j) {
+                const size_t at = i * k + j;
+                const bool used = j < c[i];
+                codes.mutable_data()[at] = used ? reasons[at].code : 0;
+                families.mutable_data()[at] = used ? reasons[at].family : -1;
+                features.mutable_data()[at] = used ? reasons[at].feature : -1;
+                contributions.mutable_data()[at] = used ? reasons[at].contribution : std::nan("");
+                values.mutable_data()[at] = used ? reasons[at].value : std::nanf("");
+            }
+        }
+        return py::make_tuple(scores, codes, families, contributions, features, values, counts);
+    }
+
+    py::array_t<double> contributions(const py::array_t<float, py::array::c_style | py::array::forcecast>& rows) const {
+        const size_t nf = num_features();
+        if (rows.ndim() != 2 || static_cast<size_t>(rows.shape(1)) != nf)
+            throw py::value_error("rows must be 2-D with " + std::to_string(nf) + " columns");
+        py::array_t<double> out({static_cast<py::ssize_t>(rows.shape(0)), static_cast<py::ssize_t>(nf + 1)});
+        fraud_status status;
+        {
+            py::gil_scoped_release release;
+            status = fraud_engine_contributions(engine_.get(), rows.data(), rows.shape(0), out.mutable_data());
+        }
+        check(status);
+        return out;
+    }
+
+    // [(code, name, text)] of the serving bundle's reason families; [] without explanation data.
+    std::vector<py::tuple> reason_families() const {
+        size_t n = 0;
+        check(fraud_engine_reason_count(engine_.get(), &n));
+        std::vector<py::tuple> out;
+        for (size_t i = 0; i < n; ++i) {
+            int32_t code = 0;
+            const char* name = nullptr;
+            const char* text = nullptr;
+            check(fraud_engine_reason_family(engine_.get(), i, &code, &name, &text));
+            out.push_back(py::make_tuple(code, std::string(name), std::string(text)));
+        }
+        return out;
+    }
+
     // One C API call per transaction, each timed inside C++: the latency a switch sees, without
     // Python's own overhead in the figure.
     py::tuple score_and_ingest_timed(const EventsView& span) {
@@ -267,6 +336,15 @@ void bind_engine(py::module_& m) {
              LIBFRAUD_EVENT_ARGS, "(scores, latency_ns): one C API call per event, timed in C++")
         .def("features", [](const PyEngine& e, A a, A b, A c, A d, A f, A g) { return e.features(e.view(a, b, c, d, f, g)); },
              LIBFRAUD_EVENT_ARGS)
+        .def("explain",
+             [](PyEngine& e, A a, A b, A c, A d, A f, A g, size_t k, float min_score, bool ingest) {
+                 return e.explain(e.view(a, b, c, d, f, g), k, min_score, ingest);
+             },
+             LIBFRAUD_EVENT_ARGS, py::arg("k"), py::arg("min_score") = 0.0f, py::arg("ingest") = false,
+             "(scores, codes, families, contributions, features, values, counts): scores and reasons")
+        .def("contributions", &PyEngine::contributions, py::arg("rows"),
+             "Per-feature TreeSHAP contributions [n, F + 1] (last: expected value), in the trees' margin")
+        .def_property_readonly("reason_families", &PyEngine::reason_families)
         .def("label", [](PyEngine& e, A g, A h, A i) { e.label(LabelsView(g, h, i)); }, LIBFRAUD_LABEL_ARGS,
              "Label stored events through fraud_engine_label (all or nothing).")
         .def("score_features", &PyEngine::score_features, py::arg("rows"))

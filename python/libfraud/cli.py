@@ -218,11 +218,24 @@ def _score(args) -> int:
     scorer = Scorer(args.bundle, gnn_backend=args.backend or "", state_dir=args.state_dir or "")
     transactions = read_table(args.input)  # in the bundle's schema's columns; the core validates values
     history = read_table(args.history) if args.history else None
-    if args.labels:
+    if history is not None and args.no_ingest and not args.labels:
+        raise ValueError("--history with --no-ingest: the history is ingested; drop one of them")
+    reasons = None
+    if args.reasons is not None:
+        k = args.reasons
+        min_score = _reasons_min_score(args.reasons_min_score, scorer.threshold)
+        if args.labels:
+            reasons = scorer.explain_replaying_labels(transactions, k, min_score=min_score, history=history)
+        elif history is not None:
+            reasons = scorer.explain_after(history, transactions, k, min_score=min_score)
+        elif args.no_ingest:
+            reasons = scorer.explain(transactions, k, min_score=min_score)
+        else:
+            reasons = scorer.score_and_ingest_explained(transactions, k, min_score=min_score)
+        scores = reasons["score"].to_numpy()
+    elif args.labels:
         scores = scorer.score_and_ingest_replaying_labels(transactions, history=history)
     elif history is not None:
-        if args.no_ingest:
-            raise ValueError("--history with --no-ingest: the history is ingested; drop one of them")
         scores = scorer.score_and_ingest_after(history, transactions)
     else:
         scores = (scorer.score(transactions) if args.no_ingest
@@ -231,12 +244,27 @@ def _score(args) -> int:
     out = pd.DataFrame({id_column: transactions[id_column].to_numpy(),
                         "score": scores.astype(np.float32)})
     out["flagged"] = (out["score"] >= scorer.threshold).astype(np.int8)
+    if reasons is not None:
+        keep = [c for c in reasons.columns if c.startswith("reason_")]
+        out = pd.concat([out, reasons[keep].reset_index(drop=True)], axis=1)
     if args.out:
         out.to_csv(args.out, index=False, float_format="%.9g")
         print(f"scored {len(out)} transactions into {args.out}", file=sys.stderr)
     else:
         out.to_csv(sys.stdout, index=False, float_format="%.9g")
     return 0
+
+
+def _reasons_min_score(value: str, threshold: float) -> float:
+    if value == "threshold":
+        return float(threshold)
+    try:
+        score = float(value)
+    except ValueError:
+        raise ValueError(f"--reasons-min-score: expected a score in [0, 1] or 'threshold', got {value!r}") from None
+    if not 0.0 <= score <= 1.0:
+        raise ValueError(f"--reasons-min-score: expected a score in [0, 1] or 'threshold', got {value!r}")
+    return score
 
 
 def _label(args) -> int:
@@ -403,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "as served: label-aware features see what a switch fed with labels would)")
     p.add_argument("--history", help="earlier transactions (with their labels) stored first, unscored: the "
                                      "store starts where a switch running since then would be")
+    p.add_argument("--reasons", type=int, metavar="K",
+                   help="add the top K reasons of each score (reason_1..K: family, code, text, contribution "
+                        "in log-odds, the family's main feature and its value), computed by the core")
+    p.add_argument("--reasons-min-score", default="0", metavar="SCORE",
+                   help="reasons only for scores >= SCORE, or 'threshold' (the bundle's alert threshold); "
+                        "default 0: every transaction")
     p.set_defaults(run=_score)
 
     p = sub.add_parser("label", help="apply labels (event id, label, label time) to a durable store")

@@ -118,6 +118,81 @@ class Scorer:
         """The serving call: each transaction scored, then stored, in order."""
         return self._engine.score_and_ingest(*self.events(transactions).args())
 
+    # ---- reasons (fraud_engine_explain_events; export/BUNDLE.md "explanation")
+
+    @property
+    def reason_families(self) -> list[dict]:
+        """The bundle's reason families: [{"code", "name", "text"}]; [] without explanation data."""
+        return [{"code": c, "name": n, "text": t} for c, n, t in self._engine.reason_families]
+
+    def explain(self, transactions, k: int = 3, *, min_score: float = 0.0) -> pd.DataFrame:
+        """Scores and their reasons against the store as it stands (nothing is stored): a frame
+        with ``score`` and, for j = 1..k, ``reason_j`` (the family's name), ``reason_j_code``,
+        ``reason_j_text``, ``reason_j_contribution`` (log-odds of the trees' margin),
+        ``reason_j_feature`` and ``reason_j_value`` (the family's most contributing feature and
+        its value). Reasons are the families that raised the score, largest first: fewer than k
+        when fewer did, none for a score below ``min_score``. FraudError
+        (FRAUD_STATUS_NO_EXPLANATION) for a bundle without explanation data."""
+        events = self.events(transactions)
+        out = self._engine.explain(*events.args(), k=int(k), min_score=float(min_score))
+        return self._reason_frame(out, int(k), getattr(transactions, "index", None))
+
+    def score_and_ingest_explained(self, transactions, k: int = 3, *, min_score: float = 0.0) -> pd.DataFrame:
+        """The serving call with reasons: as score_and_ingest, and the frame of explain."""
+        events = self.events(transactions)
+        out = self._engine.explain(*events.args(), k=int(k), min_score=float(min_score), ingest=True)
+        return self._reason_frame(out, int(k), getattr(transactions, "index", None))
+
+    def explain_replaying_labels(self, transactions, k: int = 3, *, min_score: float = 0.0,
+                                 labels: LabelArrays | None = None, history=None) -> pd.DataFrame:
+        """score_and_ingest_replaying_labels with reasons: the frame of explain."""
+        events, labels = self._events_and_labels(transactions, labels)
+        parts: list[tuple] = []
+        self._replay(events, labels, history, reasons=(int(k), float(min_score), parts))
+        return self._reason_frame(self._merged(parts, int(k)), int(k), getattr(transactions, "index", None))
+
+    @staticmethod
+    def _merged(parts: list[tuple], k: int) -> tuple:
+        if not parts:
+            return ((np.empty(0, np.float32),) + tuple(np.empty((0, k)) for _ in range(5))
+                    + (np.empty(0, np.uint64),))
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(7))
+
+    def explain_after(self, history, transactions, k: int = 3, *, min_score: float = 0.0) -> pd.DataFrame:
+        """score_and_ingest_after with reasons: the frame of explain."""
+        parts: list[tuple] = []
+        self._replay(self.events(transactions), None, history, reasons=(int(k), float(min_score), parts))
+        return self._reason_frame(self._merged(parts, int(k)), int(k), getattr(transactions, "index", None))
+
+    def contributions(self, rows) -> pd.DataFrame:
+        """Each feature's TreeSHAP contribution to the trees' margin (log-odds, before calibration)
+        for rows in the bundle's feature order (a frame of them, e.g. from ``features``), and
+        ``expected_value``; each row sums to its margin."""
+        values = self._engine.contributions(np.ascontiguousarray(rows, dtype=np.float32))
+        return pd.DataFrame(values, columns=self.feature_names + ["expected_value"],
+                            index=getattr(rows, "index", None))
+
+    def _reason_frame(self, out: tuple, k: int, index) -> pd.DataFrame:
+        scores, codes, families, contributions, features, values, counts = out
+        names = [f["name"] for f in self.reason_families]
+        texts = [f["text"] for f in self.reason_families]
+        feature_names = self.feature_names
+        frame = {"score": np.asarray(scores, dtype=np.float32)}
+        for j in range(k):
+            fam = np.asarray(families)[:, j] if len(scores) else np.empty(0, np.int32)
+            used = fam >= 0
+            feat = np.asarray(features)[:, j] if len(scores) else np.empty(0, np.int32)
+            frame[f"reason_{j + 1}"] = np.where(used, np.array(names + [""], dtype=object)[fam], None)
+            frame[f"reason_{j + 1}_code"] = np.asarray(codes)[:, j] if len(scores) else np.empty(0, np.int32)
+            frame[f"reason_{j + 1}_text"] = np.where(used, np.array(texts + [""], dtype=object)[fam], None)
+            frame[f"reason_{j + 1}_contribution"] = (np.asarray(contributions)[:, j] if len(scores)
+                                                     else np.empty(0))
+            frame[f"reason_{j + 1}_feature"] = np.where(feat >= 0, np.array(feature_names + [""],
+                                                                             dtype=object)[feat], None)
+            frame[f"reason_{j + 1}_value"] = np.asarray(values)[:, j] if len(scores) else np.empty(0, np.float32)
+        frame["n_reasons"] = np.asarray(counts, dtype=np.int64)
+        return pd.DataFrame(frame, index=index)
+
     def score_and_ingest_replaying_labels(self, transactions, labels: LabelArrays | None = None,
                                           history=None) -> np.ndarray:
         """Serving as it happens, for evaluation: each event scored then stored, in order, and each
@@ -145,7 +220,10 @@ class Scorer:
             return load_events(transactions, self.schema)
         return self.events(transactions), labels
 
-    def _replay(self, events: EventArrays, labels: LabelArrays | None, history=None) -> np.ndarray:
+    def _replay(self, events: EventArrays, labels: LabelArrays | None, history=None,
+                reasons: tuple | None = None) -> np.ndarray:
+        """reasons: (k, min_score, parts): scored batches are explained, their explain outputs
+        appended to parts in order."""
         scored_from = 0
         if history is not None:
             past, past_labels = self._events_and_labels(history, None)
@@ -162,7 +240,12 @@ class Scorer:
             if a < scored_from:
                 self._engine.ingest(*events.slice(a, min(b, scored_from)).args())
                 a = min(b, scored_from)
-            if a < b:
+            if a < b and reasons is not None:
+                k, min_score, parts = reasons
+                out = self._engine.explain(*events.slice(a, b).args(), k=k, min_score=min_score, ingest=True)
+                scores[a:b] = out[0]
+                parts.append(out)
+            elif a < b:
                 scores[a:b] = self._engine.score_and_ingest(*events.slice(a, b).args())
 
         if labels is None or len(labels) == 0:

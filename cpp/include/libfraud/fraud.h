@@ -63,7 +63,8 @@ typedef enum fraud_status {
     FRAUD_STATUS_BACKEND_UNAVAILABLE = 12, /* a GNN backend plugin missing or not loadable here */
     FRAUD_STATUS_UNKNOWN_EVENT = 13,      /* a label for an event id the store does not hold */
     FRAUD_STATUS_INVALID_LABEL = 14,      /* a label not 0/1, or a label time before its event */
-    FRAUD_STATUS_LABEL_CONFLICT = 15      /* a label that differs from one already applied */
+    FRAUD_STATUS_LABEL_CONFLICT = 15,     /* a label that differs from one already applied */
+    FRAUD_STATUS_NO_EXPLANATION = 16      /* reasons asked of a bundle compiled without explanation data */
 } fraud_status;
 
 /* The most entity types a schema declares. */
@@ -349,6 +350,65 @@ FRAUD_API fraud_status fraud_engine_features_events(const fraud_engine* engine,
  * like an ingest (state_dir). Exclusive (see Threading).
  */
 FRAUD_API fraud_status fraud_engine_label(fraud_engine* engine, const fraud_label* labels, size_t n);
+
+/*
+ * Reasons (export/BUNDLE.md "explanation"). A bundle compiled with explanation data carries exact
+ * TreeSHAP tables of its trees and maps every feature to a reason family (velocity, amount against
+ * normal, new counterparty, entity risk from labels, graph neighbourhood...), each with a stable
+ * code and a short text. A reason is a family whose features, together, raised this event's score.
+ *
+ * Contributions are in the trees' margin (log-odds) BEFORE the bundle's calibration: a feature's
+ * contributions plus the expected value (the margin of the average training row) sum to the margin.
+ * Calibration is monotone, so it never reorders reasons (Platt: calibrated log-odds = a * margin + b).
+ */
+typedef struct fraud_reason {
+    int32_t code;         /* the family's stable code (fraud_engine_reason_family) */
+    int32_t family;       /* the family's index in the bundle that served: 0 .. reason_count - 1 */
+    double contribution;  /* the family's features' summed contribution to the margin (> 0) */
+    int32_t feature;      /* the family's most contributing feature (an index of the feature order) */
+    float value;          /* that feature's value for this event (NaN = missing) */
+} fraud_reason;
+
+/* Number of reason families of the bundle serving now; 0 when it has no explanation data. */
+FRAUD_API fraud_status fraud_engine_reason_count(const fraud_engine* engine, size_t* out);
+
+/* Family i of the bundle serving now: its stable code, name ("velocity") and text ("Unusual number
+ * of transactions in a short time"); the strings are owned by the engine and valid until the next
+ * fraud_engine_swap_bundle (after a swap, look families up by code). Any out may be NULL. */
+FRAUD_API fraud_status fraud_engine_reason_family(const fraud_engine* engine, size_t i, int32_t* code_out,
+                                                  const char** name_out, const char** text_out);
+
+/*
+ * fraud_engine_score_events, and for each event whose score is >= min_score, its reasons: the up
+ * to k families with the largest positive summed contribution, largest first, in
+ * reasons_out[i * k .. i * k + n_reasons_out[i]) (n_reasons_out[i] = 0 below min_score: pass 0 to
+ * explain every event). Score and reasons come from the same feature row: the reasons explain the
+ * score returned. k must be 1..fraud_engine_reason_count (FRAUD_STATUS_INVALID_ARGUMENT otherwise);
+ * a bundle without explanation data gives FRAUD_STATUS_NO_EXPLANATION and writes nothing (score
+ * with fraud_engine_score_events instead). Caller's buffers: scores_out[n], reasons_out[n * k],
+ * n_reasons_out[n]. Allocates nothing after a thread's first calls; safe from many threads.
+ * Cost: exact TreeSHAP over every tree (bench/explain.py), so a min_score at the alert
+ * threshold (fraud_engine_threshold) keeps it off most events.
+ */
+FRAUD_API fraud_status fraud_engine_explain_events(const fraud_engine* engine, const fraud_event* events,
+                                                   size_t n, size_t k, float min_score, float* scores_out,
+                                                   fraud_reason* reasons_out, size_t* n_reasons_out);
+
+/* The serving call with reasons: fraud_engine_score_and_ingest_events, each event explained as
+ * fraud_engine_explain_events would (from the score it was served). Same checks, then nothing is
+ * scored or stored when they fail. Exclusive (see Threading). */
+FRAUD_API fraud_status fraud_engine_score_and_ingest_explain_events(fraud_engine* engine,
+                                                                    const fraud_event* events, size_t n,
+                                                                    size_t k, float min_score, float* scores_out,
+                                                                    fraud_reason* reasons_out,
+                                                                    size_t* n_reasons_out);
+
+/* Per-feature contributions of n caller rows (as fraud_engine_score_features takes them):
+ * contributions_out[i * (num_features + 1) + j] for feature j, the last of each row the expected
+ * value; each row sums to the trees' margin. FRAUD_STATUS_NO_EXPLANATION without explanation data.
+ * Safe from many threads. */
+FRAUD_API fraud_status fraud_engine_contributions(const fraud_engine* engine, const float* rows, size_t n,
+                                                  double* contributions_out);
 
 /* Number of transactions in the store, and its watermark (latest timestamp; INT64_MIN if empty). */
 FRAUD_API fraud_status fraud_engine_store_size(const fraud_engine* engine, uint64_t* n_out,

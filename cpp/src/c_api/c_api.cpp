@@ -1,4 +1,5 @@
 // The C boundary: statuses and a thread-local message out, never an exception.
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 #include <new>
@@ -109,6 +110,7 @@ const char* fraud_status_name(fraud_status status) {
         case FRAUD_STATUS_UNKNOWN_EVENT: return "FRAUD_STATUS_UNKNOWN_EVENT";
         case FRAUD_STATUS_INVALID_LABEL: return "FRAUD_STATUS_INVALID_LABEL";
         case FRAUD_STATUS_LABEL_CONFLICT: return "FRAUD_STATUS_LABEL_CONFLICT";
+        case FRAUD_STATUS_NO_EXPLANATION: return "FRAUD_STATUS_NO_EXPLANATION";
     }
     return "FRAUD_STATUS_UNKNOWN";
 }
@@ -250,6 +252,75 @@ fraud_status fraud_engine_features_events(const fraud_engine* engine, const frau
     FRAUD_API_BEGIN()
     require(engine && ((events && features_out) || n == 0), "fraud_engine_features_events: NULL argument");
     engine->impl->features(events, n, features_out);
+    FRAUD_API_END()
+}
+
+namespace {
+
+libfraud::ReasonRequest reason_request(const char* what, size_t n, size_t k, float min_score, float* scores_out,
+                                       fraud_reason* reasons_out, size_t* n_reasons_out) {
+    if (n > 0 && !(scores_out && reasons_out && n_reasons_out))
+        throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT, std::string(what) + ": NULL argument");
+    if (std::isnan(min_score))
+        throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                                   std::string(what) + ": min_score is NaN (0 explains every event)");
+    return libfraud::ReasonRequest{k, min_score, reasons_out, n_reasons_out};
+}
+
+}  // namespace
+
+fraud_status fraud_engine_reason_count(const fraud_engine* engine, size_t* out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_reason_count: NULL argument");
+    const auto model = engine->impl->model();
+    *out = model->explainer() ? model->explainer()->num_families() : 0;
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_reason_family(const fraud_engine* engine, size_t i, int32_t* code_out,
+                                        const char** name_out, const char** text_out) {
+    FRAUD_API_BEGIN()
+    require(engine != nullptr, "fraud_engine_reason_family: NULL engine");
+    // The strings live in the model, which the engine keeps until the next swap (documented).
+    const libfraud::Explainer& e = engine->impl->model()->require_explainer("fraud_engine_reason_family");
+    if (i >= e.num_families())
+        throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                                   "fraud_engine_reason_family: family " + std::to_string(i) + " of " +
+                                       std::to_string(e.num_families()));
+    const libfraud::ReasonFamily& f = e.family(i);
+    if (code_out) *code_out = f.code;
+    if (name_out) *name_out = f.name.c_str();
+    if (text_out) *text_out = f.text.c_str();
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_explain_events(const fraud_engine* engine, const fraud_event* events, size_t n, size_t k,
+                                         float min_score, float* scores_out, fraud_reason* reasons_out,
+                                         size_t* n_reasons_out) {
+    FRAUD_API_BEGIN()
+    require(engine && (events || n == 0), "fraud_engine_explain_events: NULL argument");
+    const libfraud::ReasonRequest request = reason_request("fraud_engine_explain_events", n, k, min_score,
+                                                           scores_out, reasons_out, n_reasons_out);
+    engine->impl->score(events, n, scores_out, &request);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_score_and_ingest_explain_events(fraud_engine* engine, const fraud_event* events, size_t n,
+                                                          size_t k, float min_score, float* scores_out,
+                                                          fraud_reason* reasons_out, size_t* n_reasons_out) {
+    FRAUD_API_BEGIN()
+    require(engine && (events || n == 0), "fraud_engine_score_and_ingest_explain_events: NULL argument");
+    const libfraud::ReasonRequest request = reason_request("fraud_engine_score_and_ingest_explain_events", n, k,
+                                                           min_score, scores_out, reasons_out, n_reasons_out);
+    engine->impl->score_and_ingest(events, n, scores_out, &request);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_contributions(const fraud_engine* engine, const float* rows, size_t n,
+                                        double* contributions_out) {
+    FRAUD_API_BEGIN()
+    require(engine && ((rows && contributions_out) || n == 0), "fraud_engine_contributions: NULL argument");
+    engine->impl->contributions(rows, n, contributions_out);
     FRAUD_API_END()
 }
 

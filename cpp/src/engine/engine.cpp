@@ -63,10 +63,11 @@ Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
 
 // Caller holds the exclusive lock and has validated the batch. Logged before it is applied, so an
 // acknowledged batch is always on disk; scored one by one when scorer is set (score, then store).
-void Engine::append_validated(const fraud_event* txns, size_t n, const Model* scorer, float* scores) {
+void Engine::append_validated(const fraud_event* txns, size_t n, const Model* scorer, float* scores,
+                              const ReasonRequest* reasons) {
     if (log_) log_->append(txns, n);
     for (size_t i = 0; i < n; ++i) {
-        if (scorer) scores[i] = scorer->score(store_, txns[i]);
+        if (scorer) scores[i] = scorer->score(store_, txns[i], reasons, i);
         store_.append(txns[i]);
     }
     ingested_.fetch_add(n, std::memory_order_relaxed);
@@ -93,28 +94,30 @@ void Engine::ingest(const fraud_event* txns, size_t n) {
         count_rejection(e, n);
         throw;
     }
-    append_validated(txns, n, nullptr, nullptr);
+    append_validated(txns, n, nullptr, nullptr, nullptr);
 }
 
-void Engine::score(const fraud_event* txns, size_t n, float* scores) const {
+void Engine::score(const fraud_event* txns, size_t n, float* scores, const ReasonRequest* reasons) const {
     const uint64_t start = now_ns();
+    const std::shared_ptr<const Model> model = this->model();
+    if (reasons) model->require_explainer("fraud_engine_explain_events", true, reasons->k);
     try {
         validate_fields(schema(), txns, n);
     } catch (const FraudError& e) {
         count_rejection(e, n);
         throw;
     }
-    const std::shared_ptr<const Model> model = this->model();
     {
         std::shared_lock lock(mutex_);
-        for (size_t i = 0; i < n; ++i) scores[i] = model->score(store_, txns[i]);
+        for (size_t i = 0; i < n; ++i) scores[i] = model->score(store_, txns[i], reasons, i);
     }
     count_scored(n, now_ns() - start);
 }
 
-void Engine::score_and_ingest(const fraud_event* txns, size_t n, float* scores) {
+void Engine::score_and_ingest(const fraud_event* txns, size_t n, float* scores, const ReasonRequest* reasons) {
     const uint64_t start = now_ns();
     const std::shared_ptr<const Model> model = this->model();
+    if (reasons) model->require_explainer("fraud_engine_score_and_ingest_explain_events", true, reasons->k);
     {
         std::unique_lock lock(mutex_);
         try {
@@ -123,7 +126,7 @@ void Engine::score_and_ingest(const fraud_event* txns, size_t n, float* scores) 
             count_rejection(e, n);
             throw;
         }
-        append_validated(txns, n, model.get(), scores);
+        append_validated(txns, n, model.get(), scores, reasons);
     }
     count_scored(n, now_ns() - start);
 }
@@ -152,6 +155,13 @@ void Engine::label(const fraud_label* labels, size_t n) {
 
 void Engine::score_features(const float* rows, size_t n, float* scores) const {
     model()->score_rows(rows, n, scores);
+}
+
+void Engine::contributions(const float* rows, size_t n, double* out) const {
+    const std::shared_ptr<const Model> model = this->model();
+    const Explainer& explainer = model->require_explainer("fraud_engine_contributions");
+    const size_t nf = model->num_features();
+    for (size_t i = 0; i < n; ++i) explainer.contributions(rows + i * nf, out + i * (nf + 1));
 }
 
 void Engine::store_size(uint64_t* n, int64_t* watermark_ms) const {

@@ -31,8 +31,14 @@ public:
     // Whether fraud_txn (the payments preset's record) converts to this engine's events.
     bool payments_layout() const { return payments_layout_; }
     void ingest(const fraud_event* events, size_t n);
-    void score(const fraud_event* events, size_t n, float* scores) const;
-    void score_and_ingest(const fraud_event* events, size_t n, float* scores);
+    // With `reasons` (k, min_score and buffers; Model::score), each event is also explained from
+    // the row it was scored on; the request is checked against the serving model before anything
+    // is scored or stored.
+    void score(const fraud_event* events, size_t n, float* scores, const ReasonRequest* reasons = nullptr) const;
+    void score_and_ingest(const fraud_event* events, size_t n, float* scores,
+                          const ReasonRequest* reasons = nullptr);
+    // Per-feature contributions of caller rows (Explainer::contributions), n * (F + 1) doubles.
+    void contributions(const float* rows, size_t n, double* out) const;
     void features(const fraud_event* events, size_t n, float* rows) const;
     void label(const fraud_label* labels, size_t n);
     void score_features(const float* rows, size_t n, float* scores) const;
@@ -44,7 +50,8 @@ public:
 private:
     void count_rejection(const FraudError& e, size_t n) const;
     void count_scored(size_t n, uint64_t ns) const;
-    void append_validated(const fraud_event* events, size_t n, const Model* scorer, float* scores);
+    void append_validated(const fraud_event* events, size_t n, const Model* scorer, float* scores,
+                          const ReasonRequest* reasons);
 
     std::shared_ptr<const Model> model_;  // read and replaced with std::atomic_load/store
     TemporalStore store_;

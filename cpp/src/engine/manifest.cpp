@@ -188,6 +188,48 @@ void read_calibration_section(const json& c, Manifest& m) {
     }
 }
 
+// Codes and names unique, every feature in a family: checked here so the core trusts them.
+void read_explanation_section(const json& e, Manifest& m) {
+    if (!e.is_object()) invalid("'explanation' must be an object, got " + e.dump());
+    ExplanationSection& x = m.explanation;
+    x.present = true;
+    if (get_as<std::string>(e, "format", "explanation.") != "libfraud-reasons")
+        invalid("'explanation.format' is not \"libfraud-reasons\"");
+    const int64_t version = get_as<int64_t>(e, "version", "explanation.");
+    if (version != 1)
+        invalid("'explanation.version' is " + std::to_string(version) + "; this libfraud reads version 1");
+    x.artifact = get_as<std::string>(e, "artifact", "explanation.");
+    const ArtifactEntry& artifact = m.artifact(x.artifact);  // listed, so checksummed
+    if (artifact.target != "libfraud-tree-shap")
+        invalid("explanation artifact '" + x.artifact + "' has target '" + artifact.target +
+                "'; expected 'libfraud-tree-shap'");
+    const json& families = require(e, "families", "explanation.");
+    if (!families.is_array() || families.empty()) invalid("'explanation.families' is not a non-empty list");
+    for (size_t i = 0; i < families.size(); ++i) {
+        const std::string where = "explanation.families[" + std::to_string(i) + "].";
+        ReasonFamily f;
+        f.code = get_as<int32_t>(families[i], "code", where);
+        f.name = get_as<std::string>(families[i], "name", where);
+        f.text = get_as<std::string>(families[i], "text", where);
+        if (f.code <= 0) invalid("'" + where + "code' must be > 0, got " + std::to_string(f.code));
+        if (f.name.empty()) invalid("'" + where + "name' is empty");
+        for (const ReasonFamily& other : x.families) {
+            if (other.code == f.code) invalid("'" + where + "code' " + std::to_string(f.code) + " is also family '" + other.name + "''s");
+            if (other.name == f.name) invalid("'" + where + "name' '" + f.name + "' appears twice");
+        }
+        x.families.push_back(f);
+    }
+    x.feature_family = get_as<std::vector<int32_t>>(e, "feature_family", "explanation.");
+    if (x.feature_family.size() != m.feature_order.size())
+        invalid("'explanation.feature_family' has " + std::to_string(x.feature_family.size()) +
+                " entries but features.order has " + std::to_string(m.feature_order.size()));
+    for (size_t i = 0; i < x.feature_family.size(); ++i) {
+        if (x.feature_family[i] < 0 || static_cast<size_t>(x.feature_family[i]) >= x.families.size())
+            invalid("'explanation.feature_family[" + std::to_string(i) + "]' is " +
+                    std::to_string(x.feature_family[i]) + ", not an index into explanation.families");
+    }
+}
+
 // Where json::parse was when it threw (e.g. 'calibration.x[3]'): a syntax error, NaN or an
 // overflowing number (1e400) is then reported by key, not only by byte offset.
 class ParsePath {
@@ -373,6 +415,7 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
     m.artifact(m.model_artifact);  // the model must name an artifact that exists in the list
     if (doc.contains("gnn")) read_gnn_section(doc.at("gnn"), m);
     if (doc.contains("calibration")) read_calibration_section(doc.at("calibration"), m);
+    if (doc.contains("explanation")) read_explanation_section(doc.at("explanation"), m);
     // `model` may carry provenance (name, version, data_fingerprint...): information, not read here.
     return m;
 }

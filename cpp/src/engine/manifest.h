@@ -55,6 +55,22 @@ struct Calibration {
     float apply(float p) const;
 };
 
+// One reason family (export/BUNDLE.md "explanation"): a stable code and a short text for analysts.
+struct ReasonFamily {
+    int32_t code = 0;
+    std::string name;
+    std::string text;
+};
+
+// The optional "explanation" section: exact TreeSHAP tables (an artifact) and the reason families
+// the features map to. Cores without it ignore the section: it never changes a score.
+struct ExplanationSection {
+    bool present = false;
+    std::string artifact;                 // an artifact of target "libfraud-tree-shap"
+    std::vector<ReasonFamily> families;   // codes unique
+    std::vector<int32_t> feature_family;  // per features.order entry: an index into families
+};
+
 struct Manifest {
     std::string bundle_dir;
     int64_t format_version = 0;  // 2 (no calibration) or 3 (calibration present): export/BUNDLE.md
@@ -66,6 +82,7 @@ struct Manifest {
     std::vector<ArtifactEntry> artifacts;
     GnnSection gnn;
     Calibration calibration;  // threshold is on its scale when present
+    ExplanationSection explanation;
     std::string text;  // manifest.json's bytes exactly as read and parsed (what a signature covers)
 
     const ArtifactEntry& artifact(const std::string& name) const;

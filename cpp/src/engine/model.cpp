@@ -166,6 +166,26 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, c
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
                          "tree library reads " + std::to_string(trees_->num_features()) +
                              " features but features.order lists " + std::to_string(num_features()));
+    if (manifest_.explanation.present) {
+        const ArtifactEntry& tables = manifest_.artifact(manifest_.explanation.artifact);
+        explainer_ = std::make_unique<Explainer>(manifest_.artifact_path(tables), manifest_.explanation,
+                                                 num_features());
+    }
+}
+
+const Explainer& Model::require_explainer(const char* what, bool check_k, size_t k) const {
+    if (!explainer_)
+        throw FraudError(FRAUD_STATUS_NO_EXPLANATION,
+                         std::string(what) + ": bundle " + bundle_dir() +
+                             " has no explanation data (no 'explanation' section: compiled without "
+                             "reasons, or by a libfraud older than them); score without reasons");
+    if (!check_k) return *explainer_;
+    if (k < 1 || k > explainer_->num_families())
+        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                         std::string(what) + ": k is " + std::to_string(k) + "; this bundle has " +
+                             std::to_string(explainer_->num_families()) + " reason families, so k must be 1.." +
+                             std::to_string(explainer_->num_families()));
+    return *explainer_;
 }
 
 void Model::row(const TemporalStore& store, const fraud_event& txn, float* row) const {
@@ -198,13 +218,21 @@ void Model::row(const TemporalStore& store, const fraud_event& txn, float* row) 
     gnn_->model->run(inputs, gnn_out, gnn_out + 1);
 }
 
-float Model::score(const TemporalStore& store, const fraud_event& txn) const {
+float Model::score(const TemporalStore& store, const fraud_event& txn, const ReasonRequest* reasons,
+                   size_t index) const {
     Scratch& s = scratch();
     s.fit(num_features(), nullptr);
     row(store, txn, s.row.data());
     float score = 0.0f;
     trees_->predict_rows(s.row.data(), 1, &score);
-    return manifest_.calibration.apply(score);
+    score = manifest_.calibration.apply(score);
+    if (reasons) {
+        // NaN never reaches min_score: no reasons for a score that is not a number.
+        reasons->counts[index] = score >= reasons->min_score
+                                     ? explainer_->reasons(s.row.data(), reasons->k, reasons->reasons + index * reasons->k)
+                                     : 0;
+    }
+    return score;
 }
 
 void Model::score_rows(const float* rows, size_t n, float* scores) const {

@@ -9,12 +9,22 @@
 #include "backends/backend_registry.h"
 #include "engine/manifest.h"
 #include "engine/tree_library.h"
+#include "explain/explainer.h"
 #include "features/features.h"
 #include "libfraud/fraud.h"
 #include "sampler/sampler.h"
 #include "store/temporal_store.h"
 
 namespace libfraud {
+
+// What a scoring call asks for besides the score: reasons (explain/explainer.h) for events scoring
+// at least min_score, k per event, written at reasons + i * k with their count at counts[i].
+struct ReasonRequest {
+    size_t k = 0;
+    float min_score = 0.0f;
+    fraud_reason* reasons = nullptr;
+    size_t* counts = nullptr;
+};
 
 // The GNN stage: sample the neighbourhood, run the backend, append [logit, embedding] to the row.
 struct GnnStage {
@@ -45,8 +55,16 @@ public:
     void row(const TemporalStore& store, const fraud_event& event, float* out) const;
     // The trees' probability, then the bundle's calibration when it has one (every score the C
     // API returns passes here).
-    float score(const TemporalStore& store, const fraud_event& event) const;
+    // With `reasons`, event i of the request (`index`) is also explained from the same row.
+    float score(const TemporalStore& store, const fraud_event& event, const ReasonRequest* reasons = nullptr,
+                size_t index = 0) const;
     void score_rows(const float* rows, size_t n, float* scores) const;
+
+    // Null for a bundle without explanation data.
+    const Explainer* explainer() const { return explainer_.get(); }
+    // The explainer, or NO_EXPLANATION naming the bundle; with check_k, also INVALID_ARGUMENT
+    // unless k is 1..the family count. `what` names the calling function in the message.
+    const Explainer& require_explainer(const char* what, bool check_k = false, size_t k = 0) const;
 
 private:
     Manifest manifest_;
@@ -56,6 +74,7 @@ private:
     std::unique_ptr<GnnStage> gnn_;
     std::string gnn_backend_ = "none";
     std::unique_ptr<TreeLibrary> trees_;
+    std::unique_ptr<Explainer> explainer_;
 };
 
 }  // namespace libfraud

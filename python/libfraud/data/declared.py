@@ -387,7 +387,7 @@ def _check_column(col: Any, ctx: _Ctx) -> None:
 
 _SCHEMA_TABLES = ("schema", "event_id", "time", "amount", "entities", "numeric", "categorical",
                   "label")
-_SPEC_TABLES = ("features", "feature", "preset")
+_SPEC_TABLES = ("features", "feature", "preset", "reason")
 
 
 def _read_toml(path) -> tuple[dict, _Ctx]:

@@ -80,6 +80,9 @@ class FeatureSpec:
     features: tuple[dict, ...]
     max_scan: int = DEFAULT_MAX_SCAN
     source: str | None = field(default=None, compare=False)
+    # Declared reason families ({"name", "code", "text"}; libfraud.reasons): added to the built-in
+    # ones or overriding them by name. A feature's "reason" key names its family.
+    reasons: tuple[dict, ...] = ()
 
     def __post_init__(self):
         ctx = _Ctx(self.source)
@@ -96,6 +99,17 @@ class FeatureSpec:
                     f"name {f['name']!r} is also feature {seen[f['name']]}'s: give one a `name`")
             seen[f["name"]] = i
         object.__setattr__(self, "features", feats)
+        object.__setattr__(self, "reasons", tuple(dict(r) for r in self.reasons))
+        from ..reasons import ReasonError, family_table
+        try:
+            table = family_table(self.reasons)
+        except ReasonError as e:
+            ctx.fail(str(e))
+        for i, f in enumerate(feats, 1):
+            if f.get("reason") is not None and f["reason"] not in table:
+                ctx.at(f"feature {i} ({f['name']})").fail(
+                    f"reason {f['reason']!r} is not a family (families: {', '.join(sorted(table))}; "
+                    "declare others with [[reason]] name/code/text)")
 
     @property
     def names(self) -> list[str]:
@@ -108,8 +122,11 @@ class FeatureSpec:
         return self
 
     def to_json(self) -> dict:
-        return {"format": FEATURES_FORMAT, "version": FORMAT_VERSION, "max_scan": self.max_scan,
-                "features": [_copy(f) for f in self.features]}
+        out = {"format": FEATURES_FORMAT, "version": FORMAT_VERSION, "max_scan": self.max_scan,
+               "features": [_copy(f) for f in self.features]}
+        if self.reasons:
+            out["reasons"] = [dict(r) for r in self.reasons]
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping, schema: Schema | None = None, *,
@@ -120,7 +137,8 @@ class FeatureSpec:
         if t.get("format", str) != FEATURES_FORMAT or t.get("version", int) != FORMAT_VERSION:
             ctx.fail(f"expected format {FEATURES_FORMAT!r} version {FORMAT_VERSION}, got "
                      f"{d.get('format')!r} version {d.get('version')!r}")
-        spec = cls(tuple(t.get("features", list)), t.get("max_scan", int), source=source)
+        spec = cls(tuple(t.get("features", list)), t.get("max_scan", int), source=source,
+                   reasons=tuple(t.get("reasons", list, [])))
         t.done()
         return spec if schema is None else spec.validate(schema)
 
@@ -151,12 +169,15 @@ def _normalize_feature(f: Any, ctx: _Ctx, *, require_name: bool = True) -> dict:
             ctx.fail(f"missing key {key!r}")
         out[key] = default if v is None else v
     scan = t.get("max_scan", (int, type(None)), None)
+    reason = t.get("reason", (str, type(None)), None)
     t.done()
     _check_values(out, ctx)
     if scan is not None:
         if scan < 1:
             ctx.fail(f"max_scan: must be >= 1, got {scan}")
         out["max_scan"] = int(scan)
+    if reason is not None:  # written only when declared: the family is otherwise the kind's
+        out["reason"] = reason
     return out
 
 
@@ -357,7 +378,10 @@ def _spec_from_toml(doc: Mapping, schema: Schema, ctx: _Ctx) -> FeatureSpec:
         seen[f["name"]] = key
     if not feats:
         ctx.fail("declares no features (add [[feature]] tables or a [[preset]])")
-    return FeatureSpec(tuple(f for _, f in feats), max_scan, source=ctx.path)
+    if not isinstance(doc.get("reason", []), list):
+        ctx.at("reason").fail("must be an array of tables: write [[reason]]")
+    return FeatureSpec(tuple(f for _, f in feats), max_scan, source=ctx.path,
+                       reasons=tuple(doc.get("reason", [])))
 
 
 # TOML keys that may be left out (the others of a kind are required).
@@ -398,6 +422,8 @@ def _feature_from_toml(raw: Any, schema: Schema, ctx: _Ctx) -> tuple[str, dict]:
             d[k] = t.get(k, str)
     if "max_scan" in raw:
         d["max_scan"] = t.get("max_scan", int)
+    if "reason" in raw:
+        d["reason"] = t.get("reason", str)
     t.done()
     f = _normalize_feature(d, ctx, require_name=False)
     if f["name"] is None:

@@ -1,0 +1,80 @@
+#include "explain/explainer.h"
+
+#include "common/error.h"
+
+namespace libfraud {
+namespace {
+
+// Per-thread buffers, grown to the largest model a thread has explained.
+struct ExplainScratch {
+    std::vector<double> phi, path, family_sum;
+    std::vector<int32_t> family_top;
+
+    void fit(size_t features, size_t path_doubles, size_t families) {
+        if (phi.size() < features + 1) phi.resize(features + 1);
+        if (path.size() < path_doubles) path.resize(path_doubles);
+        if (family_sum.size() < families) {
+            family_sum.resize(families);
+            family_top.resize(families);
+        }
+    }
+};
+
+ExplainScratch& scratch() {
+    thread_local ExplainScratch s;
+    return s;
+}
+
+}  // namespace
+
+Explainer::Explainer(const std::string& tables_path, const ExplanationSection& section, size_t num_features)
+    : tables_(read_shap_tables(tables_path)),
+      view_(tables_.view()),
+      families_(section.families),
+      feature_family_(section.feature_family),
+      num_features_(num_features) {
+    if (tables_.num_features != num_features)
+        throw FraudError(FRAUD_STATUS_LOAD_ERROR, "TreeSHAP tables " + tables_path + " read " +
+                                                      std::to_string(tables_.num_features) +
+                                                      " features but the model reads " + std::to_string(num_features));
+}
+
+void Explainer::contributions(const float* row, double* phi) const {
+    ExplainScratch& s = scratch();
+    s.fit(num_features_, tree_shap_scratch_size(view_.max_depth), 0);
+    tree_shap(view_, row, phi, s.path.data());
+}
+
+size_t Explainer::reasons(const float* row, size_t k, fraud_reason* out) const {
+    ExplainScratch& s = scratch();
+    const size_t nf = families_.size();
+    s.fit(num_features_, tree_shap_scratch_size(view_.max_depth), nf);
+    double* phi = s.phi.data();
+    tree_shap(view_, row, phi, s.path.data());
+    double* sum = s.family_sum.data();
+    int32_t* top = s.family_top.data();
+    for (size_t f = 0; f < nf; ++f) {
+        sum[f] = 0;
+        top[f] = -1;
+    }
+    for (size_t i = 0; i < num_features_; ++i) {
+        const auto f = static_cast<size_t>(feature_family_[i]);
+        sum[f] += phi[i];
+        if (top[f] < 0 || phi[i] > phi[top[f]]) top[f] = static_cast<int32_t>(i);
+    }
+    // Selection of the k largest positive sums: k and the family count are small.
+    size_t n = 0;
+    for (; n < k; ++n) {
+        size_t best = nf;
+        for (size_t f = 0; f < nf; ++f) {
+            if (top[f] >= 0 && sum[f] > 0 && (best == nf || sum[f] > sum[best])) best = f;
+        }
+        if (best == nf) break;
+        out[n] = fraud_reason{families_[best].code, static_cast<int32_t>(best), sum[best], top[best],
+                              row[top[best]]};
+        top[best] = -1;  // taken
+    }
+    return n;
+}
+
+}  // namespace libfraud
