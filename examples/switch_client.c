@@ -1,14 +1,17 @@
 /*
  * switch_client: a stand-in for a payment switch, written against libfraud's C API alone.
  *
- *   switch_client BUNDLE_DIR EVENTS.csv [--scores OUT.csv]
+ *   switch_client BUNDLE_DIR EVENTS.csv [--scores OUT.csv] [--reasons K]
  *
  * Opens the bundle and reads its declared schema from the engine (entity types, numeric and
  * categorical fields, by name), maps the CSV's columns to them once, then for every row calls
  * fraud_engine_score_and_ingest_events() with one event (as a switch does when an authorisation
  * request arrives), timing each call. Writes "<id column>,score" (a header line, then one line per
  * scored row, score as %.9g: the exact float32) to stdout or OUT.csv; prints a summary with latency
- * percentiles to stderr.
+ * percentiles to stderr. With --reasons K, alerts (score >= the bundle's threshold) come with their
+ * reasons from fraud_engine_score_and_ingest_explain_events(): for j = 1..K the columns
+ * reason_j (the family's name), reason_j_code and reason_j_contribution (log-odds), empty when the
+ * score is below the threshold or fewer families raised it.
  *
  * CSV: a header naming the event id ("event_id" or "txn_id"), the time in epoch milliseconds
  * ("time_ms" or "timestamp_ms"), "amount" when the schema has one, and a column per schema field,
@@ -279,7 +282,7 @@ static int64_t now_ns(void) {
 }
 
 static int usage(const char* argv0) {
-    fprintf(stderr, "usage: %s BUNDLE_DIR TRANSACTIONS.csv [--scores OUT.csv]\n", argv0);
+    fprintf(stderr, "usage: %s BUNDLE_DIR TRANSACTIONS.csv [--scores OUT.csv] [--reasons K]\n", argv0);
     return 2;
 }
 
@@ -303,11 +306,21 @@ int main(int argc, char** argv) {
     int rc = 2;
     int i;
     fraud_status st;
+    size_t k = 0, j;
+    fraud_reason* reasons = NULL;
+    double threshold = 0.0;
 
     for (i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--scores") == 0) {
             if (i + 1 >= argc || scores_path) return usage(argv[0]);
             scores_path = argv[++i];
+        } else if (strcmp(argv[i], "--reasons") == 0) {
+            char* end = NULL;
+            long v;
+            if (i + 1 >= argc || k) return usage(argv[0]);
+            v = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || v < 1 || v > 64) return usage(argv[0]);
+            k = (size_t)v;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
             return usage(argv[0]);
         } else if (!bundle_dir) {
@@ -364,10 +377,26 @@ int main(int argc, char** argv) {
         fprintf(stderr, "switch_client: out of memory\n");
         goto done;
     }
-    fprintf(out, "%s,score\n", f.v[lay.id_col]);
+    if (k) {
+        size_t families = 0;
+        if (fraud_engine_reason_count(engine, &families) != FRAUD_STATUS_OK || families == 0) {
+            fprintf(stderr, "switch_client: --reasons: this bundle has no explanation data\n");
+            goto done;
+        }
+        if (k > families) {
+            fprintf(stderr, "switch_client: --reasons %zu: the bundle has %zu reason families\n", k, families);
+            goto done;
+        }
+        reasons = calloc(k, sizeof *reasons);
+        if (!reasons || fraud_engine_threshold(engine, &threshold) != FRAUD_STATUS_OK) goto done;
+    }
+    fprintf(out, "%s,score", f.v[lay.id_col]);
+    for (j = 1; j <= k; ++j) fprintf(out, ",reason_%zu,reason_%zu_code,reason_%zu_contribution", j, j, j);
+    fprintf(out, "\n");
     for (;;) {
         fraud_event ev;
         float score = 0.0f;
+        size_t n_reasons = 0;
         int64_t t0, t1;
         const char* bad;
         int split_rc;
@@ -395,7 +424,9 @@ int main(int argc, char** argv) {
         }
 
         t0 = now_ns();
-        st = fraud_engine_score_and_ingest_events(engine, &ev, 1, &score);
+        st = k ? fraud_engine_score_and_ingest_explain_events(engine, &ev, 1, k, (float)threshold, &score, reasons,
+                                                               &n_reasons)
+               : fraud_engine_score_and_ingest_events(engine, &ev, 1, &score);
         t1 = now_ns();
         if (st != FRAUD_STATUS_OK) {
             fprintf(stderr, "row %llu (id=%lld): %s: %s\n", (unsigned long long)rows,
@@ -407,7 +438,16 @@ int main(int argc, char** argv) {
             fprintf(stderr, "switch_client: out of memory\n");
             goto done;
         }
-        fprintf(out, "%lld,%.9g\n", (long long)ev.event_id, (double)score);
+        fprintf(out, "%lld,%.9g", (long long)ev.event_id, (double)score);
+        for (j = 0; j < k; ++j) {
+            const char* name = "";
+            if (j < n_reasons &&
+                fraud_engine_reason_family(engine, (size_t)reasons[j].family, NULL, &name, NULL) == FRAUD_STATUS_OK)
+                fprintf(out, ",%s,%d,%.9g", name, (int)reasons[j].code, reasons[j].contribution);
+            else
+                fprintf(out, ",,,");
+        }
+        fprintf(out, "\n");
     }
     if (ferror(in)) {
         fprintf(stderr, "switch_client: error reading %s: %s\n", csv_path, strerror(errno));
@@ -438,6 +478,7 @@ done:
     free(line);
     free(f.v);
     free(lat.ns);
+    free(reasons);
     free(ents);
     free(nums);
     free(cats);

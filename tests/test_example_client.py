@@ -116,6 +116,34 @@ def test_client_scores_equal_scorer(clients, build, small_bundle, small_transact
     assert _scores(proc.stdout) == expected
 
 
+def test_client_reasons_equal_scorers(clients, small_bundle, small_transactions_csv, tmp_path):
+    """--reasons K: alerts carry the reasons Scorer gives for the same served scores, from C."""
+    out = tmp_path / "reasons.csv"
+    proc = _client(clients, "make", small_bundle, small_transactions_csv, "--scores", out, "--reasons", "2")
+    assert proc.returncode == 0, proc.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == ("txn_id,score,reason_1,reason_1_code,reason_1_contribution,"
+                        "reason_2,reason_2_code,reason_2_contribution")
+    df = load_transactions(small_transactions_csv)
+    scorer = libfraud.Scorer(small_bundle)
+    frame = scorer.score_and_ingest_explained(df, 2, min_score=scorer.threshold)
+    explained = 0
+    for line, (_, row) in zip(lines[1:], frame.iterrows()):
+        fields = line.split(",")
+        assert fields[1] == "%.9g" % float(row["score"])
+        for j in (1, 2):
+            name, code, contribution = fields[3 * j - 1: 3 * j + 2]
+            if row["n_reasons"] >= j:
+                assert (name, int(code)) == (row[f"reason_{j}"], row[f"reason_{j}_code"])
+                assert contribution == "%.9g" % row[f"reason_{j}_contribution"]
+                explained += 1
+            else:
+                assert (name, code, contribution) == ("", "", "")
+    assert explained > 0
+    bad = _client(clients, "make", small_bundle, small_transactions_csv, "--reasons", "60")
+    assert bad.returncode == 2 and "reason families" in bad.stderr
+
+
 def _with_bad_rows(csv: Path, out: Path) -> list[tuple[int, int, str]]:
     """Copy csv with three bad rows inserted; returns (data row number, txn_id, field) of each."""
     lines = csv.read_text().splitlines()

@@ -133,3 +133,19 @@ def test_tree_only_bundle_never_loads_torch(small_bundle):
                          env={"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": ""})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "ok"
+
+
+def test_demo_alerts_come_with_reasons_from_the_core(small_demo):
+    report, out = small_demo
+    reasons = report["reasons"]
+    assert reasons["alerts"] == report["flagged"] > 0
+    # Explained after serving, from the same features: the scores are the served ones.
+    assert reasons["score_vs_served_max_abs_diff"] <= 1e-6
+    names = {f["name"] for f in reasons["families"]}
+    assert "graph" in names  # the GNN's outputs are one family
+    frame = pd.read_csv(out / reasons["file"])
+    assert len(frame) == reasons["alerts"]
+    assert frame["reason_1_code"].gt(0).mean() > 0.5
+    assert set(frame["reason_1"].dropna()) <= names
+    shap = report["parity"]["shap_tables"]
+    assert shap["passed"] and shap["max_abs_diff"] <= 1e-4 and shap["explains"] == "margin"

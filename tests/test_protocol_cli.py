@@ -93,6 +93,11 @@ def test_report_html_is_self_contained(run):
     assert "<img" in html and not re.search(r"(src|href)=[\"']https?://", html)
     report = json.loads((model / "report.json").read_text())
     assert report["threshold"]["rule"].startswith("at most 20 alerts")
+    # Reasons: the core's TreeSHAP against xgboost's, and what moves the scores, per family.
+    explanation = report["explanation"]
+    assert explanation["parity"]["passed"] and explanation["parity"]["max_abs_diff"] <= 1e-4
+    assert {f["name"] for f in explanation["families"]} >= {"velocity", "amount"}
+    assert 'id="fig-reasons"' in html
 
 
 def test_bundle_carries_the_calibrator_and_the_provenance(run):

@@ -42,6 +42,7 @@ def write_html_report(
     facts: dict[str, str] | None = None,
     scores_name: str = "model",
     n_days: float | None = None,
+    reason_importance: dict[str, float] | None = None,
 ) -> Path:
     """Write the report for labels ``y`` and ``scores`` (higher = more likely fraud) to ``path``.
 
@@ -51,7 +52,8 @@ def write_html_report(
     shown compactly. ``other_scores`` are more scorers on the same rows (extra PR curves);
     ``raw_scores`` the uncalibrated scores, drawn next to ``scores`` in the reliability plot.
     ``daily_precision`` is ``{"k", "mean", "days": [{"day", "precision", ...}]}``. ``facts`` are
-    provenance lines shown under the title. Alerts per day divide the flagged rows by ``n_days``,
+    provenance lines shown under the title. ``reason_importance``: mean |TreeSHAP contribution| per
+    reason family (libfraud.explain_report). Alerts per day divide the flagged rows by ``n_days``,
     or by the number of days in ``daily_precision`` when that is not given.
 
     Everything is validated before anything is written; the file is replaced atomically. Returns
@@ -82,8 +84,9 @@ def write_html_report(
         raise ValueError(f"n_days must be > 0, got {n_days!r}")
     if n_days is None and daily is not None:
         n_days = float(len(daily[2]))
-    if feature_importance is not None:
-        plots._importance_items(feature_importance)
+    for importance in (feature_importance, reason_importance):
+        if importance is not None:
+            plots._importance_items(importance)
     latency = None if latency_us is None else plots._latency_series(latency_us)
     if metrics is not None and not isinstance(metrics, Mapping):
         raise ValueError(f"metrics must be a dict of sections, got {type(metrics).__name__}")
@@ -94,7 +97,7 @@ def write_html_report(
         raise ValueError(f"facts must be a dict, got {type(facts).__name__}")
 
     figures = _figures(y, s, threshold, scores_name, others, raw, int(reliability_bins),
-                       daily_precision, daily, feature_importance, latency_us)
+                       daily_precision, daily, feature_importance, latency_us, reason_importance)
     page = _page(title=title, y=y, s=s, threshold=threshold, scores_name=scores_name, others=others,
                  daily=daily, daily_raw=daily_precision, n_days=n_days, metrics=metrics or {},
                  latency=latency, facts=facts or {}, figures=figures)
@@ -133,7 +136,8 @@ def _scores_like(values, y: np.ndarray, name: str) -> np.ndarray:
 # ---------------------------------------------------------------- figures
 
 
-def _figures(y, s, threshold, scores_name, others, raw, bins, daily_raw, daily, importance, latency_us):
+def _figures(y, s, threshold, scores_name, others, raw, bins, daily_raw, daily, importance, latency_us,
+             reasons=None):
     """(id, heading, caption, png bytes or None, note, wide) per figure, in page order."""
     figs = []
     curves = {scores_name: s, **others}
@@ -176,6 +180,13 @@ def _figures(y, s, threshold, scores_name, others, raw, bins, daily_raw, daily, 
             f"Total gain per feature, top {min(20, len(importance))}: what the trees rely on most. "
             "An ID-like or leaking feature at the top is a red flag."),
             plots.plot_feature_importance(importance, None, top=20), None, True))
+    if reasons is not None:
+        figs.append(("fig-reasons", "Reasons: what moves the scores", (
+            "Mean |contribution| of each reason family to the trees' log-odds over test rows (exact "
+            "TreeSHAP, as the core returns with each score; a family sums its features). The codes "
+            "are what analysts and case systems see."),
+            plots.plot_feature_importance(reasons, None, title="Reason families (mean |log-odds|)",
+                                          top=20), None, True))
     if latency_us is not None:
         figs.append(("fig-latency", "Scoring latency", (
             "Per-call latency, log x; dashed p50, dotted p99. Right: the fraction of calls at most "

@@ -50,6 +50,9 @@ def write_training_report(result, out_dir: str | Path, *, latency_us: dict | Non
     y = result.y_test[evaluated]
     scores = result.test_scores[evaluated]
     importance = {k: float(v) for k, v in result.model.booster.get_score(importance_type="gain").items()}
+    from .explain_report import explanation_report
+    explanation = explanation_report(result.model.booster, result.model.feature_names, result.spec,
+                                     result.X_test)
     provenance = result.provenance or {}
     report = {
         "model": {**provenance, "n_trees": result.model.n_trees,
@@ -61,6 +64,7 @@ def write_training_report(result, out_dir: str | Path, *, latency_us: dict | Non
         "metrics": result.metrics,
         "reliability": _reliability(y, scores, result),
         "feature_importance_gain": dict(sorted(importance.items(), key=lambda kv: -kv[1])),
+        "explanation": explanation,
         **({"latency_us": {k: {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99))}
                            for k, v in latency_us.items()}} if latency_us else {}),
     }
@@ -89,5 +93,7 @@ def write_training_report(result, out_dir: str | Path, *, latency_us: dict | Non
                       other_scores=other or None,
                       daily_precision=daily_precision_of(result.metrics["test"]),
                       raw_scores=(result.test_raw_scores[evaluated] if result.calibration else None),
-                      feature_importance=importance, latency_us=latency_us, facts=facts)
+                      feature_importance=importance, latency_us=latency_us, facts=facts,
+                      reason_importance=({f"{f['name']} ({f['code']})": f["mean_abs_contribution"]
+                                          for f in explanation["families"]} if "families" in explanation else None))
     return report
