@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tests under the sanitizers (see cpp/fuzz/README.md, "Sanitizer runs"):
 #   1. build/asan: the C/C++ tests and the Python module with LIBFRAUD_SANITIZE=address,undefined;
-#      ctest, then a subset of the Python tests (tests/test_features.py, tests/test_scorer.py) on
+#      ctest, then a subset of the Python tests (test_features, test_scorer, test_reasons) on
 #      that module with libasan preloaded into the interpreter;
 #   2. build/tsan: the C/C++ tests with LIBFRAUD_SANITIZE=thread.
 #   scripts/sanitize.sh [--no-python] [--no-tsan]
@@ -74,7 +74,7 @@ if [[ $PYTHON_TESTS == 1 ]]; then
       $PY -c "import libfraud._core as c, sys; assert c.__file__.startswith('$PWD/$root'), c.__file__; print('sanitize.sh: _core from', c.__file__)" ||
      ! PYTHONPATH="$root" LD_PRELOAD="$preload" \
       ASAN_OPTIONS="detect_leaks=0:verify_asan_link_order=0" \
-      $PY -m pytest -q -p no:cacheprovider tests/test_features.py tests/test_scorer.py; then
+      $PY -m pytest -q -p no:cacheprovider tests/test_features.py tests/test_scorer.py tests/test_reasons.py; then
     STATUS=1
   fi
   say "Python tests under ASan: $(( $(date +%s) - t0 )) s"

@@ -293,3 +293,14 @@ def test_training_report_carries_parity_and_global_importance(small_training):
         np.testing.assert_allclose(list(report["features"].values()),
                                    np.sort(np.abs(phi).mean(axis=0))[::-1], atol=1e-4)
     assert sum(f["mean_abs_contribution"] for f in families) <= sum(values) + 1e-9
+
+
+def test_explaining_from_many_threads_gives_the_one_thread_answer(explained):
+    """Per-thread scratch in the core: threads explaining at once (the GIL released) agree."""
+    from concurrent.futures import ThreadPoolExecutor
+    frame, _, _, scorer, live = explained
+    expected = scorer.explain(live, K)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: scorer.explain(live, K), range(8)))
+    for got in results:
+        pd.testing.assert_frame_equal(got, expected)

@@ -209,6 +209,36 @@ public:
         return out;
     }
 
+    // (event_id[n, m], entity_type[n, m], slot[n, m], delta[n, m], counts[n]): one
+    // fraud_engine_explain_neighbours call per event.
+    py::tuple neighbours(const EventsView& span, size_t m) const {
+        const size_t n = span.size();
+        const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(m)};
+        py::array_t<int64_t> ids(shape);
+        py::array_t<int32_t> types(shape), slots(shape);
+        py::array_t<double> deltas(shape);
+        py::array_t<int64_t> counts(static_cast<py::ssize_t>(n));
+        std::vector<fraud_neighbour> found(std::max<size_t>(m, 1));
+        fraud_status status = FRAUD_STATUS_OK;
+        {
+            py::gil_scoped_release release;
+            for (size_t i = 0; i < n && status == FRAUD_STATUS_OK; ++i) {
+                size_t got = 0;
+                status = fraud_engine_explain_neighbours(engine_.get(), span.data() + i, m, found.data(), &got);
+                counts.mutable_data()[i] = static_cast<int64_t>(got);
+                for (size_t j = 0; j < m; ++j) {
+                    const bool used = j < got;
+                    ids.mutable_data()[i * m + j] = used ? found[j].event_id : -1;
+                    types.mutable_data()[i * m + j] = used ? found[j].entity_type : -1;
+                    slots.mutable_data()[i * m + j] = used ? found[j].slot : -1;
+                    deltas.mutable_data()[i * m + j] = used ? found[j].delta : std::nan("");
+                }
+            }
+        }
+        check(status);
+        return py::make_tuple(ids, types, slots, deltas, counts);
+    }
+
     // [(code, name, text)] of the serving bundle's reason families; [] without explanation data.
     std::vector<py::tuple> reason_families() const {
         size_t n = 0;
@@ -342,6 +372,10 @@ void bind_engine(py::module_& m) {
              },
              LIBFRAUD_EVENT_ARGS, py::arg("k"), py::arg("min_score") = 0.0f, py::arg("ingest") = false,
              "(scores, codes, families, contributions, features, values, counts): scores and reasons")
+        .def("explain_neighbours",
+             [](const PyEngine& e, A a, A b, A c, A d, A f, A g, size_t m) { return e.neighbours(e.view(a, b, c, d, f, g), m); },
+             LIBFRAUD_EVENT_ARGS, py::arg("m"),
+             "(event_id, entity_type, slot, delta, counts): the sampled neighbours that raised each score most")
         .def("contributions", &PyEngine::contributions, py::arg("rows"),
              "Per-feature TreeSHAP contributions [n, F + 1] (last: expected value), in the trees' margin")
         .def_property_readonly("reason_families", &PyEngine::reason_families)

@@ -161,6 +161,11 @@ static void check_null_arguments(void) {
         REFUSED(fraud_engine_explain_events(NULL, &ev, 1, 1, 0.0f, &score, &reason, &count));
         REFUSED(fraud_engine_score_and_ingest_explain_events(NULL, &ev, 1, 1, 0.0f, &score, &reason, &count));
         REFUSED(fraud_engine_contributions(NULL, &score, 1, &d));
+        {
+            fraud_neighbour neighbour;
+            REFUSED(fraud_engine_explain_neighbours(NULL, &ev, 1, &neighbour, &count));
+            CHECK(sizeof(fraud_neighbour) == 24);
+        }
         CHECK(count == 9);
         /* The layout a switch compiles against: no padding surprises across compilers. */
         CHECK(sizeof(fraud_reason) == 24);

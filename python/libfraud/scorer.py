@@ -164,6 +164,20 @@ class Scorer:
         self._replay(self.events(transactions), None, history, reasons=(int(k), float(min_score), parts))
         return self._reason_frame(self._merged(parts, int(k)), int(k), getattr(transactions, "index", None))
 
+    def explain_neighbours(self, transactions, m: int = 3) -> pd.DataFrame:
+        """GNN bundles: for each transaction (scored against the store as it stands, nothing
+        stored), the up to m sampled earlier events whose absence lowers the trees' log-odds most:
+        one row per (transaction, neighbour) with ``row`` (the transaction's position),
+        ``neighbour_event_id``, ``via`` (the entity type it was sampled through), ``slot`` and
+        ``delta`` (log-odds with it minus without it). FraudError (FRAUD_STATUS_NO_EXPLANATION)
+        for a bundle without a GNN."""
+        ids, types, slots, deltas, counts = self._engine.explain_neighbours(
+            *self.events(transactions).args(), m=int(m))
+        entity_types = list(self._engine.entity_types)
+        rows = [(i, int(ids[i, j]), entity_types[types[i, j]], int(slots[i, j]), float(deltas[i, j]))
+                for i in range(len(counts)) for j in range(int(counts[i]))]
+        return pd.DataFrame(rows, columns=["row", "neighbour_event_id", "via", "slot", "delta"])
+
     def contributions(self, rows) -> pd.DataFrame:
         """Each feature's TreeSHAP contribution to the trees' margin (log-odds, before calibration)
         for rows in the bundle's feature order (a frame of them, e.g. from ``features``), and

@@ -410,6 +410,26 @@ FRAUD_API fraud_status fraud_engine_score_and_ingest_explain_events(fraud_engine
 FRAUD_API fraud_status fraud_engine_contributions(const fraud_engine* engine, const float* rows, size_t n,
                                                   double* contributions_out);
 
+/* One sampled neighbour's share of a GNN bundle's score (fraud_engine_explain_neighbours). */
+typedef struct fraud_neighbour {
+    int64_t event_id;    /* the earlier stored event that was sampled */
+    int32_t entity_type; /* through which of the scored event's entities (schema order) */
+    int32_t slot;        /* its place among that entity's sampled events (0 = the first sampled) */
+    double delta;        /* the trees' log-odds with it minus without it (> 0: it raised the score) */
+} fraud_neighbour;
+
+/*
+ * Which sampled neighbours mattered (GNN bundles): the event's neighbourhood is sampled as for a
+ * score, then each sampled earlier event is left out once (its mask slot zeroed) and the GNN and
+ * trees rerun; the up to m neighbours whose absence lowers the trees' log-odds most, largest first,
+ * go to out[0 .. *n_out) (fewer when fewer were sampled; a negative delta lowered the score).
+ * Costs one GNN and one tree pass per sampled neighbour (fanout x entity types): an analyst's
+ * call, not a hot-path one. Nothing is stored. FRAUD_STATUS_NO_EXPLANATION for a bundle without a
+ * GNN; m must be >= 1. Safe from many threads.
+ */
+FRAUD_API fraud_status fraud_engine_explain_neighbours(const fraud_engine* engine, const fraud_event* event,
+                                                       size_t m, fraud_neighbour* out, size_t* n_out);
+
 /* Number of transactions in the store, and its watermark (latest timestamp; INT64_MIN if empty). */
 FRAUD_API fraud_status fraud_engine_store_size(const fraud_engine* engine, uint64_t* n_out,
                                                int64_t* watermark_ms_out);

@@ -316,6 +316,14 @@ fraud_status fraud_engine_score_and_ingest_explain_events(fraud_engine* engine, 
     FRAUD_API_END()
 }
 
+fraud_status fraud_engine_explain_neighbours(const fraud_engine* engine, const fraud_event* event, size_t m,
+                                             fraud_neighbour* out, size_t* n_out) {
+    FRAUD_API_BEGIN()
+    require(engine && event && out && n_out, "fraud_engine_explain_neighbours: NULL argument");
+    *n_out = engine->impl->neighbours(*event, m, out);
+    FRAUD_API_END()
+}
+
 fraud_status fraud_engine_contributions(const fraud_engine* engine, const float* rows, size_t n,
                                         double* contributions_out) {
     FRAUD_API_BEGIN()

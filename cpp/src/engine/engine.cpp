@@ -157,6 +157,14 @@ void Engine::score_features(const float* rows, size_t n, float* scores) const {
     model()->score_rows(rows, n, scores);
 }
 
+size_t Engine::neighbours(const fraud_event& event, size_t m, fraud_neighbour* out) const {
+    if (m == 0) throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "fraud_engine_explain_neighbours: m must be >= 1");
+    validate_fields(schema(), &event, 1);
+    const std::shared_ptr<const Model> model = this->model();
+    std::shared_lock lock(mutex_);
+    return model->neighbours(store_, event, m, out);
+}
+
 void Engine::contributions(const float* rows, size_t n, double* out) const {
     const std::shared_ptr<const Model> model = this->model();
     const Explainer& explainer = model->require_explainer("fraud_engine_contributions");

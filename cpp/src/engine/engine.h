@@ -37,6 +37,8 @@ public:
     void score(const fraud_event* events, size_t n, float* scores, const ReasonRequest* reasons = nullptr) const;
     void score_and_ingest(const fraud_event* events, size_t n, float* scores,
                           const ReasonRequest* reasons = nullptr);
+    // Model::neighbours for one event against the store as it stands (validated, shared lock).
+    size_t neighbours(const fraud_event& event, size_t m, fraud_neighbour* out) const;
     // Per-feature contributions of caller rows (Explainer::contributions), n * (F + 1) doubles.
     void contributions(const float* rows, size_t n, double* out) const;
     void features(const fraud_event* events, size_t n, float* rows) const;

@@ -1,5 +1,8 @@
 #include "engine/model.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "common/error.h"
 #include "common/log.h"
 
@@ -118,15 +121,16 @@ std::unique_ptr<GnnStage> load_gnn(const Manifest& manifest, const Schema& schem
 
 // Per-thread scratch: the scoring path allocates only on a thread's first calls.
 struct Scratch {
-    std::vector<float> row;
+    std::vector<float> row, masked_row;
     std::vector<float> target_x, ent1_x, ent1_mask, txn2_x, txn2_mask, ent3_x, ent3_mask;
+    std::vector<int64_t> txn2_id;
 
     void fit(size_t row_size, const NeighbourhoodShape* shape) {
-        if (row.size() < row_size) row.resize(row_size);
-        if (!shape) return;
-        auto grow = [](std::vector<float>& v, size_t n) {
+        auto grow = [](auto& v, size_t n) {
             if (v.size() < n) v.resize(n);
         };
+        grow(row, row_size);
+        if (!shape) return;
         grow(target_x, shape->target_x());
         grow(ent1_x, shape->ent1_x());
         grow(ent1_mask, shape->ent1_mask());
@@ -135,7 +139,25 @@ struct Scratch {
         grow(ent3_x, shape->ent3_x());
         grow(ent3_mask, shape->ent3_mask());
     }
+
+    NeighbourhoodBuffers buffers(bool with_ids) {
+        NeighbourhoodBuffers b;
+        b.target_x = target_x.data();
+        b.ent1_x = ent1_x.data();
+        b.ent1_mask = ent1_mask.data();
+        b.txn2_x = txn2_x.data();
+        b.txn2_mask = txn2_mask.data();
+        b.ent3_x = ent3_x.data();
+        b.ent3_mask = ent3_mask.data();
+        if (with_ids) b.txn2_id = txn2_id.data();
+        return b;
+    }
 };
+
+double logit(float p) {
+    const double q = p;
+    return std::log(q / (1.0 - q));
+}
 
 Scratch& scratch() {
     thread_local Scratch s;
@@ -188,21 +210,8 @@ const Explainer& Model::require_explainer(const char* what, bool check_k, size_t
     return *explainer_;
 }
 
-void Model::row(const TemporalStore& store, const fraud_event& txn, float* row) const {
-    features_.compute(store, txn, row);
-    if (!gnn_) return;
-    Scratch& s = scratch();
+void Model::run_gnn(const NeighbourhoodBuffers& buffers, float* gnn_out) const {
     const NeighbourhoodShape shape = gnn_->sampler.shape();
-    s.fit(num_features(), &shape);
-    NeighbourhoodBuffers buffers;
-    buffers.target_x = s.target_x.data();
-    buffers.ent1_x = s.ent1_x.data();
-    buffers.ent1_mask = s.ent1_mask.data();
-    buffers.txn2_x = s.txn2_x.data();
-    buffers.txn2_mask = s.txn2_mask.data();
-    buffers.ent3_x = s.ent3_x.data();
-    buffers.ent3_mask = s.ent3_mask.data();
-    gnn_->sampler.sample(store, txn, buffers, 0);
     fraud_gnn_inputs inputs{1,
                             static_cast<int64_t>(shape.fanout),
                             static_cast<int64_t>(shape.entity_types),
@@ -214,8 +223,60 @@ void Model::row(const TemporalStore& store, const fraud_event& txn, float* row) 
                             buffers.txn2_mask,
                             buffers.ent3_x,
                             buffers.ent3_mask};
-    float* gnn_out = row + features_.size();  // [logit, embedding...]
-    gnn_->model->run(inputs, gnn_out, gnn_out + 1);
+    gnn_->model->run(inputs, gnn_out, gnn_out + 1);  // [logit, embedding...]
+}
+
+void Model::row(const TemporalStore& store, const fraud_event& txn, float* row) const {
+    features_.compute(store, txn, row);
+    if (!gnn_) return;
+    Scratch& s = scratch();
+    const NeighbourhoodShape shape = gnn_->sampler.shape();
+    s.fit(num_features(), &shape);
+    const NeighbourhoodBuffers buffers = s.buffers(false);
+    gnn_->sampler.sample(store, txn, buffers, 0);
+    run_gnn(buffers, row + features_.size());
+}
+
+size_t Model::neighbours(const TemporalStore& store, const fraud_event& event, size_t m,
+                         fraud_neighbour* out) const {
+    if (!gnn_)
+        throw FraudError(FRAUD_STATUS_NO_EXPLANATION,
+                         "fraud_engine_explain_neighbours: bundle " + bundle_dir() +
+                             " has no GNN stage, so no sampled neighbours to explain");
+    Scratch& s = scratch();
+    const NeighbourhoodShape shape = gnn_->sampler.shape();
+    s.fit(num_features(), &shape);
+    if (s.masked_row.size() < num_features()) s.masked_row.resize(num_features());
+    if (s.txn2_id.size() < shape.txn2_mask()) s.txn2_id.resize(shape.txn2_mask());
+    float* row = s.row.data();
+    features_.compute(store, event, row);
+    const NeighbourhoodBuffers buffers = s.buffers(true);
+    gnn_->sampler.sample(store, event, buffers, 0);
+    run_gnn(buffers, row + features_.size());
+    float p = 0.0f;
+    trees_->predict_rows(row, 1, &p);
+    const double full = logit(p);
+    float* masked = s.masked_row.data();
+    std::copy(row, row + num_features(), masked);
+    // Each sampled neighbour left out once (its mask slot zeroed): how much the trees' log-odds
+    // fall without it. Kept: the m largest falls, largest first.
+    size_t kept = 0;
+    for (size_t slot = 0; slot < shape.txn2_mask(); ++slot) {
+        if (buffers.txn2_mask[slot] == 0.0f) continue;
+        buffers.txn2_mask[slot] = 0.0f;
+        run_gnn(buffers, masked + features_.size());
+        buffers.txn2_mask[slot] = 1.0f;
+        trees_->predict_rows(masked, 1, &p);
+        const fraud_neighbour n{buffers.txn2_id[slot], static_cast<int32_t>(slot / shape.fanout),
+                                static_cast<int32_t>(slot % shape.fanout), full - logit(p)};
+        size_t at = kept < m ? kept++ : m;
+        while (at > 0 && out[at - 1].delta < n.delta) {
+            if (at < m) out[at] = out[at - 1];
+            --at;
+        }
+        if (at < m) out[at] = n;
+    }
+    return kept;
 }
 
 float Model::score(const TemporalStore& store, const fraud_event& txn, const ReasonRequest* reasons,

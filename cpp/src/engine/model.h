@@ -60,6 +60,11 @@ public:
                 size_t index = 0) const;
     void score_rows(const float* rows, size_t n, float* scores) const;
 
+    // The sampled neighbours that raised the score most (fraud.h fraud_engine_explain_neighbours):
+    // each left out once, the GNN and trees rerun; up to m, largest log-odds fall first. The caller
+    // holds the store's read lock; NO_EXPLANATION for a bundle without a GNN.
+    size_t neighbours(const TemporalStore& store, const fraud_event& event, size_t m, fraud_neighbour* out) const;
+
     // Null for a bundle without explanation data.
     const Explainer* explainer() const { return explainer_.get(); }
     // The explainer, or NO_EXPLANATION naming the bundle; with check_k, also INVALID_ARGUMENT
@@ -67,6 +72,8 @@ public:
     const Explainer& require_explainer(const char* what, bool check_k = false, size_t k = 0) const;
 
 private:
+    void run_gnn(const NeighbourhoodBuffers& buffers, float* gnn_out) const;
+
     Manifest manifest_;
     Schema schema_;
     FeaturePlan features_;
