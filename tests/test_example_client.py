@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import libfraud
@@ -276,3 +277,22 @@ def test_client_names_a_schema_column_the_csv_lacks(clients, build, generic, tmp
     (tmp_path / "renamed.csv").write_text("\n".join(lines) + "\n")
     proc = _client(clients, build, bundle, tmp_path / "renamed.csv")
     assert proc.returncode == 2 and "'channel'" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_client_explains_the_demos_alerts_as_the_demo_did(clients, small_demo, tmp_path):
+    """The demo's bundle (GNN + trees): the C client's reasons for its alerts are the demo's."""
+    report, out = small_demo
+    df = pd.read_parquet(out / "transactions.parquet")
+    csv = tmp_path / "events.csv"
+    df.to_csv(csv, index=False)
+    scored = tmp_path / "scored.csv"
+    proc = _client(clients, "make", out / "bundle", csv, "--scores", scored, "--reasons", "3")
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_csv(scored)
+    demo = pd.read_csv(out / report["reasons"]["file"])  # the test period's alerts, explained in Python
+    alerts = got.set_index("txn_id").loc[demo["txn_id"]]
+    np.testing.assert_allclose(alerts["score"].to_numpy(), demo["score"].to_numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(alerts["reason_1_code"].fillna(0).to_numpy(), demo["reason_1_code"].to_numpy())
+    np.testing.assert_allclose(alerts["reason_1_contribution"].fillna(0).to_numpy(),
+                               demo["reason_1_contribution"].fillna(0).to_numpy(), rtol=1e-5, atol=1e-6)
