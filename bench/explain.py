@@ -17,12 +17,16 @@ into a bundle with its explanation data, then, one event or row per call, one th
   XGBoost              booster.predict(DMatrix(row), pred_contribs=True) (Python), and its C API:
                        XGDMatrixCreateFromDense + XGBoosterPredictFromDMatrix "type": 2
                        (bench/xgb_capi_bench.c contribs; PredictFromDense refuses type 2)
-  shap                 shap.TreeExplainer(booster).shap_values(row), when shap is importable
+  shap                 shap.TreeExplainer(booster).shap_values(row), when shap is importable: as it
+                       runs (for XGBoost it calls pred_contribs) and with its own C TreeSHAP
 
-Every call is timed alone after an untimed warm-up; a repeat reports the nearest-rank p50 / p99 of
-its calls; figures are medians over repeats. The parity of every path's contributions against
+Every call is timed alone after an untimed warm-up. The run goes round by round, each path once a
+round, the order turning (a burst of load from a neighbour lands on one round of every path, not on
+one path); a round reports each path's nearest-rank p50 / p99 / mean over its timed calls; figures
+are medians over rounds. The parity of every path's contributions against
 pred_contribs on the timed rows is stated beside the timings. Results: a table on stdout and
-bench/results/<date>-explain.json. See bench/README.md, "Reasons: the cost of explaining".
+bench/results/<date>-explain.json (-explain-quick.json for --quick). See bench/README.md, "Reasons: the
+cost of explaining".
 """
 
 from __future__ import annotations
@@ -60,11 +64,10 @@ import numpy as np  # noqa: E402
 
 MODES = {
     # train_txns: synthetic transactions the model is trained on; history: events ingested before
-    # the traffic; warmup + calls live events (calls timed, each op); repeats of every timed path.
-    "full": dict(trees=500, depth=6, train_txns=60_000, history=20_000, warmup=100, calls=1000, repeats=3,
-                 shap_repeats=2),
-    "quick": dict(trees=100, depth=6, train_txns=15_000, history=3_000, warmup=50, calls=500, repeats=2,
-                  shap_repeats=1),
+    # the traffic; warmup + calls live events (the calls timed); rounds: each path runs once a round
+    # (warmup untimed calls, then one timed call per timed event / row).
+    "full": dict(trees=500, depth=6, train_txns=60_000, history=20_000, warmup=50, calls=500, rounds=5),
+    "quick": dict(trees=100, depth=6, train_txns=15_000, history=3_000, warmup=50, calls=500, rounds=3),
 }
 K = 3  # reasons per event, as the issue's serving call asks
 TARGET_ADDED_P50_US = 10.0
@@ -76,8 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="100 trees, fewer rows and calls (< 60 s)")
     p.add_argument("--trees", type=int, help="override the mode's tree count")
     p.add_argument("--depth", type=int, help="override the mode's max depth")
-    p.add_argument("--calls", type=int, help="timed calls per op and repeat (>= 500)")
-    p.add_argument("--repeats", type=int, help="repeats of each timed path")
+    p.add_argument("--calls", type=int, help="timed calls per path and round (>= 500)")
+    p.add_argument("--rounds", type=int, help="rounds (each path once a round; figures: median of rounds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu", type=int, default=None, help="pin the whole run to this CPU")
     p.add_argument("--shap-site", type=Path, default=None,
@@ -85,16 +88,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-shap", action="store_true", help="skip the shap path even if importable")
     p.add_argument("--bundle-dir", type=Path, default=ROOT / "build" / "bench" / "explain")
     p.add_argument("--rebuild", action="store_true", help="train and compile even if a bundle is kept")
-    p.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/<date>-explain.json)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="result JSON (default bench/results/<date>-explain.json, -explain-quick.json with --quick)")
     a = p.parse_args(argv)
     cfg = dict(MODES["quick" if a.quick else "full"])
-    for key in ("trees", "depth", "calls", "repeats"):
+    for key in ("trees", "depth", "calls", "rounds"):
         if getattr(a, key) is not None:
             cfg[key] = getattr(a, key)
     if cfg["calls"] < 500:
         p.error("--calls must be >= 500 (the issue's protocol)")
-    if min(cfg["trees"], cfg["depth"], cfg["repeats"]) < 1:
-        p.error("--trees, --depth, --repeats must be >= 1")
+    if min(cfg["trees"], cfg["depth"], cfg["rounds"]) < 1:
+        p.error("--trees, --depth, --rounds must be >= 1")
     a.cfg = cfg
     a.mode = "quick" if a.quick else "full"
     return a
@@ -122,7 +126,7 @@ def _kept(out: Path, settings: dict) -> bool:
     """A kept bundle of the same settings that this core opens, with explanation data."""
     import libfraud
     from libfraud import _core
-    from libfraud.export import BundleError, read_manifest
+    from libfraud.export import read_manifest
     try:
         if json.loads((out / "bench_settings.json").read_text()) != settings:
             return False
@@ -131,11 +135,10 @@ def _kept(out: Path, settings: dict) -> bool:
                 or "explanation" not in m:
             return False
         return len(_core.Engine(str(out / "bundle")).reason_families) > 0
-    except (OSError, ValueError, KeyError, BundleError, RuntimeError) as e:  # older format, refused...
-        log(f"not reusing {out}: {e}")
+    except FileNotFoundError:
         return False
-    except Exception as e:  # noqa: BLE001  the core's own refusal (FraudError)
-        log(f"not reusing {out}: {e}")
+    except Exception as e:  # noqa: BLE001  an older format, the core's refusal (FraudError)...: built again
+        log(f"not reusing {out}: {type(e).__name__}: {e}")
         return False
 
 
@@ -154,7 +157,9 @@ def train_bundle(a: argparse.Namespace) -> tuple[Path, dict]:
     out = a.bundle_dir / f"explain-{cfg['trees']}x{cfg['depth']}-n{cfg['train_txns']}-seed{a.seed}"
     if not a.rebuild and _kept(out, settings):
         log(f"reusing bundle {out / 'bundle'}")
-        return out / "bundle", {"reused": True, **json.loads((out / "bench_settings.json").read_text())}
+        info = out / "build_info.json"
+        return out / "bundle", {"reused": True, **json.loads((info if info.is_file() else
+                                                              out / "bench_settings.json").read_text())}
     t0 = time.perf_counter()
     log(f"training {cfg['trees']} trees of depth {cfg['depth']} on {cfg['train_txns']} synthetic transactions")
     df = transactions(cfg["train_txns"], a.seed)
@@ -255,70 +260,76 @@ def pct_us(ns, q: float) -> float:
     return float(s[min(max(int(np.ceil(q / 100.0 * len(s))), 1), len(s)) - 1]) / 1e3
 
 
-def summarize(per_repeat_ns) -> dict:
-    """Median over repeats of each repeat's p50 / p99 / mean; spread = (max - min) / median of p50s."""
-    p50 = [pct_us(ns, 50) for ns in per_repeat_ns]
-    p99 = [pct_us(ns, 99) for ns in per_repeat_ns]
-    mean = [float(np.mean(ns)) / 1e3 for ns in per_repeat_ns]
+def summarize(per_round_ns) -> dict:
+    """Median over rounds of each round's p50 / p99 / mean; spread = (max - min) / median of p50s."""
+    p50 = [pct_us(ns, 50) for ns in per_round_ns]
+    p99 = [pct_us(ns, 99) for ns in per_round_ns]
+    mean = [float(np.mean(ns)) / 1e3 for ns in per_round_ns]
     med = float(np.median(p50))
     return {"p50_us": med, "p99_us": float(np.median(p99)), "mean_us": float(np.median(mean)),
-            "repeats": len(p50), "calls_per_repeat": int(len(per_repeat_ns[0])),
+            "rounds": len(p50), "calls_per_round": int(len(per_round_ns[0])),
             "p50_spread_pct": 100.0 * (max(p50) - min(p50)) / med if med else 0.0,
-            "per_repeat_p50_us": p50, "per_repeat_p99_us": p99}
+            "per_round_p50_us": p50, "per_round_p99_us": p99, "per_round_mean_us": mean}
 
 
 def time_calls(fn, inputs: list, repeats: int, warmup: int) -> tuple[list, list]:
-    """(outputs of one untimed pass over inputs, ns of every call per repeat): perf_counter_ns, GC off."""
-    outputs = [fn(x) for x in inputs]  # the output, also the first warm-up
+    """(outputs of the first repeat, ns of every call per repeat): `warmup` untimed calls, then
+    `repeats` passes over inputs, each call timed alone (perf_counter_ns, GC off)."""
     for i in range(warmup):
         fn(inputs[i % len(inputs)])
     clock = time.perf_counter_ns
+    outputs: list = []
     per = []
     gc.disable()
     try:
-        for _ in range(repeats):
+        for r in range(repeats):
             ns = np.empty(len(inputs), np.int64)
             for c, x in enumerate(inputs):
                 t0 = clock()
-                fn(x)
+                y = fn(x)
                 ns[c] = clock() - t0
+                if r == 0:
+                    outputs.append(y)
             per.append(ns)
     finally:
         gc.enable()
     return outputs, per
 
 
-def python_e2e(bundle: Path, history, live, threshold: float, cfg: dict) -> tuple[dict, np.ndarray]:
-    """_core.Engine.score_and_ingest vs .explain(ingest=True) at min_score 0 and at the threshold,
-    one event per call, ops one after the other within each repeat (fresh engine each)."""
+E2E_OPS = ("score_and_ingest", "explain_all", "explain_alerts")
+
+
+def python_e2e_round(bundle: Path, history, singles: list, threshold: float, warmup: int,
+                     turn: int) -> dict:
+    """One round of _core.Engine.score_and_ingest vs .explain(ingest=True) at min_score 0 and at
+    the threshold, one event per call: {op: (ns of the timed calls, scores of every live event)}.
+    The ops run one after the other (a fresh engine each), their order turning with `turn`, as in
+    explain_bench.c."""
     from libfraud import _core
-    singles = [live.slice(i, i + 1).args() for i in range(len(live))]
     ops = {
         "score_and_ingest": lambda e, x: e.score_and_ingest(*x),
         "explain_all": lambda e, x: e.explain(*x, k=K, min_score=0.0, ingest=True)[0],
         "explain_alerts": lambda e, x: e.explain(*x, k=K, min_score=threshold, ingest=True)[0],
     }
-    per = {op: [] for op in ops}
-    scores = {}
     clock = time.perf_counter_ns
-    for _ in range(cfg["repeats"]):
-        for op, fn in ops.items():
-            engine = _core.Engine(str(bundle), len(history) + len(live))
-            engine.ingest(*history.args())
-            ns = np.empty(len(singles), np.int64)
-            out = np.empty(len(singles), np.float32)
-            gc.disable()
-            try:
-                for i, x in enumerate(singles):
-                    t0 = clock()
-                    s = fn(engine, x)
-                    ns[i] = clock() - t0
-                    out[i] = s[0]
-            finally:
-                gc.enable()
-            per[op].append(ns[cfg["warmup"]:])
-            scores[op] = out
-    return {op: summarize(v) for op, v in per.items()}, np.stack([scores[op] for op in ops])
+    out = {}
+    for op in E2E_OPS[turn % 3:] + E2E_OPS[:turn % 3]:
+        fn = ops[op]
+        engine = _core.Engine(str(bundle), len(history) + len(singles))
+        engine.ingest(*history.args())
+        ns = np.empty(len(singles), np.int64)
+        scores = np.empty(len(singles), np.float32)
+        gc.disable()
+        try:
+            for i, x in enumerate(singles):
+                t0 = clock()
+                s = fn(engine, x)
+                ns[i] = clock() - t0
+                scores[i] = s[0]
+        finally:
+            gc.enable()
+        out[op] = (ns[warmup:], scores)
+    return out
 
 
 def import_shap(a: argparse.Namespace):
@@ -384,11 +395,34 @@ def main(argv=None) -> None:
     events, history, live, live_rows = traffic(bundle, a)
     rows = np.ascontiguousarray(live_rows[cfg["warmup"]:])  # the timed events' rows
     n_rows, nf = rows.shape
-    results: dict = {}
+    threshold = float(_core.Engine(str(bundle)).threshold)  # min_score of the alerts-only ops
     raw: dict = {}
-    parity: dict = {}
     skipped: dict = {}
 
+    shap, why = import_shap(a)
+    shap_info = {"status": why or "measured"}
+    explainer = own = None
+    if shap is not None:
+        explainer = shap.TreeExplainer(booster)
+        # For an XGBoost model TreeExplainer (tree_path_dependent, no background data) hands the rows
+        # to booster.predict(pred_contribs=True). Its own TreeSHAP (the C extension it runs for other
+        # models) is timed too, with that shortcut off: the same explainer, model_type "internal".
+        own = shap.TreeExplainer(booster)
+        own.model.model_type = "internal"
+        shap_info.update(version=shap.__version__, feature_perturbation=explainer.feature_perturbation,
+                         location=str(Path(shap.__file__).parent.parent),
+                         default_path="TreeExplainer's XGBoost shortcut: booster.predict(DMatrix(X), "
+                                      "pred_contribs=True, validate_features=False)",
+                         internal_path="explainer.model.model_type = 'internal': shap's own C TreeSHAP")
+    else:
+        skipped["shap_tree_explainer"] = why
+        skipped["shap_tree_explainer_internal"] = why
+        log(why)
+
+    rounds, warmup = cfg["rounds"], cfg["warmup"]
+    ns: dict = {}  # path -> [ns of its timed calls, one array per round]
+    outputs: dict = {}  # path -> its output on the timed rows (first round)
+    singles = [rows[i:i + 1] for i in range(n_rows)]
     with tempfile.TemporaryDirectory(prefix="explain-bench-") as tmp:
         work = Path(tmp)
         log("compiling the C harnesses")
@@ -397,83 +431,102 @@ def main(argv=None) -> None:
         n_ent, n_num, n_cat = write_events(events, ev_file)
         rows_file = work / "rows.f32"
         rows.tofile(rows_file)
-
-        # -- end to end through the C API
-        log(f"end to end, C API: score_and_ingest vs score_and_ingest_explain (k={K}), "
-            f"{cfg['calls']} timed calls x {cfg['repeats']} repeats per op")
-        e2e = run_json([fraud_bin, "e2e", bundle, ev_file, len(events), n_ent, n_num, n_cat, len(history),
-                        cfg["warmup"], cfg["repeats"], K, work / "e2e.i64", work / "e2e.f32"])
-        timed = e2e["timed_per_repeat"]
-        e2e_ns = np.fromfile(work / "e2e.i64", dtype=np.int64).reshape(3, cfg["repeats"], timed)
-        e2e_scores = np.fromfile(work / "e2e.f32", dtype=np.float32).reshape(3, -1)
-        threshold = float(e2e["threshold"])
-        for j, op in enumerate(("score_and_ingest", "explain_all", "explain_alerts")):
-            results[f"c_e2e_{op}"] = {**summarize(list(e2e_ns[j])),
-                                      "explained_timed_events": e2e["ops"][op]["explained_timed_events"]}
-        raw["c_e2e"] = e2e
-
-        # -- end to end through Python (_core.Engine)
-        log("end to end, Python (_core.Engine): score_and_ingest vs explain(ingest=True)")
-        py_e2e, py_scores = python_e2e(bundle, history, live, threshold, cfg)
-        for op, s in py_e2e.items():
-            results[f"py_e2e_{op}"] = s
-
-        # -- contributions, core
-        log("contributions: fraud_engine_contributions (C API)")
-        craw = run_json([fraud_bin, "contributions", bundle, rows_file, n_rows, cfg["warmup"], cfg["repeats"],
-                         work / "contrib.f64", work / "contrib.i64"])
-        core_c = np.fromfile(work / "contrib.f64", dtype=np.float64).reshape(n_rows, nf + 1)
-        results["c_contributions"] = summarize(list(np.fromfile(work / "contrib.i64", dtype=np.int64)
-                                                    .reshape(cfg["repeats"], n_rows)))
-        raw["c_contributions"] = craw
-
-        log("contributions: _core.Engine.contributions and Scorer.contributions (Python)")
+        live_singles = [live.slice(i, i + 1).args() for i in range(len(live))]
         engine = _core.Engine(str(bundle))
-        singles = [rows[i:i + 1] for i in range(n_rows)]
-        out, per = time_calls(engine.contributions, singles, cfg["repeats"], cfg["warmup"])
-        core_py = np.concatenate(out)
-        results["py_core_contributions"] = summarize(per)
         scorer = Scorer(bundle)
         frames = [pd.DataFrame(r, columns=scorer.feature_names) for r in singles]  # a frame, as features() gives
-        out, per = time_calls(scorer.contributions, frames, cfg["repeats"], cfg["warmup"])
-        scorer_py = np.concatenate([o.to_numpy() for o in out])
-        results["py_scorer_contributions"] = summarize(per)
 
-        # -- XGBoost
-        log("XGBoost: predict(DMatrix(row), pred_contribs=True) (Python)")
-        # validate_features=False: the cheapest call (a DMatrix without the feature names is not checked)
-        out, per = time_calls(lambda r: booster.predict(xgb.DMatrix(r, missing=np.nan, nthread=1),
-                                                        pred_contribs=True, validate_features=False),
-                              singles, cfg["repeats"], cfg["warmup"])
-        xgb_py = np.concatenate(out).astype(np.float64)
-        results["xgb_python_pred_contribs"] = summarize(per)
+        def add(path: str, per_call_ns, output=None) -> None:
+            ns.setdefault(path, []).append(np.asarray(per_call_ns))
+            if output is not None and path not in outputs:
+                outputs[path] = output
 
-        log("XGBoost C API: XGDMatrixCreateFromDense + XGBoosterPredictFromDMatrix type 2")
-        xraw = run_json([xgb_bin, "contribs", ubj, rows_file, n_rows, nf, cfg["warmup"], cfg["repeats"],
-                         work / "xgb.f32", work / "xgb.i64"])
-        xgb_c = np.fromfile(work / "xgb.f32", dtype=np.float32).reshape(n_rows, nf + 1).astype(np.float64)
-        results["xgb_capi_contribs"] = summarize(list(np.fromfile(work / "xgb.i64", dtype=np.int64)
-                                                      .reshape(cfg["repeats"], n_rows)))
-        raw["xgb_capi_contribs"] = xraw
+        def c_e2e(rnd: int) -> None:
+            r = run_json([fraud_bin, "e2e", bundle, ev_file, len(events), n_ent, n_num, n_cat, len(history),
+                          warmup, 1, K, work / "e2e.i64", work / "e2e.f32", rnd % 3])
+            arr = np.fromfile(work / "e2e.i64", dtype=np.int64).reshape(3, -1)
+            sc = np.fromfile(work / "e2e.f32", dtype=np.float32).reshape(3, -1)
+            for j, op in enumerate(E2E_OPS):
+                add(f"c_e2e_{op}", arr[j], sc[j])
+            raw.setdefault("c_e2e", []).append(r)
 
-    # -- shap (optional)
-    shap, why = import_shap(a)
-    shap_vals = None
-    shap_info = {"status": why or "measured"}
-    if shap is not None:
-        log("shap: TreeExplainer(booster).shap_values(row)")
-        explainer = shap.TreeExplainer(booster)
-        out, per = time_calls(lambda r: explainer.shap_values(r, check_additivity=False), singles,
-                              cfg["shap_repeats"], min(cfg["warmup"], 20))
-        base = float(np.ravel(explainer.expected_value)[0])
-        shap_vals = np.concatenate([np.concatenate([np.asarray(o, np.float64).reshape(1, nf), [[base]]], axis=1)
-                                    for o in out])
-        results["shap_tree_explainer"] = summarize(per)
-        shap_info.update(version=shap.__version__, feature_perturbation=explainer.feature_perturbation,
-                         location=str(Path(shap.__file__).parent.parent))
-    else:
-        skipped["shap_tree_explainer"] = why
-        log(why)
+        def py_e2e(rnd: int) -> None:
+            for op, (t, sc) in python_e2e_round(bundle, history, live_singles, threshold, warmup, rnd).items():
+                add(f"py_e2e_{op}", t, sc)
+
+        def c_contributions(rnd: int) -> None:
+            r = run_json([fraud_bin, "contributions", bundle, rows_file, n_rows, warmup, 1,
+                          work / "contrib.f64", work / "contrib.i64"])
+            add("c_contributions", np.fromfile(work / "contrib.i64", dtype=np.int64),
+                np.fromfile(work / "contrib.f64", dtype=np.float64).reshape(n_rows, nf + 1))
+            raw.setdefault("c_contributions", []).append(r)
+
+        def xgb_capi(rnd: int) -> None:
+            r = run_json([xgb_bin, "contribs", ubj, rows_file, n_rows, nf, warmup, 1,
+                          work / "xgb.f32", work / "xgb.i64"])
+            add("xgb_capi_contribs", np.fromfile(work / "xgb.i64", dtype=np.int64),
+                np.fromfile(work / "xgb.f32", dtype=np.float32).reshape(n_rows, nf + 1).astype(np.float64))
+            raw.setdefault("xgb_capi_contribs", []).append(r)
+
+        def python_path(path: str, fn, inputs: list, join, calls_warmup: int = warmup):
+            def run(rnd: int) -> None:
+                out, per = time_calls(fn, inputs, 1, calls_warmup)
+                add(path, per[0], None if path in outputs else join(out))
+            return run
+
+        cat = lambda out: np.concatenate([np.asarray(o, np.float64).reshape(1, -1) for o in out])  # noqa: E731
+        paths = [
+            ("end to end, C API", c_e2e),
+            ("end to end, Python", py_e2e),
+            ("fraud_engine_contributions", c_contributions),
+            ("_core.Engine.contributions", python_path("py_core_contributions", engine.contributions, singles, cat)),
+            ("Scorer.contributions", python_path("py_scorer_contributions", scorer.contributions, frames,
+                                                 lambda out: np.concatenate([o.to_numpy() for o in out]))),
+            # validate_features=False: the cheapest call (a DMatrix without feature names is not checked)
+            ("pred_contribs (Python)", python_path(
+                "xgb_python_pred_contribs",
+                lambda r: booster.predict(xgb.DMatrix(r, missing=np.nan, nthread=1), pred_contribs=True,
+                                          validate_features=False), singles, cat)),
+            ("XGBoost C API type 2", xgb_capi),
+        ]
+        if shap is not None:
+            paths += [
+                ("shap TreeExplainer", python_path(
+                    "shap_tree_explainer", lambda r: explainer.shap_values(r, check_additivity=False), singles,
+                    # expected_value: the bias column pred_contribs returned (set by shap_values)
+                    lambda out: np.concatenate([cat(out), np.full((len(out), 1),
+                                                                  float(np.ravel(explainer.expected_value)[0]))],
+                                               axis=1),
+                    min(warmup, 20))),
+                ("shap TreeExplainer (own C)", python_path(
+                    "shap_tree_explainer_internal", lambda r: own.shap_values(r, check_additivity=False), singles,
+                    cat, min(warmup, 20))),
+            ]
+        # Round after round, each path once per round, the order turning: a neighbour's burst of
+        # load lands on one round of every path rather than on all the rounds of one.
+        for rnd in range(rounds):
+            order = paths[rnd % len(paths):] + paths[:rnd % len(paths)]
+            t0 = time.perf_counter()
+            for _, run in order:
+                run(rnd)
+            log(f"round {rnd + 1}/{rounds}: {len(paths)} paths, {time.perf_counter() - t0:.0f} s "
+                f"(load {os.getloadavg()[0]:.1f})")
+
+    e2e = raw["c_e2e"][0]
+    timed = e2e["timed_per_repeat"]
+    if abs(float(e2e["threshold"]) - threshold) > 1e-7:
+        raise SystemExit(f"the C API's threshold {e2e['threshold']} differs from the binding's {threshold}")
+    results = {path: summarize(per) for path, per in ns.items()}
+    for op in E2E_OPS:
+        results[f"c_e2e_{op}"]["explained_timed_events"] = e2e["ops"][op]["explained_timed_events"]
+    core_c, core_py, scorer_py = (outputs[k] for k in ("c_contributions", "py_core_contributions",
+                                                       "py_scorer_contributions"))
+    xgb_py, xgb_c = outputs["xgb_python_pred_contribs"], outputs["xgb_capi_contribs"]
+    e2e_scores = np.stack([outputs[f"c_e2e_{op}"] for op in E2E_OPS])
+    py_scores = np.stack([outputs[f"py_e2e_{op}"] for op in E2E_OPS])
+    xraw = raw["xgb_capi_contribs"][0]
+    shap_vals = outputs.get("shap_tree_explainer")
+    shap_own = outputs.get("shap_tree_explainer_internal")
 
     # -- parity: the same rows' contributions through every path, against pred_contribs
     def maxdiff(x, y) -> float:
@@ -495,7 +548,37 @@ def main(argv=None) -> None:
         "bundle_tolerance": 1e-4,
     }
     if shap_vals is not None:
+        shap_info.update(expected_value=float(np.ravel(explainer.expected_value)[0]),
+                         internal_expected_value=float(np.ravel(own.expected_value)[0]))
         parity["shap_vs_pred_contribs"] = maxdiff(shap_vals, xgb_py)
+        parity["shap_internal_features_vs_pred_contribs"] = maxdiff(shap_own, xgb_py[:, :nf])
+        parity["shap_internal_expected_value_minus_bias"] = float(
+            shap_info["internal_expected_value"] - np.median(xgb_py[:, nf]))
+
+    # -- the cost an explained alert leaves behind: the events after it, not explained, run on caches
+    # the TreeSHAP walk swept. Median ns of the non-alert timed events by how many events after the
+    # latest alert they came, in the alerts-only op against the same events in score_and_ingest.
+    live_scores = e2e_scores[0]
+    is_alert = live_scores >= threshold
+    since = np.full(len(live_scores), 10**9)
+    last = None
+    for i, flag in enumerate(is_alert):
+        if last is not None:
+            since[i] = i - last
+        if flag:
+            last = i
+    since, is_alert = since[warmup:], is_alert[warmup:]
+    plain_ns = np.stack(ns["c_e2e_score_and_ingest"])
+    alerts_ns = np.stack(ns["c_e2e_explain_alerts"])
+    aftermath = []
+    for lo, hi in ((1, 2), (2, 5), (5, 20), (20, 100), (100, 10**9 + 1)):
+        m = (since >= lo) & (since < hi) & ~is_alert
+        if m.any():
+            aftermath.append({"events_after_alert": (str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}" if hi <= 100
+                                                     else f">={lo}"),
+                              "events": int(m.sum()),
+                              "score_and_ingest_p50_us": float(np.median(plain_ns[:, m])) / 1e3,
+                              "explain_alerts_p50_us": float(np.median(alerts_ns[:, m])) / 1e3})
 
     # -- what explaining adds, and the ratios
     base = results["c_e2e_score_and_ingest"]
@@ -511,7 +594,8 @@ def main(argv=None) -> None:
     ref = results["c_contributions"]["p50_us"]
     ratios = {f"{path} / core C contributions (p50)": results[path]["p50_us"] / ref
               for path in ("py_core_contributions", "py_scorer_contributions", "xgb_python_pred_contribs",
-                           "xgb_capi_contribs", "shap_tree_explainer") if path in results}
+                           "xgb_capi_contribs", "shap_tree_explainer", "shap_tree_explainer_internal")
+              if path in results}
     alerts = results["c_e2e_explain_alerts"]["explained_timed_events"]
     target = {
         "goal": f"explaining adds at most {TARGET_ADDED_P50_US:g} us to the end-to-end p50 "
@@ -543,12 +627,19 @@ def main(argv=None) -> None:
                   "explanation": {k: v for k, v in manifest.get("explanation", {}).items()
                                   if not isinstance(v, (list, dict))}},
         "protocol": {"threads": 1, "k": K, "history_events": len(history), "warmup": cfg["warmup"],
-                     "timed_calls_per_repeat": cfg["calls"], "repeats": cfg["repeats"],
-                     "shap_repeats": cfg["shap_repeats"],
+                     "timed_calls_per_round": cfg["calls"], "rounds": cfg["rounds"],
+                     "shap_warmup": min(cfg["warmup"], 20),
+                     "order": "each path once a round (C end-to-end ops: a fresh engine each, history "
+                              "ingested, then warmup untimed + calls timed live events); the path order and "
+                              "the e2e op order turn each round",
                      "rows": "the timed live events' feature rows as served (each against the store before it)",
-                     "statistic": "median over repeats of each repeat's p50 / p99 / mean (nearest rank)",
+                     "statistic": "median over rounds of each round's p50 / p99 / mean (nearest rank)",
                      "added": "an op's p50 (p99, mean) minus score_and_ingest's, same run"},
-        "alerts": {"timed_events": timed, "explained_at_threshold": alerts, "rate": alerts / timed},
+        "alerts": {"timed_events": timed, "explained_at_threshold": alerts, "rate": alerts / timed,
+                   "aftermath": aftermath,
+                   "aftermath_note": "non-alert timed events of the C end-to-end ops (all rounds), by how many "
+                                     "events after the latest alert they came: an explained alert's TreeSHAP "
+                                     "walk leaves the caches cold for the events after it"},
         "shap": shap_info,
         "results": results,
         "added_by_explaining": added,
@@ -561,7 +652,8 @@ def main(argv=None) -> None:
         "raw": raw,
     }
     report["machine"]["loadavg_after"] = list(os.getloadavg())
-    out = a.out or HERE / "results" / f"{dt.date.today().isoformat()}-explain.json"
+    suffix = "" if a.mode == "full" else "-quick"  # a quick run never replaces the full figures
+    out = a.out or HERE / "results" / f"{dt.date.today().isoformat()}-explain{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
 
@@ -569,10 +661,10 @@ def main(argv=None) -> None:
     m = report["machine"]
     print(f"\n{m['cpu']}, {m['logical_cpus']} logical CPUs ({m['cpus_allowed']} allowed), one thread; "
           f"{n_trees} trees of depth {cfg['depth']}, {nf} features, k={K}; "
-          f"{cfg['calls']} timed calls x {cfg['repeats']} repeats (median of repeats)")
+          f"{cfg['calls']} timed calls x {cfg['rounds']} rounds (median of rounds)")
     labels = [
         ("c_e2e_score_and_ingest", "C  fraud_engine_score_and_ingest_events"),
-        ("c_e2e_explain_all", f"C  ..._score_and_ingest_explain_events, every event"),
+        ("c_e2e_explain_all", "C  ..._score_and_ingest_explain_events, every event"),
         ("c_e2e_explain_alerts", f"C  ..._score_and_ingest_explain_events, alerts ({alerts}/{timed})"),
         ("py_e2e_score_and_ingest", "Py _core.Engine.score_and_ingest"),
         ("py_e2e_explain_all", "Py _core.Engine.explain(ingest=True), every event"),
@@ -582,7 +674,8 @@ def main(argv=None) -> None:
         ("py_scorer_contributions", "Py Scorer.contributions (1 row)"),
         ("xgb_capi_contribs", "C  XGBoost DMatrix + PredictFromDMatrix type 2"),
         ("xgb_python_pred_contribs", "Py XGBoost predict(DMatrix, pred_contribs=True)"),
-        ("shap_tree_explainer", "Py shap TreeExplainer.shap_values"),
+        ("shap_tree_explainer", "Py shap TreeExplainer.shap_values (XGBoost shortcut)"),
+        ("shap_tree_explainer_internal", "Py shap TreeExplainer.shap_values (shap's own C)"),
     ]
     head = f"{'path':<58} {'p50 us':>10} {'p99 us':>10} {'mean us':>10} {'x core contrib':>15}"
     print(head)
@@ -599,16 +692,22 @@ def main(argv=None) -> None:
         d = added[key]
         print(f"explaining adds (C API, {what}): p50 {d['p50_us']:+.2f} us, p99 {d['p99_us']:+.1f} us, "
               f"mean {d['mean_us']:+.2f} us")
+    print("events after an alert (alerts only; median us, score_and_ingest -> explain_alerts): "
+          + ", ".join(f"{x['events_after_alert']} after: {x['score_and_ingest_p50_us']:.1f} -> "
+                      f"{x['explain_alerts_p50_us']:.1f}" for x in aftermath))
     print(f"target (<= {TARGET_ADDED_P50_US:g} us added to the e2e p50): every event "
           f"{'MET' if target['every_event']['met'] else 'NOT MET'}, alerts only "
           f"{'MET' if target['alerts_only']['met'] else 'NOT MET'} (alert rate {alerts / timed:.1%})"
           + (f"  [{target['note']}]" if "note" in target else ""))
+    same = max(parity["e2e_explain_all_scores_vs_score_and_ingest"],
+               parity["e2e_explain_alerts_scores_vs_score_and_ingest"])
     print("parity (max abs diff, margin units): core vs pred_contribs "
           f"{parity['core_c_vs_pred_contribs']:.2g}, XGBoost C API vs pred_contribs "
           f"{parity['xgb_capi_vs_pred_contribs']:.2g}"
-          + (f", shap vs pred_contribs {parity['shap_vs_pred_contribs']:.2g}" if "shap_vs_pred_contribs" in parity
+          + (f", shap vs pred_contribs {parity['shap_vs_pred_contribs']:.2g} (own C, features: "
+             f"{parity['shap_internal_features_vs_pred_contribs']:.2g})" if "shap_vs_pred_contribs" in parity
              else "")
-          + f", explained vs plain scores {max(parity['e2e_explain_all_scores_vs_score_and_ingest'], parity['e2e_explain_alerts_scores_vs_score_and_ingest']):.2g}")
+          + f", explained vs plain scores {same:.2g}")
     print(f"written {out} ({report['seconds']:.0f} s)")
 
 

@@ -3,7 +3,7 @@
  * bench/explain.py, which compiles this file against the installed package; prints one JSON object.
  *
  *   explain_bench e2e BUNDLE EVENTS.bin N_EVENTS N_ENT N_NUM N_CAT N_HISTORY WARMUP REPEATS K
- *                 NS_OUT.i64 SCORES_OUT.f32
+ *                 NS_OUT.i64 SCORES_OUT.f32 [TURN]
  *   explain_bench contributions BUNDLE ROWS.f32 N_ROWS WARMUP REPEATS CONTRIB_OUT.f64 NS_OUT.i64
  *
  * EVENTS.bin: N_EVENTS fraud_event records of the bundle's schema, in time order, as columns one
@@ -13,7 +13,9 @@
  *
  * e2e: three serving calls over the same traffic, each repeat opening a fresh engine per op and
  * ingesting the same history (so every op of every repeat does the same work); within a repeat the
- * ops run one after the other, so a noisy neighbour hits all three alike:
+ * ops run one after the other (a noisy neighbour hits all three alike), their order turning each
+ * repeat (repeat r starts with op (TURN + r) mod 3, TURN default 0: explain_all, which sweeps the
+ * caches, precedes each op alike over repeats, or over calls of TURN 0, 1, 2):
  *   score_and_ingest          fraud_engine_score_and_ingest_events
  *   explain_all               fraud_engine_score_and_ingest_explain_events, K, min_score 0
  *                             (every event explained)
@@ -22,9 +24,10 @@
  * (CLOCK_MONOTONIC). NS_OUT.i64: int64 [op][repeat][timed call]; SCORES_OUT.f32: float [op][live
  * event] of the last repeat (the ops must agree: the reasons explain the score served).
  *
- * contributions: fraud_engine_contributions on one row per call. Every row once (untimed: the
- * output, also a warm-up), WARMUP more untimed calls, then REPEATS passes over the rows, each call
- * timed. CONTRIB_OUT.f64: double [row][num_features + 1]; NS_OUT.i64: int64 [repeat][row].
+ * contributions: fraud_engine_contributions on one row per call: WARMUP untimed calls, then REPEATS
+ * passes over the rows, each call timed. CONTRIB_OUT.f64: double [row][num_features + 1] (each
+ * call writes its row's, so the output is what the timed calls computed); NS_OUT.i64: int64
+ * [repeat][row].
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -86,6 +89,7 @@ static int run_e2e(int argc, char** argv) {
            n_cat = (size_t)atol(argv[7]), n_hist = (size_t)atol(argv[8]), warmup = (size_t)atol(argv[9]);
     long repeats = atol(argv[10]), r;
     size_t k = (size_t)atol(argv[11]), n_live, timed, i, op, nf = 0, n_families = 0;
+    size_t first = argc > 14 ? (size_t)atol(argv[14]) : 0;
     int64_t *event_id, *time_ms, *entity, *categorical, *ns;
     double *amount, *numeric, threshold = 0.0;
     double* stats;
@@ -95,8 +99,6 @@ static int run_e2e(int argc, char** argv) {
     size_t* n_reasons;
     float* scores;
     FILE* f;
-    (void)argc;
-
     if (n_hist >= n || warmup >= n - n_hist || repeats < 1 || k < 1) {
         fprintf(stderr, "explain_bench: need N_HISTORY < N_EVENTS, WARMUP < live events, REPEATS >= 1, K >= 1\n");
         return 2;
@@ -138,16 +140,21 @@ static int run_e2e(int argc, char** argv) {
     stats = xmalloc((size_t)N_OPS * (size_t)repeats * 4 * sizeof *stats); /* p50, p99, p999, mean */
 
     for (r = 0; r < repeats; ++r) {
-        for (op = 0; op < N_OPS; ++op) {
-            fraud_engine* engine = open_engine(bundle, (int64_t)n);
+        size_t turn;
+        for (turn = 0; turn < N_OPS; ++turn) {
+            fraud_engine* engine;
             const fraud_event* live = events + n_hist;
-            int64_t* out = ns + ((size_t)op * (size_t)repeats + (size_t)r) * timed;
-            float* sc = scores + op * n_live;
+            int64_t* out;
+            float* sc;
             int64_t* sorted = xmalloc(timed * sizeof *sorted);
             float min_score = 0.0f;
             double sum = 0.0;
             size_t count;
             fraud_status st;
+            op = (first + turn + (size_t)r) % N_OPS; /* the order turns: no op always follows another */
+            engine = open_engine(bundle, (int64_t)n);
+            out = ns + ((size_t)op * (size_t)repeats + (size_t)r) * timed;
+            sc = scores + op * n_live;
             if (fraud_engine_num_features(engine, &nf) != FRAUD_STATUS_OK ||
                 fraud_engine_threshold(engine, &threshold) != FRAUD_STATUS_OK ||
                 fraud_engine_reason_count(engine, &n_families) != FRAUD_STATUS_OK)
@@ -258,16 +265,15 @@ static int run_contributions(int argc, char** argv) {
     read_exact(f, rows, sizeof *rows, n_rows * nf, argv[3]);
     fclose(f);
 
-    for (i = 0; i < n_rows; ++i) { /* the output, one row per call; also the first warm-up */
-        st = fraud_engine_contributions(engine, rows + i * nf, 1, contrib + i * (nf + 1));
+    for (w = 0; w < warmup; ++w) {
+        st = fraud_engine_contributions(engine, rows + (w % n_rows) * nf, 1, one);
         if (st != FRAUD_STATUS_OK) fail("fraud_engine_contributions", st);
     }
-    for (w = 0; w < warmup; ++w) fraud_engine_contributions(engine, rows + (w % n_rows) * nf, 1, one);
     for (r = 0; r < repeats; ++r) {
         int64_t* out = ns + (size_t)r * n_rows;
-        for (i = 0; i < n_rows; ++i) {
+        for (i = 0; i < n_rows; ++i) { /* each repeat writes the same output */
             int64_t t0 = now_ns();
-            st = fraud_engine_contributions(engine, rows + i * nf, 1, one);
+            st = fraud_engine_contributions(engine, rows + i * nf, 1, contrib + i * (nf + 1));
             out[i] = now_ns() - t0;
             if (st != FRAUD_STATUS_OK) fail("fraud_engine_contributions", st);
         }
@@ -293,11 +299,11 @@ static int run_contributions(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-    if (argc == 14 && strcmp(argv[1], "e2e") == 0) return run_e2e(argc, argv);
+    if ((argc == 14 || argc == 15) && strcmp(argv[1], "e2e") == 0) return run_e2e(argc, argv);
     if (argc == 9 && strcmp(argv[1], "contributions") == 0) return run_contributions(argc, argv);
     fprintf(stderr,
             "usage: %s e2e BUNDLE EVENTS.bin N_EVENTS N_ENT N_NUM N_CAT N_HISTORY WARMUP REPEATS K NS_OUT.i64 "
-            "SCORES_OUT.f32\n"
+            "SCORES_OUT.f32 [TURN]\n"
             "       %s contributions BUNDLE ROWS.f32 N_ROWS WARMUP REPEATS CONTRIB_OUT.f64 NS_OUT.i64\n",
             argv[0], argv[0]);
     return 2;

@@ -11,8 +11,8 @@
  * XGBoosterPredictFromDense refuses prediction type 2 ("Unsupported prediction type"; the run
  * reports its message), so each call does what a C caller must: the row's array interface,
  * XGDMatrixCreateFromDense (nthread 1), XGBoosterPredictFromDMatrix with "type": 2, XGDMatrixFree.
- * Every row once untimed (written to CONTRIBS.f32, float [row][N_FEATURES + 1], the last the bias),
- * WARMUP more untimed calls, then REPEATS passes over the rows, each call timed (NS.i64).
+ * WARMUP untimed calls, then REPEATS passes over the rows, each call timed (NS.i64, int64
+ * [repeat][row]); CONTRIBS.f32: float [row][N_FEATURES + 1] of the timed calls, the last the bias.
  *
  * The xgboost wheel ships libxgboost.so but not c_api.h, so the few prototypes used are declared
  * here, as in xgboost/include/xgboost/c_api.h (bst_ulong is uint64_t). Each timed call includes
@@ -147,23 +147,23 @@ static int run_contribs(char** argv) {
         }
     }
 
-    for (i = 0; i < n_rows; ++i) memcpy(out + i * (nf + 1), contribs(bst, rows + i * nf, nf), (nf + 1) * sizeof *out);
-    f = fopen(argv[8], "wb");
-    if (!f || fwrite(out, sizeof *out, n_rows * (nf + 1), f) != n_rows * (nf + 1) || fclose(f) != 0) {
-        fprintf(stderr, "xgb_capi_bench: cannot write %s\n", argv[8]);
-        return 2;
-    }
     for (i = 0; i < warmup; ++i) contribs(bst, rows + (i % n_rows) * nf, nf);
     for (r = 0; r < repeats; ++r) {
         int64_t* t = ns + (size_t)r * n_rows;
         for (i = 0; i < n_rows; ++i) {
             int64_t t0 = now_ns();
-            contribs(bst, rows + i * nf, nf);
+            const float* c = contribs(bst, rows + i * nf, nf);
             t[i] = now_ns() - t0;
+            memcpy(out + i * (nf + 1), c, (nf + 1) * sizeof *out); /* untimed */
         }
         memcpy(sorted, t, n_rows * sizeof *sorted);
         p50[r] = pct_us(sorted, n_rows, 50.0);
         p50[repeats + r] = pct_us(sorted, n_rows, 99.0);
+    }
+    f = fopen(argv[8], "wb");
+    if (!f || fwrite(out, sizeof *out, n_rows * (nf + 1), f) != n_rows * (nf + 1) || fclose(f) != 0) {
+        fprintf(stderr, "xgb_capi_bench: cannot write %s\n", argv[8]);
+        return 2;
     }
     f = fopen(argv[9], "wb");
     if (!f || fwrite(ns, sizeof *ns, (size_t)repeats * n_rows, f) != (size_t)repeats * n_rows || fclose(f) != 0) {

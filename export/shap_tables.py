@@ -71,15 +71,17 @@ class ShapTables:
                   (self.threshold, "<f4"), (self.default_left, "u1")]
         return header + b"".join(np.ascontiguousarray(a, dtype=t).tobytes() for a, t in arrays)
 
-    def contributions(self, X: np.ndarray) -> np.ndarray:
+    def contributions(self, X: np.ndarray, method: str = "recursive") -> np.ndarray:
         """TreeSHAP of X (float32 [n, num_features], NaN = missing) from the core: float64
-        [n, num_features + 1], the last column the expected value; each row sums to its margin."""
+        [n, num_features + 1], the last column the expected value; each row sums to its margin.
+        ``method``: the core's kernels, "recursive" (tree_shap) or "tables" (FastTreeShap, the
+        one the engine serves with when its tables fit; ValueError when they cannot be built)."""
         from libfraud import _core
 
         return _core.tree_shap(self.feature, self.threshold, self.left, self.right, self.default_left,
                                self.cover, self.value, self.tree_offsets, self.num_features,
                                self.max_depth, self.expected_value,
-                               np.ascontiguousarray(X, dtype=np.float32))
+                               np.ascontiguousarray(X, dtype=np.float32), method=method)
 
 
 def _base_margin(learner: dict) -> float:

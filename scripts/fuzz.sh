@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET=30
 RUNS=""
-TARGETS="fuzz_manifest fuzz_transactions fuzz_snapshot"
+TARGETS="fuzz_manifest fuzz_transactions fuzz_snapshot fuzz_shap_tables"
 JOBS=1
 BUILD=build/fuzz
 while [[ $# -gt 0 ]]; do

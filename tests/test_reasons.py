@@ -246,8 +246,9 @@ def test_broken_explanation_data_is_refused_at_open(tmp_path):
         entry = next(a for a in m["artifacts"] if a["name"] == "shap_tables")
         entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
     _edit_manifest(tampered, refresh)
-    with pytest.raises(_core.FraudError, match="truncated"):
+    with pytest.raises(_core.FraudError, match=r"\d+ bytes where the header's \d+ trees and \d+ nodes take \d+") as e:
         _core.Engine(str(tampered))
+    assert e.value.status == "FRAUD_STATUS_LOAD_ERROR"
 
 
 def test_cli_score_adds_reason_columns(small_bundle, small_transactions_csv, tmp_path):
@@ -304,3 +305,18 @@ def test_explaining_from_many_threads_gives_the_one_thread_answer(explained):
         results = list(pool.map(lambda _: scorer.explain(live, K), range(8)))
     for got in results:
         pd.testing.assert_frame_equal(got, expected)
+
+
+def test_a_small_table_budget_falls_back_to_the_same_reasons(explained, caplog):
+    """explain_table_bytes below the precomputed tables' size: the recursive kernel, said in the
+    log, with the same contributions and reasons."""
+    import logging
+    frame, rows, phi, scorer, live = explained
+    with caplog.at_level(logging.INFO, logger="libfraud"):
+        small = Scorer(scorer.bundle, explain_table_bytes=1)
+    assert any("recursive TreeSHAP" in r.getMessage() for r in caplog.records)
+    np.testing.assert_allclose(small.contributions(rows).to_numpy(), phi.to_numpy(), rtol=0, atol=1e-6)
+    fresh = Scorer(scorer.bundle)
+    a, b = small.explain(live, K), fresh.explain(live, K)
+    pd.testing.assert_series_equal(a["reason_1_code"], b["reason_1_code"])
+    np.testing.assert_allclose(a["reason_1_contribution"], b["reason_1_contribution"], atol=1e-6)

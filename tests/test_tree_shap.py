@@ -1,5 +1,7 @@
 """The core's exact TreeSHAP against XGBoost's own (``pred_contribs=True``): per feature and bias
-within 1e-4, and each row summing to the margin (``output_margin=True``) within 1e-4."""
+within 1e-4, and each row summing to the margin (``output_margin=True``) within 1e-4. Both methods:
+``method="recursive"`` (the default) and ``method="tables"`` (FastTreeShap's precomputed tables,
+float32), which must also match the recursive method within 1e-6."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from libfraud import _core  # noqa: E402
 from libfraud.export import ShapTablesError, shap_tables  # noqa: E402
 
 TOL = 1e-4
+TABLES_VS_RECURSIVE = 1e-6
 
 
 def _data(n: int, f: int, seed: int, missing: float) -> tuple[np.ndarray, np.ndarray]:
@@ -32,17 +35,31 @@ def _booster(X, y, depth: int, trees: int, seed: int, **params):
                      xgb.DMatrix(X, label=y), num_boost_round=trees)
 
 
+def _args(tables) -> dict:
+    return dict(feature=tables.feature, threshold=tables.threshold, left=tables.left,
+                right=tables.right, default_left=tables.default_left, cover=tables.cover,
+                value=tables.value, tree_offsets=tables.tree_offsets,
+                num_features=tables.num_features, max_depth=tables.max_depth,
+                expected_value=tables.expected_value)
+
+
 def _check(booster, X_eval: np.ndarray) -> float:
     tables = shap_tables(booster)
     ours = tables.contributions(X_eval)
+    fast = _core.tree_shap(**_args(tables), rows=np.ascontiguousarray(X_eval), method="tables")
     dm = xgb.DMatrix(X_eval)
     theirs = booster.predict(dm, pred_contribs=True)
     margin = booster.predict(dm, output_margin=True)
-    assert ours.shape == theirs.shape == (len(X_eval), X_eval.shape[1] + 1)
+    assert ours.shape == fast.shape == theirs.shape == (len(X_eval), X_eval.shape[1] + 1)
     diff = float(np.abs(ours - theirs).max())
     assert diff < TOL, f"max |ours - xgboost| = {diff}"
-    np.testing.assert_allclose(ours.sum(axis=1), margin, rtol=0, atol=TOL)
-    np.testing.assert_allclose(ours[:, -1], tables.expected_value, rtol=0, atol=0)
+    fast_diff = float(np.abs(fast - theirs).max())
+    assert fast_diff < TOL, f"max |tables - xgboost| = {fast_diff}"
+    between = float(np.abs(fast - ours).max())
+    assert between < TABLES_VS_RECURSIVE, f"max |tables - recursive| = {between}"
+    for contribs in (ours, fast):
+        np.testing.assert_allclose(contribs.sum(axis=1), margin, rtol=0, atol=TOL)
+        np.testing.assert_allclose(contribs[:, -1], tables.expected_value, rtol=0, atol=0)
     return diff
 
 
@@ -76,11 +93,7 @@ def test_rejects_bad_inputs():
     tables = shap_tables(_booster(X, y, 3, 5, seed=1))
     with pytest.raises(ValueError, match="columns"):
         tables.contributions(X[:, :3])
-    args = dict(feature=tables.feature, threshold=tables.threshold, left=tables.left,
-                right=tables.right, default_left=tables.default_left, cover=tables.cover,
-                value=tables.value, tree_offsets=tables.tree_offsets,
-                num_features=tables.num_features, max_depth=tables.max_depth,
-                expected_value=tables.expected_value, rows=X)
+    args = dict(**_args(tables), rows=X)
     with pytest.raises(ValueError, match="cover must be a 1-D C-contiguous float64"):
         _core.tree_shap(**{**args, "cover": tables.cover.astype(np.float32)})
     with pytest.raises(_core.FraudError, match="exceeds max_depth"):
@@ -93,6 +106,44 @@ def test_rejects_bad_inputs():
     bad[0] = 4
     with pytest.raises(_core.FraudError, match="out of range"):
         _core.tree_shap(**{**args, "feature": bad})
+
+
+def test_tables_method_refusals():
+    X, y = _data(500, 4, seed=1, missing=0.0)
+    args = dict(**_args(shap_tables(_booster(X, y, 3, 5, seed=1))), rows=X)
+    with pytest.raises(ValueError, match="method must be 'recursive' or 'tables'"):
+        _core.tree_shap(**args, method="fast")
+    # A chain of distinct features: 2^28 float32 entries for its last leaf, over the 1 GiB budget;
+    # past 31 distinct features a leaf cannot be indexed at all. Both refused before allocating.
+    for length, message in ((28, "over the 1024 MiB budget"), (32, "more than 31 distinct features")):
+        chain = _chain(length)
+        rows = np.zeros((2, length), dtype=np.float32)
+        with pytest.raises(ValueError, match=message):
+            _core.tree_shap(**chain, rows=rows, method="tables")
+        recursive = _core.tree_shap(**chain, rows=rows)  # the fallback still works
+        np.testing.assert_allclose(recursive.sum(axis=1), 1.0, rtol=0, atol=1e-9)
+
+
+def _chain(length: int) -> dict:
+    """A tree splitting on features 0..length-1 in turn, x < 0.5 going down the chain; leaf value 1."""
+    n = 2 * length + 1
+    feature = np.zeros(n, dtype=np.int32)
+    left = np.full(n, -1, dtype=np.int32)
+    right = np.full(n, -1, dtype=np.int32)
+    cover = np.empty(n, dtype=np.float64)
+    node, c = 0, 1e6
+    for depth in range(length):
+        feature[node] = depth
+        left[node], right[node] = node + 2, node + 1  # preorder: the side leaf first, then the chain
+        cover[node] = c
+        cover[node + 1] = 0.1 * c
+        c *= 0.9
+        node += 2
+    cover[node] = c
+    return dict(feature=feature, threshold=np.full(n, 0.5, dtype=np.float32), left=left, right=right,
+                default_left=np.zeros(n, dtype=np.uint8), cover=cover, value=np.ones(n),
+                tree_offsets=np.array([0, n], dtype=np.int64), num_features=length, max_depth=length,
+                expected_value=1.0)
 
 
 def test_rejects_other_objectives():

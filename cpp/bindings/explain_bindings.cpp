@@ -2,9 +2,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
+#include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "explain/fast_tree_shap.h"
 #include "explain/tree_shap.h"
 
 namespace py = pybind11;
@@ -28,6 +32,13 @@ const T* column(const py::array& a, const char* name, size_t n) {
     return static_cast<const T*>(a.data());
 }
 
+// method="tables" builds FastTreeShap per call: generous, but short of exhausting a machine.
+constexpr size_t kTablesBudgetBytes = size_t{1} << 30;
+
+std::string megabytes(size_t bytes) {
+    return std::to_string((bytes + (size_t{1} << 20) - 1) >> 20) + " MiB";
+}
+
 }  // namespace
 
 void bind_explain(py::module_& m) {
@@ -35,7 +46,12 @@ void bind_explain(py::module_& m) {
         "tree_shap",
         [](py::array feature, py::array threshold, py::array left, py::array right,
            py::array default_left, py::array cover, py::array value, py::array tree_offsets,
-           size_t num_features, size_t max_depth, double expected_value, py::array rows) {
+           size_t num_features, size_t max_depth, double expected_value, py::array rows,
+           const std::string& method) {
+            if (method != "recursive" && method != "tables") {
+                throw py::value_error("method must be 'recursive' or 'tables', got '" + method +
+                                      "'");
+            }
             const auto n_nodes = static_cast<size_t>(feature.ndim() == 1 ? feature.shape(0) : 0);
             if (tree_offsets.ndim() != 1 || tree_offsets.shape(0) < 1) {
                 throw py::value_error("tree_offsets must be 1-D with n_trees + 1 entries");
@@ -71,11 +87,36 @@ void bind_explain(py::module_& m) {
                                      static_cast<py::ssize_t>(num_features + 1)});
             const auto* x = static_cast<const float*>(rows.data());
             double* phi = out.mutable_data();
-            std::vector<double> scratch(libfraud::tree_shap_scratch_size(max_depth));
+            if (method == "recursive") {
+                std::vector<double> scratch(libfraud::tree_shap_scratch_size(max_depth));
+                {
+                    py::gil_scoped_release release;
+                    for (size_t i = 0; i < n; ++i) {
+                        libfraud::tree_shap(t, x + i * num_features, phi + i * (num_features + 1),
+                                            scratch.data());
+                    }
+                }
+                return out;
+            }
+            std::unique_ptr<libfraud::FastTreeShap> fast;
+            {
+                py::gil_scoped_release release;
+                fast = libfraud::FastTreeShap::build(t, kTablesBudgetBytes);
+            }
+            if (!fast) {
+                const size_t need = libfraud::fast_tree_shap_bytes(t);
+                throw py::value_error(
+                    need == std::numeric_limits<size_t>::max()
+                        ? std::string("method='tables': a path has more than 31 distinct features; "
+                                      "use method='recursive'")
+                        : "method='tables': the tables need " + megabytes(need) + ", over the " +
+                              megabytes(kTablesBudgetBytes) + " budget; use method='recursive'");
+            }
+            std::vector<double> scratch(fast->scratch_size());
             {
                 py::gil_scoped_release release;
                 for (size_t i = 0; i < n; ++i) {
-                    libfraud::tree_shap(t, x + i * num_features, phi + i * (num_features + 1),
+                    fast->contributions(x + i * num_features, phi + i * (num_features + 1),
                                         scratch.data());
                 }
             }
@@ -84,9 +125,12 @@ void bind_explain(py::module_& m) {
         py::arg("feature"), py::arg("threshold"), py::arg("left"), py::arg("right"),
         py::arg("default_left"), py::arg("cover"), py::arg("value"), py::arg("tree_offsets"),
         py::arg("num_features"), py::arg("max_depth"), py::arg("expected_value"), py::arg("rows"),
+        py::kw_only(), py::arg("method") = "recursive",
         "Exact path-dependent TreeSHAP of rows (C-contiguous float32 [n, num_features], NaN = "
         "missing) over the flat tables of export/shap_tables.py: float64 [n, num_features + 1], "
-        "the last column expected_value, each row summing to its margin. Raises FraudError "
-        "(INVALID_ARGUMENT) on malformed tables, ValueError on wrong dtypes or shapes. Releases "
-        "the GIL.");
+        "the last column expected_value, each row summing to its margin. method: 'recursive' "
+        "(Lundberg's Algorithm 2) or 'tables' (FastTreeShap: per-leaf tables built for the call, "
+        "the same values up to float32 rounding, ~1e-8; ValueError when they would exceed the "
+        "1 GiB budget). Raises FraudError (INVALID_ARGUMENT) on malformed tables, ValueError on "
+        "wrong dtypes, shapes or method. Releases the GIL.");
 }

@@ -34,14 +34,6 @@
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            std::fprintf(stderr, "%s:%d: FUZZ_CHECK failed: %s\n", __FILE__, __LINE__, \
-                         #cond);                                                      \
-            std::abort();                                                             \
-        }                                                                             \
-    } while (0)
 
 struct Header {
     uint8_t flags;            // bit 0 clamp fields into their domain, 1 sort by time, 2 engine ingest,

@@ -3,7 +3,19 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
+
+// A target's own check: a failure is a finding (libFuzzer saves the input), with where and what.
+#define FUZZ_CHECK(cond)                                                              \
+    do {                                                                              \
+        if (!(cond)) {                                                                \
+            std::fprintf(stderr, "%s:%d: FUZZ_CHECK failed: %s\n", __FILE__, __LINE__, \
+                         #cond);                                                      \
+            std::abort();                                                             \
+        }                                                                             \
+    } while (0)
 
 namespace libfraud_fuzz {
 

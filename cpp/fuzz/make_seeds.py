@@ -243,6 +243,91 @@ def snapshots():
     return out
 
 
+def leaf(value, cover):
+    """A TreeSHAP tables leaf (its output, margin, and its cover)."""
+    return ("leaf", value, cover)
+
+
+def split(feature, threshold, left, right, cover, default_left=1):
+    """A split; left and right are node indices within its tree (later nodes: the reader checks)."""
+    return ("split", feature, threshold, left, right, cover, default_left)
+
+
+def shap_tables_file(trees, num_features, base_margin=-1.0, max_depth=None, version=1, magic=b"LFSHAP1\0"):
+    """The bundle's explain/shap_tables.bin (export/BUNDLE.md "explanation", written by
+    export/shap_tables.py, read by cpp/src/explain/shap_file.cpp): the header, then the arrays."""
+    offsets, cover, value, feature, left, right, threshold, default_left = [0], [], [], [], [], [], [], []
+    expected, deepest = base_margin, 0
+    for nodes in trees:
+        base = offsets[-1]
+        depth = {0: 0}
+        for i, n in enumerate(nodes):
+            if n[0] == "leaf":
+                feature.append(0), left.append(-1), right.append(-1), threshold.append(float("nan"))
+                default_left.append(0), cover.append(n[2]), value.append(n[1])
+            else:
+                _, f, thr, l, r, c, dl = n
+                feature.append(f), left.append(base + l), right.append(base + r), threshold.append(thr)
+                default_left.append(dl), cover.append(c), value.append(0.0)
+                depth[l] = depth[r] = depth.get(i, 0) + 1
+        deepest = max(deepest, max(depth.values()))
+        # The tree's cover-weighted mean leaf value (a single leaf: its value).
+        if nodes[0][0] == "leaf":
+            expected += nodes[0][1]
+        elif nodes[0][5] > 0:  # (a broken seed's root may have none)
+            expected += sum(n[1] * n[2] for n in nodes if n[0] == "leaf") / nodes[0][5]
+        offsets.append(base + len(nodes))
+    n = len(cover)
+    max_depth = deepest if max_depth is None else max_depth
+    return (magic + struct.pack("<II4Qd", version, 0, len(trees), n, num_features, max_depth, expected) +
+            struct.pack(f"<{len(offsets)}q", *offsets) + struct.pack(f"<{n}d", *cover) +
+            struct.pack(f"<{n}d", *value) + struct.pack(f"<{n}i", *feature) + struct.pack(f"<{n}i", *left) +
+            struct.pack(f"<{n}i", *right) + struct.pack(f"<{n}f", *threshold) + bytes(default_left))
+
+
+def shap_tables():
+    """fuzz_shap_tables: valid tables files, then broken ones the reader must refuse (LOAD_ERROR)."""
+    stump = [split(0, 0.5, 1, 2, 4.0), leaf(-0.3, 3.0), leaf(0.7, 1.0)]
+    # Feature 1 split twice on the leftmost path (TreeSHAP's UNWIND), depth 3; threshold 0 is what
+    # the all-zeros row hits exactly.
+    depth3 = [split(1, 0.0, 1, 8, 10.0),
+              split(1, -2.5, 2, 5, 6.0),
+              split(2, 1.0, 3, 4, 2.5, default_left=0), leaf(-0.8, 1.0), leaf(0.1, 1.5),
+              split(0, 3.0, 6, 7, 3.5), leaf(0.4, 2.0), leaf(-0.2, 1.5),
+              leaf(0.9, 4.0)]
+    shallow = [split(2, -1.0, 1, 2, 5.0, default_left=0), leaf(0.05, 2.0), leaf(-0.15, 3.0)]
+    deeper = [split(0, 0.25, 1, 2, 8.0), leaf(0.3, 3.0),
+              split(3, 100.0, 3, 4, 5.0), leaf(-0.6, 4.0), leaf(1.2, 1.0)]
+    nan_right = [split(0, 0.0, 1, 2, 6.0, default_left=0), leaf(-0.5, 2.0),
+                 split(1, 7.5, 3, 4, 4.0, default_left=0), leaf(0.25, 3.0), leaf(-1.0, 1.0)]
+    out = [
+        ("stump", shap_tables_file([stump], 1)),
+        ("depth3_repeated_feature", shap_tables_file([depth3], 3)),
+        ("two_trees_different_depth", shap_tables_file([shallow, deeper], 4)),
+        ("single_leaf", shap_tables_file([[leaf(0.42, 7.0)]], 1)),
+        ("leaf_tree_and_stump", shap_tables_file([[leaf(-0.1, 0.0)], stump], 2)),
+        ("nan_default_right", shap_tables_file([nan_right], 2)),
+        # A leaf no training row reached (cover 0) and max_depth above the deepest node.
+        ("zero_cover_leaf", shap_tables_file([[split(0, 1.0, 1, 2, 2.0), leaf(0.3, 2.0), leaf(-0.3, 0.0)]], 1,
+                                             max_depth=5)),
+    ]
+    good = shap_tables_file([stump], 1)
+    out += [
+        ("bad_truncated", good[:-1]),
+        ("bad_truncated_header", good[:40]),
+        ("bad_trailing_byte", good + b"\0"),
+        ("bad_magic", b"LFSHAP2\0" + good[8:]),
+        ("bad_version", shap_tables_file([stump], 1, version=2)),
+        ("bad_child_backwards", shap_tables_file([[split(0, 0.5, 1, 2, 4.0), leaf(-0.3, 3.0),
+                                                   split(0, 0.1, 1, 0, 1.0)]], 1)),
+        ("bad_feature_out_of_range", shap_tables_file([[split(1, 0.5, 1, 2, 4.0), leaf(-0.3, 3.0),
+                                                        leaf(0.7, 1.0)]], 1)),
+        ("bad_depth_over_max", shap_tables_file([depth3], 3, max_depth=2)),
+        ("bad_split_cover_zero", shap_tables_file([[split(0, 0.5, 1, 2, 0.0), leaf(-0.3, 0.0), leaf(0.7, 0.0)]], 1)),
+    ]
+    return out
+
+
 # ---- carrying a version-1 fuzz_snapshot input over to version 2
 
 
@@ -302,7 +387,8 @@ def main():
         return
     out = sys.argv[1] if len(sys.argv) > 1 else "build/fuzz/seeds"
     targets = {"fuzz_manifest": ((n, json.dumps(m, indent=1).encode()) for n, m in manifests()),
-               "fuzz_transactions": transactions(), "fuzz_snapshot": snapshots()}
+               "fuzz_transactions": transactions(), "fuzz_snapshot": snapshots(),
+               "fuzz_shap_tables": shap_tables()}
     for target, seeds in targets.items():
         os.makedirs(os.path.join(out, target), exist_ok=True)
         for name, data in seeds:

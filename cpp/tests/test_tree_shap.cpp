@@ -11,19 +11,16 @@
 
 #include "check.h"
 #include "count_allocations.h"
+#include "explain/shap_file.h"
 #include "explain/tree_shap.h"
 
 using namespace libfraud;
 
 namespace {
 
-struct Forest {
-    std::vector<int32_t> feature, left, right;
-    std::vector<float> threshold;
-    std::vector<uint8_t> default_left;
-    std::vector<double> cover, value;
-    std::vector<int64_t> offsets{0};
-    size_t max_depth = 0;
+// The loader's own owning struct (explain/shap_file.h), grown by hand.
+struct Forest : ShapTablesFile {
+    Forest() { tree_offsets = {0}; }
 
     // A random subtree in preorder (children after their parent); returns its id.
     int32_t grow(std::mt19937& rng, size_t depth, size_t limit, size_t num_features, double c) {
@@ -52,21 +49,10 @@ struct Forest {
         return id;
     }
 
-    TreeShapTables tables(size_t num_features, double expected) const {
-        TreeShapTables t;
-        t.feature = feature.data();
-        t.threshold = threshold.data();
-        t.left = left.data();
-        t.right = right.data();
-        t.default_left = default_left.data();
-        t.cover = cover.data();
-        t.value = value.data();
-        t.tree_offsets = offsets.data();
-        t.n_trees = offsets.size() - 1;
-        t.num_features = num_features;
-        t.max_depth = max_depth;
-        t.expected_value = expected;
-        return t;
+    TreeShapTables tables(size_t features, double expected) {
+        num_features = features;
+        expected_value = expected;
+        return view();
     }
 };
 
@@ -88,8 +74,8 @@ std::vector<double> reference(const Forest& f, size_t num_features, const float*
     std::vector<double> phi(num_features + 1, 0.0);
     std::vector<double> fact(num_features + 1, 1.0);
     for (size_t k = 1; k <= num_features; ++k) fact[k] = fact[k - 1] * static_cast<double>(k);
-    for (size_t t = 0; t + 1 < f.offsets.size(); ++t) {
-        const auto root = static_cast<int32_t>(f.offsets[t]);
+    for (size_t t = 0; t + 1 < f.tree_offsets.size(); ++t) {
+        const auto root = static_cast<int32_t>(f.tree_offsets[t]);
         phi[num_features] += value_of(f, root, x, 0);
         for (size_t i = 0; i < num_features; ++i) {
             for (unsigned s = 0; s < (1u << num_features); ++s) {
@@ -112,7 +98,7 @@ int main() {
         Forest f;
         for (int t = 0; t < 6; ++t) {
             f.grow(rng, 0, limit, num_features, 100.0);
-            f.offsets.push_back(static_cast<int64_t>(f.feature.size()));
+            f.tree_offsets.push_back(static_cast<int64_t>(f.feature.size()));
         }
         const TreeShapTables tables = f.tables(num_features, 0.0);
         tree_shap_validate(tables, f.feature.size());
@@ -133,14 +119,14 @@ int main() {
             const std::vector<double> want = reference(f, num_features, x);
             // The reference's bias is each tree's mean; tree_shap's is the caller's expected value.
             double bias = 0;
-            for (size_t t = 0; t + 1 < f.offsets.size(); ++t) {
-                bias += value_of(f, static_cast<int32_t>(f.offsets[t]), x, 0);
+            for (size_t t = 0; t + 1 < f.tree_offsets.size(); ++t) {
+                bias += value_of(f, static_cast<int32_t>(f.tree_offsets[t]), x, 0);
             }
             for (size_t k = 0; k < num_features; ++k) worst = std::max(worst, std::abs(phi[k] - want[k]));
             double total = 0, full = 0;
             for (size_t k = 0; k < num_features; ++k) total += phi[k];
-            for (size_t t = 0; t + 1 < f.offsets.size(); ++t) {
-                full += value_of(f, static_cast<int32_t>(f.offsets[t]), x, (1u << num_features) - 1);
+            for (size_t t = 0; t + 1 < f.tree_offsets.size(); ++t) {
+                full += value_of(f, static_cast<int32_t>(f.tree_offsets[t]), x, (1u << num_features) - 1);
             }
             CHECK(std::abs(total + bias - full) < 1e-9);  // local accuracy
             CHECK(std::abs(want[num_features] - bias) < 1e-12);
@@ -155,15 +141,15 @@ int main() {
 
     Forest f;
     f.grow(rng, 0, 3, num_features, 10.0);
-    f.offsets.push_back(static_cast<int64_t>(f.feature.size()));
+    f.tree_offsets.push_back(static_cast<int64_t>(f.feature.size()));
     const size_t n = f.feature.size();
     TreeShapTables t = f.tables(num_features, 0.0);
     t.max_depth = f.max_depth - 1;
     CHECK_THROWS(tree_shap_validate(t, n), FRAUD_STATUS_INVALID_ARGUMENT, "exceeds max_depth");
     t = f.tables(num_features, 0.0);
     CHECK_THROWS(tree_shap_validate(t, n + 1), FRAUD_STATUS_INVALID_ARGUMENT, "tree_offsets");
-    std::vector<int64_t> offsets{0, static_cast<int64_t>(n) + 7, static_cast<int64_t>(n)};
-    t.tree_offsets = offsets.data();
+    std::vector<int64_t> tree_offsets{0, static_cast<int64_t>(n) + 7, static_cast<int64_t>(n)};
+    t.tree_offsets = tree_offsets.data();
     t.n_trees = 2;
     CHECK_THROWS(tree_shap_validate(t, n), FRAUD_STATUS_INVALID_ARGUMENT, "must increase");
     t = f.tables(num_features, 0.0);

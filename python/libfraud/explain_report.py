@@ -33,7 +33,10 @@ def explanation_report(booster, feature_names: Sequence[str], spec: Mapping, X, 
         return {"skipped": str(e)}
     rng = np.random.default_rng(seed)
     sample = X if len(X) <= IMPORTANCE_ROWS else X[np.sort(rng.choice(len(X), IMPORTANCE_ROWS, replace=False))]
-    phi = explanation.tables.contributions(sample)[:, :-1]
+    try:
+        phi = explanation.tables.contributions(sample, method="tables")[:, :-1]
+    except ValueError:  # too big to precompute: the same values, slower
+        phi = explanation.tables.contributions(sample)[:, :-1]
     section = explanation.section
     feature_family = np.asarray(section["feature_family"])
     per_feature = np.abs(phi).mean(axis=0)

@@ -161,6 +161,11 @@ typedef struct fraud_engine_params {
     /* Bundle signatures: a PEM ed25519 public key file; when set, manifest.json must carry a valid
      * signature (manifest.json.sig) by its private key, or the bundle is refused. Copied. */
     const char* trusted_public_key_path;
+    /* Reasons (fraud_engine_explain_events): memory the precomputed TreeSHAP tables of the fast
+     * path may take, built when the bundle loads; 0 = 256 MiB. A bundle needing more (very many
+     * or very deep trees) is explained by the recursive algorithm instead: the same values, about
+     * 15x slower; the log says which. */
+    uint64_t explain_table_bytes;
 } fraud_engine_params;
 
 typedef enum fraud_log_level {

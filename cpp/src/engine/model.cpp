@@ -119,6 +119,8 @@ std::unique_ptr<GnnStage> load_gnn(const Manifest& manifest, const Schema& schem
     throw FraudError(first_status, "no GNN backend of this bundle loads here: " + reasons);
 }
 
+constexpr size_t kDefaultExplainTableBytes = size_t{256} << 20;  // fraud.h explain_table_bytes
+
 // Per-thread scratch: the scoring path allocates only on a thread's first calls.
 struct Scratch {
     std::vector<float> row, masked_row;
@@ -190,8 +192,10 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, c
                              " features but features.order lists " + std::to_string(num_features()));
     if (manifest_.explanation.present) {
         const ArtifactEntry& tables = manifest_.artifact(manifest_.explanation.artifact);
+        const size_t budget = params.explain_table_bytes ? static_cast<size_t>(params.explain_table_bytes)
+                                                         : kDefaultExplainTableBytes;
         explainer_ = std::make_unique<Explainer>(manifest_.artifact_path(tables), manifest_.explanation,
-                                                 num_features());
+                                                 num_features(), budget);
     }
 }
 

@@ -1,6 +1,7 @@
 #include "explain/explainer.h"
 
 #include "common/error.h"
+#include "common/log.h"
 
 namespace libfraud {
 namespace {
@@ -27,7 +28,8 @@ ExplainScratch& scratch() {
 
 }  // namespace
 
-Explainer::Explainer(const std::string& tables_path, const ExplanationSection& section, size_t num_features)
+Explainer::Explainer(const std::string& tables_path, const ExplanationSection& section, size_t num_features,
+                     size_t table_bytes)
     : tables_(read_shap_tables(tables_path)),
       view_(tables_.view()),
       families_(section.families),
@@ -37,20 +39,42 @@ Explainer::Explainer(const std::string& tables_path, const ExplanationSection& s
         throw FraudError(FRAUD_STATUS_LOAD_ERROR, "TreeSHAP tables " + tables_path + " read " +
                                                       std::to_string(tables_.num_features) +
                                                       " features but the model reads " + std::to_string(num_features));
+    fast_ = FastTreeShap::build(view_, table_bytes);
+    const size_t need = fast_tree_shap_bytes(view_);
+    if (fast_) {
+        log(FRAUD_LOG_INFO, "reasons: precomputed TreeSHAP tables, " + std::to_string(need >> 10) + " KiB");
+    } else {
+        log(FRAUD_LOG_WARN, "reasons: recursive TreeSHAP (slower, same values): the precomputed tables need " +
+                                (need == SIZE_MAX ? std::string("a path of more than 31 features")
+                                                  : std::to_string(need >> 20) + " MiB") +
+                                ", over explain_table_bytes " + std::to_string(table_bytes >> 20) + " MiB");
+    }
+}
+
+size_t Explainer::scratch_doubles() const {
+    return fast_ ? fast_->scratch_size() : tree_shap_scratch_size(view_.max_depth);
+}
+
+void Explainer::compute(const float* row, double* phi, double* scratch) const {
+    if (fast_) {
+        fast_->contributions(row, phi, scratch);
+    } else {
+        tree_shap(view_, row, phi, scratch);
+    }
 }
 
 void Explainer::contributions(const float* row, double* phi) const {
     ExplainScratch& s = scratch();
-    s.fit(num_features_, tree_shap_scratch_size(view_.max_depth), 0);
-    tree_shap(view_, row, phi, s.path.data());
+    s.fit(num_features_, scratch_doubles(), 0);
+    compute(row, phi, s.path.data());
 }
 
 size_t Explainer::reasons(const float* row, size_t k, fraud_reason* out) const {
     ExplainScratch& s = scratch();
     const size_t nf = families_.size();
-    s.fit(num_features_, tree_shap_scratch_size(view_.max_depth), nf);
+    s.fit(num_features_, scratch_doubles(), nf);
     double* phi = s.phi.data();
-    tree_shap(view_, row, phi, s.path.data());
+    compute(row, phi, s.path.data());
     double* sum = s.family_sum.data();
     int32_t* top = s.family_top.data();
     for (size_t f = 0; f < nf; ++f) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/manifest.h"
+#include "explain/fast_tree_shap.h"
 #include "explain/shap_file.h"
 #include "libfraud/fraud.h"
 
@@ -18,8 +19,14 @@ class Explainer {
 public:
     // tables_path: the bundle's verified artifact; section: its manifest entry (families and the
     // feature -> family map, checked by read_manifest). LOAD_ERROR unless the tables read
-    // num_features features.
-    Explainer(const std::string& tables_path, const ExplanationSection& section, size_t num_features);
+    // num_features features. The fast kernel's tables (explain/fast_tree_shap.h) are built when
+    // they fit in table_bytes, else every call runs the recursive tree_shap.
+    Explainer(const std::string& tables_path, const ExplanationSection& section, size_t num_features,
+              size_t table_bytes);
+
+    // Which kernel serves: "tables" (FastTreeShap, and the memory it holds) or "recursive".
+    const char* kernel() const { return fast_ ? "tables" : "recursive"; }
+    size_t table_bytes() const { return fast_ ? fast_->bytes() : 0; }
 
     size_t num_features() const { return num_features_; }
     size_t num_families() const { return families_.size(); }
@@ -36,8 +43,12 @@ public:
     size_t reasons(const float* row, size_t k, fraud_reason* out) const;
 
 private:
+    void compute(const float* row, double* phi, double* scratch) const;
+    size_t scratch_doubles() const;
+
     ShapTablesFile tables_;
     TreeShapTables view_;
+    std::unique_ptr<FastTreeShap> fast_;
     std::vector<ReasonFamily> families_;
     std::vector<int32_t> feature_family_;
     size_t num_features_;

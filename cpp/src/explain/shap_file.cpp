@@ -15,6 +15,9 @@ constexpr uint32_t kVersion = 1;
 // Bounds that keep a corrupt header from asking for absurd allocations; real models are far below.
 constexpr uint64_t kMaxNodes = uint64_t{1} << 31;
 constexpr uint64_t kMaxDepth = 64;
+constexpr uint64_t kHeaderBytes = 56;
+// cover, value (f64), feature, left, right (i32), threshold (f32), default_left (u8).
+constexpr uint64_t kBytesPerNode = 8 + 8 + 4 + 4 + 4 + 4 + 1;
 
 class Reader {
 public:
@@ -32,6 +35,7 @@ public:
         take(v.data(), n * sizeof(T));
         return v;
     }
+    size_t size() const { return bytes_.size(); }
     void expect_end() const {
         if (at_ != bytes_.size())
             fail(std::to_string(bytes_.size() - at_) + " bytes after the last table (a different layout)");
@@ -91,6 +95,11 @@ ShapTablesFile read_shap_tables(const std::string& path) {
         f.num_features == 0 || f.num_features > kMaxNodes || !std::isfinite(f.expected_value))
         r.fail("implausible header: " + std::to_string(n_trees) + " trees, " + std::to_string(n_nodes) +
                " nodes, " + std::to_string(f.num_features) + " features, depth " + std::to_string(f.max_depth));
+    // The exact length before any allocation: a header may not ask for memory the file lacks.
+    const uint64_t expected = kHeaderBytes + 8 * (n_trees + 1) + kBytesPerNode * n_nodes;
+    if (r.size() != expected)
+        r.fail(std::to_string(r.size()) + " bytes where the header's " + std::to_string(n_trees) + " trees and " +
+               std::to_string(n_nodes) + " nodes take " + std::to_string(expected));
     f.tree_offsets = r.array<int64_t>(n_trees + 1);
     f.cover = r.array<double>(n_nodes);
     f.value = r.array<double>(n_nodes);

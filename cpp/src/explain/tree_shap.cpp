@@ -119,8 +119,14 @@ void recurse(const TreeShapTables& t, const float* x, double* phi, int32_t node,
     // Children copy the path to path + next_depth, past this node's live elements: after an
     // unwind, the children's slice starts one earlier and still never overlaps.
     recurse(t, x, phi, hot, path, next_depth, hot_zero_fraction * incoming_zero, incoming_one, f);
-    recurse(t, x, phi, cold, path, next_depth, cold_zero_fraction * incoming_zero, 0.0, f);
+    // A cold branch with no cover left (its share underflowed to 0) adds exactly 0 to every
+    // feature; descending would divide 0 by 0 when its feature splits again below.
+    const double cold_zero = cold_zero_fraction * incoming_zero;
+    if (cold_zero > 0) recurse(t, x, phi, cold, path, next_depth, cold_zero, 0.0, f);
 }
+
+// XGBoost sums covers in float32: a child may exceed its parent by rounding, never by more.
+constexpr double kCoverSlack = 1e-3;
 
 [[noreturn]] void invalid(const std::string& what) {
     throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "tree_shap tables: " + what);
@@ -159,7 +165,7 @@ void tree_shap_validate(const TreeShapTables& t, size_t n_nodes) {
             }
             if (!(t.cover[n] >= 0) || !std::isfinite(t.cover[n])) invalid(at + ": cover must be >= 0");
             if (t.left[n] < 0) {
-                if (t.right[n] >= 0) invalid(at + ": left is -1 but right is not");
+                if (t.left[n] != -1 || t.right[n] != -1) invalid(at + ": a leaf's children must both be -1");
                 if (!std::isfinite(t.value[n])) invalid(at + ": leaf value is not finite");
                 continue;
             }
@@ -169,6 +175,13 @@ void tree_shap_validate(const TreeShapTables& t, size_t n_nodes) {
                     invalid(at + ": children must be later nodes of the same tree, one parent each");
                 }
                 depth[static_cast<size_t>(child)] = d + 1;
+            }
+            // The recurrences take a child's share of its parent's cover as a fraction: a child
+            // heavier than its parent (beyond float32 rounding of the sums) is not a tree's cover.
+            for (const int32_t child : {t.left[n], t.right[n]}) {
+                if (!(t.cover[child] <= t.cover[n] * (1.0 + kCoverSlack)))
+                    invalid(at + ": child " + std::to_string(child) + "'s cover " + std::to_string(t.cover[child]) +
+                            " exceeds its parent's " + std::to_string(t.cover[n]));
             }
             if (t.feature[n] < 0 || static_cast<size_t>(t.feature[n]) >= t.num_features) {
                 invalid(at + ": feature " + std::to_string(t.feature[n]) + " out of range");
