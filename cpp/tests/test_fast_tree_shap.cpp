@@ -18,30 +18,14 @@
 #include "check.h"
 #include "count_allocations.h"
 #include "explain/fast_tree_shap.h"
-#include "explain/shap_file.h"
 #include "explain/tree_shap.h"
+#include "shap_forest.h"
 
 using namespace libfraud;
 
 namespace {
 
-// The loader's own owning struct (explain/shap_file.h), grown by hand.
-struct Forest : ShapTablesFile {
-    Forest() { tree_offsets = {0}; }
-
-    int32_t add_node(size_t depth, double c) {
-        const auto id = static_cast<int32_t>(feature.size());
-        feature.push_back(0);
-        threshold.push_back(0);
-        left.push_back(-1);
-        right.push_back(-1);
-        default_left.push_back(0);
-        cover.push_back(c);
-        value.push_back(0);
-        max_depth = std::max(max_depth, depth);
-        return id;
-    }
-
+struct Forest : ForestTables {
     void make_split(std::mt19937& rng, int32_t id, size_t num_features) {
         std::uniform_real_distribution<double> u(0, 1);
         feature[id] = static_cast<int32_t>(rng() % num_features);
@@ -91,13 +75,6 @@ struct Forest : ShapTablesFile {
         end_tree();
     }
 
-    void end_tree() { tree_offsets.push_back(static_cast<int64_t>(feature.size())); }
-
-    TreeShapTables tables(size_t features, double expected) {
-        num_features = features;
-        expected_value = expected;
-        return view();
-    }
 
     double margin(const float* x) const {
         double total = 0;

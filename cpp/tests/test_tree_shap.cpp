@@ -11,28 +11,17 @@
 
 #include "check.h"
 #include "count_allocations.h"
-#include "explain/shap_file.h"
 #include "explain/tree_shap.h"
+#include "shap_forest.h"
 
 using namespace libfraud;
 
 namespace {
 
-// The loader's own owning struct (explain/shap_file.h), grown by hand.
-struct Forest : ShapTablesFile {
-    Forest() { tree_offsets = {0}; }
-
+struct Forest : ForestTables {
     // A random subtree in preorder (children after their parent); returns its id.
     int32_t grow(std::mt19937& rng, size_t depth, size_t limit, size_t num_features, double c) {
-        const auto id = static_cast<int32_t>(feature.size());
-        feature.push_back(0);
-        threshold.push_back(0);
-        left.push_back(-1);
-        right.push_back(-1);
-        default_left.push_back(0);
-        cover.push_back(c);
-        value.push_back(0);
-        max_depth = std::max(max_depth, depth);
+        const int32_t id = add_node(depth, c);
         std::uniform_real_distribution<double> u(0, 1);
         if (depth == limit || (depth > 0 && u(rng) < 0.2)) {
             value[id] = u(rng) * 2 - 1;
@@ -49,11 +38,6 @@ struct Forest : ShapTablesFile {
         return id;
     }
 
-    TreeShapTables tables(size_t features, double expected) {
-        num_features = features;
-        expected_value = expected;
-        return view();
-    }
 };
 
 // v(S): the tree's output when the features in mask are known (they follow x) and the others
