@@ -29,10 +29,11 @@ struct ForestTables : ShapTablesFile {
 
     void end_tree() { tree_offsets.push_back(static_cast<int64_t>(feature.size())); }
 
-    TreeShapTables tables(size_t features, double expected) {
-        num_features = features;
-        expected_value = expected;
-        return view();
+    TreeShapTables tables(size_t features, double expected) const {
+        TreeShapTables t = view();
+        t.num_features = features;
+        t.expected_value = expected;
+        return t;
     }
 };
 
