@@ -39,3 +39,21 @@ def test_bench_smoke_writes_json_and_markdown(tmp_path):
     assert "| path | p50 us |" in md and "## Targets" in md
     for png in r["plots"]:
         assert (tmp_path / png).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_explain_bench_quick_times_every_path_and_states_parity(tmp_path):
+    """bench/explain.py --quick: each path side by side in one run, with parity beside the times."""
+    out = tmp_path / "explain.json"
+    proc = subprocess.run([sys.executable, "-m", "bench.explain", "--quick", "--no-shap", "--out", str(out),
+                           "--bundle-dir", str(tmp_path / "bundles")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    parity = r["parity_max_abs_diff"]
+    assert parity["core_c_vs_pred_contribs"] <= 1e-4 and parity["core_row_sum_vs_xgb_margin"] <= 1e-4
+    assert parity["e2e_explain_all_scores_vs_score_and_ingest"] == 0  # reasons never move a score
+    assert set(r["skipped"]) == {"shap_tree_explainer", "shap_tree_explainer_internal"}  # --no-shap
+    for op in ("c_explain_all", "c_explain_alerts", "python_explain_all"):
+        assert r["added_by_explaining"][op]["p50_us"] == r["added_by_explaining"][op]["p50_us"]  # a number
+    assert {"every_event", "alerts_only"} <= set(r["target"])
