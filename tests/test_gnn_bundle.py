@@ -181,3 +181,18 @@ def test_neighbours_of_a_tree_only_bundle_are_refused(small_bundle, small_transa
     with pytest.raises(FraudError, match="has no GNN stage") as e:
         Scorer(small_bundle).explain_neighbours(small_transactions.head(2), m=2)
     assert e.value.status == "FRAUD_STATUS_NO_EXPLANATION"
+
+
+def test_cli_gives_the_demo_bundles_reasons(small_demo, tmp_path):
+    report, out = small_demo
+    df = pd.read_parquet(out / "transactions.parquet").head(600)
+    csv = tmp_path / "events.csv"
+    df.to_csv(csv, index=False)
+    scored = tmp_path / "scored.csv"
+    subprocess.run([sys.executable, "-m", "libfraud", "score", str(out / "bundle"), str(csv), "--out", str(scored),
+                    "--reasons", "2"], check=True, capture_output=True)
+    frame = pd.read_csv(scored)
+    expected = Scorer(out / "bundle").score_and_ingest_explained(df, 2)
+    np.testing.assert_allclose(frame["score"], expected["score"], rtol=1e-6)
+    np.testing.assert_array_equal(frame["reason_1_code"], expected["reason_1_code"])
+    assert frame["reason_1_code"].gt(0).any()

@@ -293,6 +293,13 @@ def _demo(args) -> int:
               f"GNN backend {report['gnn_backend']}; parity aoti "
               f"{report['parity']['aoti']['max_abs_diff']:.2e}, torchscript "
               f"{report['parity']['torchscript']['max_abs_diff']:.2e}")
+    reasons = report.get("reasons")
+    if reasons:
+        top = ", ".join(f"{name} {count}" for name, count in list(reasons["top_reason_counts"].items())[:3])
+        shap = report["parity"].get("shap_tables", {})
+        print(f"  reasons: {reasons['alerts']} alerts explained by the core into "
+              f"{Path(args.out) / reasons['file']} (first reasons: {top}); TreeSHAP vs xgboost "
+              f"{shap.get('max_abs_diff', float('nan')):.2e}")
     return 0
 
 
