@@ -565,6 +565,9 @@ def verify_bundle(path: str | os.PathLike) -> list[str]:
         return problems + ["manifest: 'artifacts' must be a non-empty list"]
     names = set()
     real_root = root.resolve()
+    threshold = manifest.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        problems.append(f"threshold must be a score in [0, 1], got {threshold!r}")
     for i, a in enumerate(artifacts):
         if not isinstance(a, dict):
             problems.append(f"artifacts[{i}]: not an object")
@@ -573,6 +576,8 @@ def verify_bundle(path: str | os.PathLike) -> list[str]:
         if missing:
             problems.append(f"artifacts[{i}]: missing keys {missing}")
             continue
+        if a["name"] in names:
+            problems.append(f"artifacts[{i}]: name {a['name']!r} appears twice")
         names.add(a["name"])
         rel = PurePosixPath(str(a["path"]))
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:

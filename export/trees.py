@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from .tree_structure import check_tree_structure
+
 __all__ = ["CompileResult", "TreeCompileError", "compile_trees", "EXPORTED_SYMBOLS", "compiler_version"]
 
 # What the library may export, per export/BUNDLE.md; the version script keeps those that exist.
@@ -95,6 +97,7 @@ def _check_booster(booster) -> None:
     kind = config["gradient_booster"]["name"]
     if kind != "gbtree":
         raise ValueError(f"booster type {kind!r} is not supported; valid: ['gbtree']")
+    check_tree_structure(booster)  # before TL2cgen, which trusts what it is given
 
 
 def _run(cmd: list[str], cwd: Path) -> None:

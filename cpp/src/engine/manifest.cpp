@@ -22,9 +22,26 @@ namespace {
 
 using nlohmann::json;
 
-[[noreturn]] void invalid(const std::string& what) {
-    throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "manifest.json: " + what);
+// A manifest nests a handful of levels; deeper is hostile (and every recursive walk of it, dump()
+// and destruction included, would need stack in proportion: 1,800 levels overflow 256 KiB).
+constexpr int kMaxJsonDepth = 64;
+// Messages stay readable and bounded whatever a value holds (a 2e6-element array dumped is 4 MB).
+constexpr size_t kMaxMessage = 2000;
+constexpr size_t kMaxValueShown = 120;
+
+std::string bounded(std::string text, size_t limit) {
+    if (text.size() <= limit) return text;
+    const size_t full = text.size();
+    text.resize(limit);
+    return text + "... (" + std::to_string(full) + " characters)";
 }
+
+[[noreturn]] void invalid(const std::string& what) {
+    throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "manifest.json: " + bounded(what, kMaxMessage));
+}
+
+// A value as a message shows it: dumped (safe: parse_manifest_json bounds the depth), then cut.
+std::string shown(const json& value) { return bounded(value.dump(), kMaxValueShown); }
 
 const json& require(const json& object, const char* key, const std::string& where) {
     if (!object.is_object() || !object.contains(key)) invalid("missing key '" + where + key + "'");
@@ -36,20 +53,20 @@ const json& require(const json& object, const char* key, const std::string& wher
 template <typename T>
 T integer_in_range(const json& value, const std::string& name) {
     static_assert(std::is_integral_v<T>);
-    if (!value.is_number_integer()) invalid("key '" + name + "' must be an integer, got " + value.dump());
+    if (!value.is_number_integer()) invalid("key '" + name + "' must be an integer, got " + shown(value));
     if (value.is_number_unsigned()) {
         const uint64_t u = value.get<uint64_t>();
         if (u > static_cast<uint64_t>(std::numeric_limits<T>::max()))
-            invalid("key '" + name + "' is out of range: " + value.dump());
+            invalid("key '" + name + "' is out of range: " + shown(value));
         return static_cast<T>(u);
     }
     const int64_t v = value.get<int64_t>();
     if constexpr (std::is_unsigned_v<T>) {
-        if (v < 0) invalid("key '" + name + "' must not be negative: " + value.dump());
+        if (v < 0) invalid("key '" + name + "' must not be negative: " + shown(value));
     } else {
         if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
             v > static_cast<int64_t>(std::numeric_limits<T>::max()))
-            invalid("key '" + name + "' is out of range: " + value.dump());
+            invalid("key '" + name + "' is out of range: " + shown(value));
     }
     return static_cast<T>(v);
 }
@@ -66,7 +83,7 @@ T get_as(const json& object, const char* key, const std::string& where) {
     if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
         return integer_in_range<T>(value, name);
     } else if constexpr (is_integer_vector<T>::value) {
-        if (!value.is_array()) invalid("key '" + name + "' must be a list, got " + value.dump());
+        if (!value.is_array()) invalid("key '" + name + "' must be a list, got " + shown(value));
         T out;
         for (size_t i = 0; i < value.size(); ++i)
             out.push_back(integer_in_range<typename T::value_type>(value[i], name + "[" + std::to_string(i) + "]"));
@@ -75,7 +92,7 @@ T get_as(const json& object, const char* key, const std::string& where) {
         try {
             return value.get<T>();
         } catch (const json::exception&) {
-            invalid("key '" + name + "' has the wrong type: " + value.dump());
+            invalid("key '" + name + "' has the wrong type: " + shown(value));
         }
     }
 }
@@ -118,16 +135,16 @@ void read_gnn_section(const json& gnn, Manifest& m) {
 
 // A finite JSON number: booleans and strings are refused (nlohmann would turn true into 1.0).
 double finite_number(const json& value, const std::string& name) {
-    if (!value.is_number()) invalid("key '" + name + "' must be a number, got " + value.dump());
+    if (!value.is_number()) invalid("key '" + name + "' must be a number, got " + shown(value));
     const double v = value.get<double>();
-    if (!std::isfinite(v)) invalid("key '" + name + "' must be finite, got " + value.dump());
+    if (!std::isfinite(v)) invalid("key '" + name + "' must be finite, got " + shown(value));
     return v;
 }
 
 std::vector<double> calibration_points(const json& c, const char* key) {
     const std::string name = std::string("calibration.") + key;
     const json& list = require(c, key, "calibration.");
-    if (!list.is_array()) invalid("key '" + name + "' must be a list of numbers, got " + list.dump());
+    if (!list.is_array()) invalid("key '" + name + "' must be a list of numbers, got " + shown(list));
     if (list.size() < 2 || list.size() > Calibration::kMaxPoints)
         invalid("key '" + name + "' has " + std::to_string(list.size()) + " points; an isotonic calibrator has 2 to " +
                 std::to_string(Calibration::kMaxPoints));
@@ -151,18 +168,18 @@ void refuse_unknown_keys(const json& c, std::initializer_list<const char*> known
 }
 
 void read_calibration_section(const json& c, Manifest& m) {
-    if (!c.is_object()) invalid("'calibration' must be an object, got " + c.dump());
+    if (!c.is_object()) invalid("'calibration' must be an object, got " + shown(c));
     Calibration& cal = m.calibration;
     const std::string method = get_as<std::string>(c, "method", "calibration.");
     if (c.contains("fitted_on") && !c.at("fitted_on").is_string())
-        invalid("key 'calibration.fitted_on' must be a string, got " + c.at("fitted_on").dump());
+        invalid("key 'calibration.fitted_on' must be a string, got " + shown(c.at("fitted_on")));
     if (method == "platt") {
         refuse_unknown_keys(c, {"method", "a", "b", "fitted_on"}, method);
         cal.a = finite_number(require(c, "a", "calibration."), "calibration.a");
         cal.b = finite_number(require(c, "b", "calibration."), "calibration.b");
         if (!(cal.a > 0.0))  // a calibrator keeps the trees' ranking, as isotonic's non-decreasing y does
             invalid("key 'calibration.a' must be > 0 (a calibrator must keep the trees' ranking), got " +
-                    c.at("a").dump());
+                    shown(c.at("a")));
         cal.method = Calibration::Method::Platt;
     } else if (method == "isotonic") {
         refuse_unknown_keys(c, {"method", "x", "y", "fitted_on"}, method);
@@ -174,13 +191,13 @@ void read_calibration_section(const json& c, Manifest& m) {
         for (size_t i = 0; i < cal.x.size(); ++i) {
             const std::string at = "[" + std::to_string(i) + "]";
             if (i > 0 && !(cal.x[i] > cal.x[i - 1]))
-                invalid("'calibration.x' must be strictly increasing: x" + at + " = " + c.at("x")[i].dump() +
-                        " after " + c.at("x")[i - 1].dump());
+                invalid("'calibration.x' must be strictly increasing: x" + at + " = " + shown(c.at("x")[i]) +
+                        " after " + shown(c.at("x")[i - 1]));
             if (!(cal.y[i] >= 0.0 && cal.y[i] <= 1.0))
-                invalid("'calibration.y' must lie in [0, 1]: y" + at + " = " + c.at("y")[i].dump());
+                invalid("'calibration.y' must lie in [0, 1]: y" + at + " = " + shown(c.at("y")[i]));
             if (i > 0 && !(cal.y[i] >= cal.y[i - 1]))
-                invalid("'calibration.y' must be non-decreasing: y" + at + " = " + c.at("y")[i].dump() +
-                        " after " + c.at("y")[i - 1].dump());
+                invalid("'calibration.y' must be non-decreasing: y" + at + " = " + shown(c.at("y")[i]) +
+                        " after " + shown(c.at("y")[i - 1]));
         }
         cal.method = Calibration::Method::Isotonic;
     } else {
@@ -190,7 +207,7 @@ void read_calibration_section(const json& c, Manifest& m) {
 
 // Codes and names unique, every feature in a family: checked here so the core trusts them.
 void read_explanation_section(const json& e, Manifest& m) {
-    if (!e.is_object()) invalid("'explanation' must be an object, got " + e.dump());
+    if (!e.is_object()) invalid("'explanation' must be an object, got " + shown(e));
     ExplanationSection& x = m.explanation;
     x.present = true;
     if (get_as<std::string>(e, "format", "explanation.") != "libfraud-reasons")
@@ -272,7 +289,10 @@ private:
 json parse_manifest_json(const std::string& text) {
     ParsePath path;
     try {
-        return json::parse(text, [&path](int, json::parse_event_t event, json& parsed) {
+        return json::parse(text, [&path](int depth, json::parse_event_t event, json& parsed) {
+            if (depth > kMaxJsonDepth)
+                invalid("nested more than " + std::to_string(kMaxJsonDepth) + " levels deep near '" + path.str() +
+                        "' (a manifest nests a few levels; this is not one)");
             return path.track(event, parsed);
         });
     } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
@@ -378,6 +398,9 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
     // Authenticate before parsing: a signed bundle's manifest is never parsed unless it verifies.
     if (!trusted_public_key_path.empty()) verify_manifest_bytes(bundle_dir, text.str(), trusted_public_key_path);
 
+    // JSON has no byte order mark (RFC 8259); Python's reader refuses one too, so both agree.
+    if (text.str().rfind("\xEF\xBB\xBF", 0) == 0)
+        invalid("starts with a UTF-8 byte order mark; write it without one (as json.dump does)");
     const json doc = parse_manifest_json(text.str());
     if (!doc.is_object()) invalid("the top level is not an object");
 
@@ -396,7 +419,9 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
 
     const json& model = require(doc, "model", "");
     m.model_artifact = get_as<std::string>(model, "artifact", "model.");
-    m.threshold = get_as<double>(doc, "threshold", "");
+    m.threshold = finite_number(require(doc, "threshold", ""), "threshold");
+    if (m.threshold < 0.0 || m.threshold > 1.0)
+        invalid("'threshold' must be a score in [0, 1], got " + shown(doc.at("threshold")));
 
     const json& artifacts = require(doc, "artifacts", "");
     if (!artifacts.is_array() || artifacts.empty()) invalid("'artifacts' is not a non-empty list");
@@ -409,6 +434,8 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
         entry.sha256 = get_as<std::string>(artifacts[i], "sha256", where);
         entry.size = get_as<uint64_t>(artifacts[i], "size", where);
         check_relative_path(entry.path, entry.name);
+        for (const ArtifactEntry& other : m.artifacts)
+            if (other.name == entry.name) invalid("'" + where + "name' '" + entry.name + "' is also an earlier artifact's");
         if (entry.sha256.size() != 64) invalid("'" + where + "sha256' is not 64 hex digits");
         m.artifacts.push_back(entry);
     }

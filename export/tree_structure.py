@@ -1,0 +1,62 @@
+"""What the tree compiler must refuse before it generates code: a booster's trees as XGBoost's JSON
+holds them, checked node by node. TL2cgen trusts its input: a cyclic tree (a child pointing back up)
+crashes its code generation inside the compiling process, and a split on a feature index past the
+model's features compiles into a read past the row. XGBoost and Treelite load both."""
+
+from __future__ import annotations
+
+import json
+import math
+
+__all__ = ["TreeStructureError", "check_tree_structure"]
+
+
+class TreeStructureError(ValueError):
+    """A tree that is not a tree of this model: the message names the tree, the node and why."""
+
+
+def check_tree_structure(booster) -> int:
+    """Every tree is a tree over the model's features, with finite leaves: each node reached once
+    from the root (no cycle, no orphan), children inside the tree, split features below
+    ``num_feature``, split thresholds and leaf values finite, and at least one tree (a model of none
+    would serve 0.5 where xgboost gives its base score). Returns the tree count."""
+    model = json.loads(booster.save_raw("json"))["learner"]
+    num_features = int(model["learner_model_param"]["num_feature"])
+    trees = model["gradient_booster"]["model"]["trees"]
+    if not trees:
+        raise TreeStructureError("the model has no trees: nothing to compile (xgboost would serve its base "
+                                 "score alone); train at least one boosting round")
+    for t, tree in enumerate(trees):
+        left, right = tree["left_children"], tree["right_children"]
+        cond, index = tree["split_conditions"], tree["split_indices"]
+        n = len(left)
+        if not n or len(right) != n or len(cond) != n or len(index) != n:
+            raise TreeStructureError(f"tree {t}: node arrays of different lengths or empty")
+        seen = [False] * n
+        stack = [0]
+        while stack:
+            node = stack.pop()
+            if seen[node]:
+                raise TreeStructureError(f"tree {t}, node {node}: reached twice from the root (a cycle or a "
+                                         "shared child): not a tree")
+            seen[node] = True
+            where = f"tree {t}, node {node}"
+            if left[node] == -1:
+                if right[node] != -1:
+                    raise TreeStructureError(f"{where}: a leaf (left child -1) with a right child {right[node]}")
+                if not math.isfinite(cond[node]):
+                    raise TreeStructureError(f"{where}: leaf value {cond[node]!r} is not finite")
+                continue
+            if not 0 <= index[node] < num_features:
+                raise TreeStructureError(f"{where}: splits on feature index {index[node]}, but the model has "
+                                         f"{num_features} features (0..{num_features - 1})")
+            if not math.isfinite(cond[node]):
+                raise TreeStructureError(f"{where}: split threshold {cond[node]!r} is not finite")
+            for child in (left[node], right[node]):
+                if not 0 < child < n:
+                    raise TreeStructureError(f"{where}: child {child} is not a node of the tree (1..{n - 1})")
+                stack.append(child)
+        orphans = [i for i, s in enumerate(seen) if not s]
+        if orphans:
+            raise TreeStructureError(f"tree {t}: nodes {orphans[:5]} are not reachable from the root")
+    return len(trees)
