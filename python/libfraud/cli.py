@@ -215,7 +215,13 @@ def _score(args) -> int:
 
     from .data import read_table
     from .scorer import Scorer
-    scorer = Scorer(args.bundle, gnn_backend=args.backend or "", state_dir=args.state_dir or "")
+    from .data.declared import parse_duration
+    try:
+        max_ahead = parse_duration(args.max_ahead) if args.max_ahead else 0
+    except ValueError as e:
+        raise ValueError(f"--max-ahead: {e}") from None
+    scorer = Scorer(args.bundle, gnn_backend=args.backend or "", state_dir=args.state_dir or "",
+                    max_ahead_ms=max_ahead)
     transactions = read_table(args.input)  # in the bundle's schema's columns; the core validates values
     history = read_table(args.history) if args.history else None
     if history is not None and args.no_ingest and not args.labels:
@@ -441,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reasons", type=int, metavar="K",
                    help="add the top K reasons of each score (reason_1..K: family, code, text, contribution "
                         "in log-odds, the family's main feature and its value), computed by the core")
+    p.add_argument("--max-ahead", metavar="DURATION",
+                   help="refuse events more than this ahead of the store's watermark and the clock "
+                        "(e.g. 1d): a far-future timestamp would make every later event out of order")
     p.add_argument("--reasons-min-score", default="0", metavar="SCORE",
                    help="reasons only for scores >= SCORE, or 'threshold' (the bundle's alert threshold); "
                         "default 0: every transaction")

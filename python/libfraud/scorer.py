@@ -46,19 +46,22 @@ class Scorer:
                  gnn_backend: str = "", plugin_dir: str | os.PathLike = "",
                  state_dir: str | os.PathLike = "", fsync_every_ingest: bool = False,
                  retention_ms: int = 0, max_history_per_entity: int = 0,
-                 trusted_public_key: str | os.PathLike = "", explain_table_bytes: int = 0):
+                 trusted_public_key: str | os.PathLike = "", explain_table_bytes: int = 0,
+                 max_ahead_ms: int = 0):
         """gnn_backend: "native", "aoti", "torchscript"... for a GNN bundle; "" = the first of the
         bundle's backends (its default first) that loads on this machine (see `gnn_backend`).
         state_dir: keep the store durable there (snapshot + log of every acknowledged ingest;
         restored on open). retention_ms / max_history_per_entity: bound the store's memory.
         trusted_public_key: an ed25519 PEM; the bundle's manifest must be signed by its key.
         explain_table_bytes: memory for the fast reasons kernel's tables (0 = 256 MiB; past it,
-        the recursive TreeSHAP: the same reasons, slower)."""
+        the recursive TreeSHAP: the same reasons, slower). max_ahead_ms: refuse to store an event
+        more than this far ahead of the later of the store's watermark and the clock (0 = no bound;
+        one far-future event would make every later one out of order)."""
         self.bundle = os.fspath(bundle)
         self._engine = _core.Engine(self.bundle, expected_transactions, gnn_backend,
                                     os.fspath(plugin_dir), os.fspath(state_dir), fsync_every_ingest,
                                     retention_ms, max_history_per_entity, os.fspath(trusted_public_key),
-                                    int(explain_table_bytes))
+                                    int(explain_table_bytes), int(max_ahead_ms))
         self.schema = _bundle_schema(self.bundle)
 
     def events(self, transactions) -> EventArrays:

@@ -166,6 +166,11 @@ typedef struct fraud_engine_params {
      * or very deep trees) is explained by the recursive algorithm instead: the same values, about
      * 15x slower; the log says which. */
     uint64_t explain_table_bytes;
+    /* Refuse to store an event whose time_ms is more than this many ms ahead of the later of the
+     * store's watermark and the wall clock (FRAUD_STATUS_INVALID_TRANSACTION naming both): one
+     * far-future event (microseconds sent as milliseconds) would otherwise make every later real
+     * event out of order, for ever in a durable store. 0 = no bound. */
+    int64_t max_ahead_ms;
 } fraud_engine_params;
 
 typedef enum fraud_log_level {

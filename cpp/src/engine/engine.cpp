@@ -1,6 +1,8 @@
 #include "engine/engine.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 
@@ -47,6 +49,10 @@ Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
     : model_(std::make_shared<const Model>(bundle_dir, params)),
       store_(model_->store_layout(), store_config(params)),
       payments_layout_(is_payments_layout(store_.schema())) {
+    if (params.max_ahead_ms < 0)
+        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                         "max_ahead_ms must be >= 0 (0 = no bound), got " + std::to_string(params.max_ahead_ms));
+    max_ahead_ms_ = params.max_ahead_ms;
     if (params.expected_transactions > 0) store_.reserve(static_cast<size_t>(params.expected_transactions));
     if (params.state_dir && params.state_dir[0]) {
         state_dir_ = params.state_dir;
@@ -73,6 +79,31 @@ void Engine::append_validated(const fraud_event* txns, size_t n, const Model* sc
     ingested_.fetch_add(n, std::memory_order_relaxed);
 }
 
+void Engine::validate_append(const fraud_event* txns, size_t n) const {
+    try {
+        validate_for_append(store_, txns, n);
+        if (max_ahead_ms_ == 0) return;
+        const int64_t clock_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
+        const int64_t base = std::max(store_.watermark_ms(), clock_ms);
+        // Saturating: base + max_ahead may pass INT64_MAX.
+        const int64_t bound = base > INT64_MAX - max_ahead_ms_ ? INT64_MAX : base + max_ahead_ms_;
+        for (size_t i = 0; i < n; ++i) {
+            if (txns[i].time_ms > bound)
+                throw FraudError(FRAUD_STATUS_INVALID_TRANSACTION,
+                                 "event " + std::to_string(i) + " (event_id " + std::to_string(txns[i].event_id) +
+                                     "): time_ms " + std::to_string(txns[i].time_ms) + " is more than max_ahead_ms " +
+                                     std::to_string(max_ahead_ms_) + " ahead of the store's watermark " +
+                                     std::to_string(store_.watermark_ms()) + " and the clock " +
+                                     std::to_string(clock_ms) + " (microseconds sent as milliseconds?)");
+        }
+    } catch (const FraudError& e) {
+        count_rejection(e, n);
+        throw;
+    }
+}
+
 void Engine::count_rejection(const FraudError& e, size_t n) const {
     if (!is_transaction_refusal(e.status())) return;
     rejected_.fetch_add(n, std::memory_order_relaxed);
@@ -88,12 +119,7 @@ void Engine::count_scored(size_t n, uint64_t ns) const {
 
 void Engine::ingest(const fraud_event* txns, size_t n) {
     std::unique_lock lock(mutex_);
-    try {
-        validate_for_append(store_, txns, n);
-    } catch (const FraudError& e) {
-        count_rejection(e, n);
-        throw;
-    }
+    validate_append(txns, n);
     append_validated(txns, n, nullptr, nullptr, nullptr);
 }
 
@@ -120,12 +146,7 @@ void Engine::score_and_ingest(const fraud_event* txns, size_t n, float* scores, 
     if (reasons) model->require_explainer("fraud_engine_score_and_ingest_explain_events", true, reasons->k);
     {
         std::unique_lock lock(mutex_);
-        try {
-            validate_for_append(store_, txns, n);
-        } catch (const FraudError& e) {
-            count_rejection(e, n);
-            throw;
-        }
+        validate_append(txns, n);
         append_validated(txns, n, model.get(), scores, reasons);
     }
     count_scored(n, now_ns() - start);

@@ -54,11 +54,14 @@ private:
     void count_scored(size_t n, uint64_t ns) const;
     void append_validated(const fraud_event* events, size_t n, const Model* scorer, float* scores,
                           const ReasonRequest* reasons);
+    // validate_for_append, then the max_ahead_ms bound; counted as a rejection when it fails.
+    void validate_append(const fraud_event* events, size_t n) const;
 
     std::shared_ptr<const Model> model_;  // read and replaced with std::atomic_load/store
     TemporalStore store_;
     bool payments_layout_ = false;
     std::string state_dir_;              // empty: memory only
+    int64_t max_ahead_ms_ = 0;           // 0: no bound (fraud.h)
     std::unique_ptr<StateLog> log_;      // every acknowledged ingest is here before the call returns
     // Readers (score) share; writers (ingest) are exclusive: a score sees whole ingest calls only.
     // Writer-preferring, so a steady stream of scores never starves ingestion.
