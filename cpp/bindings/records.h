@@ -40,15 +40,16 @@ const T* checked(const py::array& a, const char* name, const char* dtype, size_t
     return static_cast<const T*>(a.data());
 }
 
-// Arrays whose data is not aligned for their type (a view at an odd byte offset) are copied into
-// aligned storage: reading an int64 or a double through a misaligned pointer is undefined.
-class AlignedCopies {
+// Private, aligned copies of the caller's arrays, taken with the GIL held: the core then reads
+// (validates, logs, stores) bytes no other Python thread can change while the GIL is released, so
+// what was validated is what reaches the log. Aligned too: reading an int64 or a double through a
+// misaligned pointer (a view at an odd byte offset) is undefined.
+class PrivateCopies {
 public:
     template <class T>
-    const T* aligned(const T* p, size_t count) {
-        if (reinterpret_cast<uintptr_t>(p) % alignof(T) == 0 || count == 0) return p;
+    const T* own(const T* p, size_t count) {
         copies_.emplace_back((count * sizeof(T) + 7) / 8);
-        std::memcpy(copies_.back().data(), p, count * sizeof(T));
+        if (count) std::memcpy(copies_.back().data(), p, count * sizeof(T));
         return reinterpret_cast<const T*>(copies_.back().data());
     }
 
@@ -59,17 +60,16 @@ private:
 class EventsView {
 public:
     EventsView(const Schema& s, const py::array& event_id, const py::array& time_ms, const py::array& amount,
-               const py::array& entity_id, const py::array& numeric, const py::array& categorical)
-        : keep_{event_id, time_ms, amount, entity_id, numeric, categorical} {
+               const py::array& entity_id, const py::array& numeric, const py::array& categorical) {
         if (event_id.ndim() != 1) throw py::value_error("event_id: expected a 1-D int64 array");
         const size_t n = static_cast<size_t>(event_id.shape(0));
         const size_t E = s.num_entities(), N = s.num_numeric(), C = s.num_categorical();
-        const auto* ids = copies_.aligned(checked<int64_t>(event_id, "event_id", "int64", n, 0, false), n);
-        const auto* times = copies_.aligned(checked<int64_t>(time_ms, "time_ms", "int64", n, 0, false), n);
-        const auto* amounts = copies_.aligned(checked<double>(amount, "amount", "float64", n, 0, false), n);
-        const auto* ents = copies_.aligned(checked<int64_t>(entity_id, "entity_id", "int64", n, E, true), n * E);
-        const auto* nums = copies_.aligned(checked<double>(numeric, "numeric", "float64", n, N, true), n * N);
-        const auto* cats = copies_.aligned(checked<int64_t>(categorical, "categorical", "int64", n, C, true), n * C);
+        const auto* ids = copies_.own(checked<int64_t>(event_id, "event_id", "int64", n, 0, false), n);
+        const auto* times = copies_.own(checked<int64_t>(time_ms, "time_ms", "int64", n, 0, false), n);
+        const auto* amounts = copies_.own(checked<double>(amount, "amount", "float64", n, 0, false), n);
+        const auto* ents = copies_.own(checked<int64_t>(entity_id, "entity_id", "int64", n, E, true), n * E);
+        const auto* nums = copies_.own(checked<double>(numeric, "numeric", "float64", n, N, true), n * N);
+        const auto* cats = copies_.own(checked<int64_t>(categorical, "categorical", "int64", n, C, true), n * C);
         events_.resize(n);
         for (size_t i = 0; i < n; ++i) {
             events_[i] = fraud_event{ids[i], times[i], amounts[i], ents + i * E, N ? nums + i * N : nullptr,
@@ -80,8 +80,7 @@ public:
     size_t size() const { return events_.size(); }
 
 private:
-    std::vector<py::array> keep_;  // the buffers stay alive while the GIL is released
-    AlignedCopies copies_;
+    PrivateCopies copies_;
     std::vector<fraud_event> events_;
 };
 
@@ -90,10 +89,10 @@ public:
     LabelsView(const py::array& event_id, const py::array& label, const py::array& label_time_ms) {
         if (event_id.ndim() != 1) throw py::value_error("label_event_id: expected a 1-D int64 array");
         const size_t n = static_cast<size_t>(event_id.shape(0));
-        AlignedCopies copies;
-        const auto* ids = copies.aligned(checked<int64_t>(event_id, "label_event_id", "int64", n, 0, false), n);
+        PrivateCopies copies;
+        const auto* ids = copies.own(checked<int64_t>(event_id, "label_event_id", "int64", n, 0, false), n);
         const auto* labels = checked<int8_t>(label, "label", "int8", n, 0, false);
-        const auto* times = copies.aligned(checked<int64_t>(label_time_ms, "label_time_ms", "int64", n, 0, false), n);
+        const auto* times = copies.own(checked<int64_t>(label_time_ms, "label_time_ms", "int64", n, 0, false), n);
         labels_.resize(n);
         for (size_t i = 0; i < n; ++i) labels_[i] = fraud_label{ids[i], times[i], labels[i], 0};
     }
