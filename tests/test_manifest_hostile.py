@@ -103,3 +103,50 @@ def test_a_byte_order_mark_is_refused_by_c_and_python_alike(good, tmp_path):
     from libfraud.export import BundleError, read_manifest
     with pytest.raises(BundleError):
         read_manifest(bad)
+
+
+def test_a_long_array_of_objects_is_refused_in_linear_time(good, tmp_path):
+    # nlohmann's parse with a depth callback rescans a list at the end of each object in it: 150,000
+    # objects at artifacts[0] (a 2 MB manifest) held a load or a swap for minutes (fuzz_manifest_shapes).
+    manifest = json.loads((good / "manifest.json").read_text())
+    manifest["artifacts"][0] = [{"name": "x"}] * 300_000
+    bad = _with_text(good, tmp_path, "wide", lambda _: json.dumps(manifest).encode())
+    script = textwrap.dedent(f"""
+        from libfraud import _core
+        try:
+            _core.Engine({str(bad)!r})
+        except _core.FraudError as e:
+            print(e.status)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "FRAUD_STATUS_BUNDLE_INVALID", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("where, value, key", [
+    (("schema", "format"), {"a": 1}, "schema.format"),
+    (("schema", "entities", 0, "ids"), ["int"], "schema.entities[0].ids"),
+    (("schema", "entities", 0, "ids"), "uuid", "schema.entities[0].ids"),
+    (("schema", "categorical", 0, "codes"), 7, "schema.categorical[0].codes"),
+    (("schema", "event_id", "ids"), None, "schema.event_id.ids"),
+    (("features", "spec", "format"), 3, "features.spec.format"),
+])
+def test_a_schema_or_spec_key_of_the_wrong_type_is_refused_by_name(good, tmp_path, where, value, key):
+    # json::value() threw a type_error for these (FRAUD_STATUS_INTERNAL without the key).
+    manifest = json.loads((good / "manifest.json").read_text())
+    node = manifest
+    for k in where[:-1]:
+        node = node[k]
+    node[where[-1]] = value
+    bad = _with_text(good, tmp_path, "typed", lambda _: json.dumps(manifest).encode())
+    with pytest.raises(_core.FraudError) as e:
+        _core.Engine(str(bad))
+    assert e.value.status == "FRAUD_STATUS_BUNDLE_INVALID" and key in str(e.value), str(e.value)
+
+
+def test_a_huge_name_in_the_schema_gives_a_short_message(good, tmp_path):
+    manifest = json.loads((good / "manifest.json").read_text())
+    manifest["schema"]["entities"][0]["name"] = "é" * 1_000_000  # cut inside no UTF-8 sequence
+    bad = _with_text(good, tmp_path, "name", lambda _: json.dumps(manifest, ensure_ascii=False).encode())
+    with pytest.raises(_core.FraudError, match="must match") as e:
+        _core.Engine(str(bad))
+    assert len(str(e.value)) < 2200 and "characters)" in str(e.value)

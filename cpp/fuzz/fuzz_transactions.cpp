@@ -350,12 +350,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (h.flags & 1) clamp_fields(txns[i]);
         if (h.flags & 8) txns[i].txn_id = static_cast<int64_t>(i);
     }
-    // Known finding (regressions/README.md): the calendar features overflow int64 for times within a
-    // day of INT64_MIN (features.cpp, floor_div) or past it with the offset. LIBFRAUD_FUZZ_SKIP_KNOWN=1
-    // keeps times within +-2^61 for long runs.
-    static const bool skip_known = std::getenv("LIBFRAUD_FUZZ_SKIP_KNOWN") != nullptr;
-    if (skip_known)
-        for (size_t i = 0; i < n; ++i) txns[i].timestamp_ms /= 4;
     if (h.flags & 2)
         std::sort(txns.get(), txns.get() + n,
                   [](const fraud_txn& a, const fraud_txn& b) { return a.timestamp_ms < b.timestamp_ms; });

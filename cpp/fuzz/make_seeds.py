@@ -377,6 +377,40 @@ def convert_log_v1(l):
     return out + l[off:]  # a torn or garbage tail, as it was
 
 
+def schema_specs():
+    """fuzz_schema: each manifest's schema and spec (header: both from the input, 12 events)."""
+    events = b"".join(struct.pack("<IIHHBBH", 600000 * (i % 7) + 1, 0x9C3A5 * (i + 1), 40 + i, i * 3,
+                                  i * 5, i * 40 % 256, i % 5) for i in range(12))
+    seen = set()
+    for name, m in manifests():
+        key = json.dumps([m["schema"], m["features"]["spec"]], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        text = json.dumps(m["schema"]).encode() + b"\0" + json.dumps(m["features"]["spec"]).encode()
+        yield name, bytes([3, 12]) + events + text
+    yield "payments_preset", bytes([0, 12]) + events
+
+
+def label_streams():
+    """fuzz_labels: appends, labels (some refused) and probes over 1-4 label features."""
+    header = bytes([7, 3, 0, 0]) + bytes([0, 3, 0, 0, 1, 95, 2, 0, 4, 10, 0, 0, 5, 40, 7, 0])
+    ops = []
+    for i in range(40):
+        kind = (0, 0, 2, 4, 1, 3, 5)[i % 7]
+        ops.append(struct.pack("<BBhII", kind, (i * 13) % 32, (i * 37) % 200 - 20, i * 0x2F1B3, i * 0x51C7D))
+    yield "mixed", header + b"".join(ops)
+    yield "appends_then_probes", header + b"".join(struct.pack("<BBhII", k, i % 8, 15, i << 5, 0)
+                                                   for i, k in enumerate([0] * 10 + [2] * 10 + [4] * 10))
+
+
+def manifest_shapes():
+    """fuzz_manifest_shapes: one hostile value each, small sizes (the fuzzer grows them)."""
+    for key in range(43):
+        for kind in range(10):
+            yield f"k{key}_s{kind}", bytes([key % 4]) + struct.pack("<BBHI", key, kind, 5, 1000 + key)
+
+
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--convert-v1":
         with open(sys.argv[2], "rb") as f:
@@ -388,7 +422,8 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "build/fuzz/seeds"
     targets = {"fuzz_manifest": ((n, json.dumps(m, indent=1).encode()) for n, m in manifests()),
                "fuzz_transactions": transactions(), "fuzz_snapshot": snapshots(),
-               "fuzz_shap_tables": shap_tables()}
+               "fuzz_shap_tables": shap_tables(), "fuzz_schema": schema_specs(),
+               "fuzz_labels": label_streams(), "fuzz_manifest_shapes": manifest_shapes()}
     for target, seeds in targets.items():
         os.makedirs(os.path.join(out, target), exist_ok=True)
         for name, data in seeds:

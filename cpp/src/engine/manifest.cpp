@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/bounded_json.h"
 #include "common/error.h"
 #include "engine/sha256.h"
 #include "engine/signature.h"
@@ -25,16 +26,8 @@ using nlohmann::json;
 // A manifest nests a handful of levels; deeper is hostile (and every recursive walk of it, dump()
 // and destruction included, would need stack in proportion: 1,800 levels overflow 256 KiB).
 constexpr int kMaxJsonDepth = 64;
-// Messages stay readable and bounded whatever a value holds (a 2e6-element array dumped is 4 MB).
-constexpr size_t kMaxMessage = 2000;
+// A value shown in a message is cut shorter than the message (common/error.h bounds those).
 constexpr size_t kMaxValueShown = 120;
-
-std::string bounded(std::string text, size_t limit) {
-    if (text.size() <= limit) return text;
-    const size_t full = text.size();
-    text.resize(limit);
-    return text + "... (" + std::to_string(full) + " characters)";
-}
 
 [[noreturn]] void invalid(const std::string& what) {
     throw FraudError(FRAUD_STATUS_BUNDLE_INVALID, "manifest.json: " + bounded(what, kMaxMessage));
@@ -247,58 +240,16 @@ void read_explanation_section(const json& e, Manifest& m) {
     }
 }
 
-// Where json::parse was when it threw (e.g. 'calibration.x[3]'): a syntax error, NaN or an
-// overflowing number (1e400) is then reported by key, not only by byte offset.
-class ParsePath {
-public:
-    bool track(json::parse_event_t event, const json& parsed) {
-        using E = json::parse_event_t;
-        if (event == E::object_start || event == E::array_start) {
-            if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
-            frames_.push_back({event == E::array_start, std::string(), -1});
-        } else if (event == E::object_end || event == E::array_end) {
-            if (!frames_.empty()) frames_.pop_back();
-        } else if (event == E::key && !frames_.empty()) {
-            frames_.back().key = parsed.get<std::string>();
-        } else if (event == E::value && !frames_.empty() && frames_.back().array) {
-            ++frames_.back().index;
-        }
-        return true;
-    }
-    std::string str() const {
-        std::string out;
-        for (size_t i = 0; i < frames_.size(); ++i) {
-            const Frame& f = frames_[i];
-            // The innermost list is inside its next element, which has no event yet.
-            const long index = f.index + (i + 1 == frames_.size() ? 1 : 0);
-            if (f.array) out += "[" + std::to_string(index) + "]";
-            else if (!f.key.empty()) out += (out.empty() ? "" : ".") + f.key;
-        }
-        return out;
-    }
-
-private:
-    struct Frame {
-        bool array;
-        std::string key;
-        long index;
-    };
-    std::vector<Frame> frames_;
-};
-
 json parse_manifest_json(const std::string& text) {
-    ParsePath path;
-    try {
-        return json::parse(text, [&path](int depth, json::parse_event_t event, json& parsed) {
-            if (depth > kMaxJsonDepth)
-                invalid("nested more than " + std::to_string(kMaxJsonDepth) + " levels deep near '" + path.str() +
-                        "' (a manifest nests a few levels; this is not one)");
-            return path.track(event, parsed);
-        });
-    } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
-        const std::string at = path.str();
-        invalid(std::string("not valid JSON") + (at.empty() ? "" : " near '" + at + "'") + ": " + e.what());
+    json doc;
+    JsonParseError error;
+    if (!parse_bounded_json(text, kMaxJsonDepth, doc, error)) {
+        // Syntax errors, NaN and numbers beyond a double (1e400) are reported by key, not only by
+        // byte offset; a deep document is hostile (a manifest nests a handful of levels).
+        invalid(std::string("not valid JSON") + (error.path.empty() ? "" : " near '" + error.path + "'") + ": " +
+                error.what);
     }
+    return doc;
 }
 
 // ---- permissions: a file others may write is code others may run.

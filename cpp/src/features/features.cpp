@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/bounded_json.h"
 #include "common/error.h"
 
 namespace libfraud {
@@ -255,13 +256,13 @@ FeaturePlan::FeaturePlan(const Schema& schema, const std::string& spec_json, con
     : schema_(schema) {
     SpecReader r(schema_, where);
     json spec;
-    try {
-        spec = json::parse(spec_json);
-    } catch (const json::exception& e) {
-        r.bad("features.spec", std::string("not JSON: ") + e.what());
-    }
+    JsonParseError error;
+    // A spec nests five levels (features[i].filter.in[j]); a deeper one is hostile.
+    if (!parse_bounded_json(spec_json, 16, spec, error))
+        r.bad("features.spec" + (error.path.empty() ? "" : "." + error.path), "not JSON: " + error.what);
     if (!spec.is_object()) r.bad("features.spec", "must be an object");
-    if (spec.value("format", std::string()) != "libfraud-features") r.bad("features.spec.format", "must be \"libfraud-features\"");
+    const auto format = spec.find("format");
+    if (format == spec.end() || !format->is_string() || format->get<std::string>() != "libfraud-features") r.bad("features.spec.format", "must be \"libfraud-features\"");
     if (r.integer(spec, "version", "features.spec", 1, 1, true) != 1) r.bad("features.spec.version", "must be 1");
     const int64_t default_scan = r.integer(spec, "max_scan", "features.spec", 1, 1024, false);
     if (default_scan > kMaxScanLimit) r.bad("features.spec.max_scan", "must be <= " + std::to_string(kMaxScanLimit));

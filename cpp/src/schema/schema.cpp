@@ -5,10 +5,14 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/bounded_json.h"
 #include "common/error.h"
 
 namespace libfraud {
 namespace {
+
+// A schema nests four levels; a deeper one is hostile (see common/bounded_json.h).
+constexpr int kMaxSchemaDepth = 16;
 
 using nlohmann::json;
 
@@ -39,9 +43,26 @@ std::string name_of(const json& field, const std::string& where, const std::stri
     const json& n = member(field, "name", where, path);
     if (!n.is_string()) bad(where, path + ".name", "must be a string");
     const std::string s = n.get<std::string>();
-    if (!valid_name(s)) bad(where, path + ".name", "'" + s + "' must match [a-z][a-z0-9_]* (at most 64)");
+    if (!valid_name(s)) bad(where, path + ".name", "'" + bounded(s, 80) + "' must match [a-z][a-z0-9_]* (at most 64)");
     if (!seen.insert(s).second) bad(where, path + ".name", "'" + s + "' is declared twice");
     return s;
+}
+
+// An optional string member: `fallback` when absent; refused, naming the key, when not a string
+// (json::value would throw a type_error no caller expects).
+std::string optional_string(const json& obj, const char* key, const std::string& fallback, const std::string& where,
+                            const std::string& path) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return fallback;
+    if (!it->is_string()) bad(where, path + "." + key, "must be a string");
+    return it->get<std::string>();
+}
+
+// How an id or code column is written: "int" (the default) or "string" (hashed with fraud_hash_id).
+bool string_ids(const json& obj, const char* key, const std::string& where, const std::string& path) {
+    const std::string kind = optional_string(obj, key, "int", where, path);
+    if (kind != "int" && kind != "string") bad(where, path + "." + key, "must be \"int\" or \"string\"");
+    return kind == "string";
 }
 
 }  // namespace
@@ -66,15 +87,13 @@ std::string Schema::layout_key() const {
 
 Schema parse_schema_json(const std::string& json_text, const std::string& where) {
     json j;
-    try {
-        j = json::parse(json_text);
-    } catch (const json::exception& e) {
-        bad(where, "schema", std::string("not JSON: ") + e.what());
-    }
+    JsonParseError error;
+    if (!parse_bounded_json(json_text, kMaxSchemaDepth, j, error))
+        bad(where, "schema" + (error.path.empty() ? "" : "." + error.path), "not JSON: " + error.what);
     Schema s;
     std::set<std::string> seen;
     if (!j.is_object()) bad(where, "schema", "must be an object");
-    if (j.value("format", std::string()) != "libfraud-schema") bad(where, "schema.format", "must be \"libfraud-schema\"");
+    if (optional_string(j, "format", "", where, "schema") != "libfraud-schema") bad(where, "schema.format", "must be \"libfraud-schema\"");
     const json& version = member(j, "version", where, "schema");
     if (!version.is_number_integer() || version.get<int64_t>() != 1) bad(where, "schema.version", "must be 1");
     if (j.contains("name") && j["name"].is_string()) s.name = j["name"].get<std::string>();
@@ -87,7 +106,7 @@ Schema parse_schema_json(const std::string& json_text, const std::string& where)
         const json& req = member(entities[i], "required", where, path);
         if (!req.is_boolean()) bad(where, path + ".required", "must be true or false");
         s.entity_required.push_back(req.get<bool>());
-        s.entity_strings.push_back(entities[i].value("ids", std::string("int")) == "string");
+        s.entity_strings.push_back(string_ids(entities[i], "ids", where, path));
     }
     auto fields = [&](const char* key, std::vector<std::string>& out) {
         if (!j.contains(key) || j[key].is_null()) return;
@@ -99,11 +118,11 @@ Schema parse_schema_json(const std::string& json_text, const std::string& where)
     fields("numeric", s.numeric);
     fields("categorical", s.categorical);
     if (j.contains("categorical") && j["categorical"].is_array())
-        for (const json& c : j["categorical"])
-            s.categorical_strings.push_back(c.is_object() && c.value("codes", std::string("int")) == "string");
+        for (size_t i = 0; i < j["categorical"].size(); ++i)
+            s.categorical_strings.push_back(string_ids(j["categorical"][i], "codes", where, "schema.categorical[" + std::to_string(i) + "]"));
     s.categorical_strings.resize(s.categorical.size(), false);
     if (j.contains("event_id") && j["event_id"].is_object())
-        s.event_id_strings = j["event_id"].value("ids", std::string("int")) == "string";
+        s.event_id_strings = string_ids(j["event_id"], "ids", where, "schema.event_id");
     s.has_amount = j.contains("amount") && !j["amount"].is_null();
     const json& time = member(j, "time", where, "schema");
     if (time.contains("utc_offsets")) {
