@@ -37,9 +37,15 @@ def _declared(args, columns, config=None):
     return load_preset(args.preset or (config.top.get("preset") if config else None) or "payments", columns)
 
 
+def _read(args):
+    """read_table with the input flags (--encoding, --max-cell-chars): every input file goes through it."""
+    from .data import read_table
+    return lambda path: read_table(path, encoding=args.encoding, max_cell_chars=args.max_cell_chars)
+
+
 def _schema_infer(args) -> int:
     from .data.declared import infer_schema
-    text = infer_schema(args.data)
+    text = infer_schema(args.data, encoding=args.encoding, max_cell_chars=args.max_cell_chars)
     if args.out:
         out = Path(args.out)
         if out.exists() and not args.force:
@@ -83,13 +89,13 @@ def _train(args) -> int:
 
     from .config_values import dataclass_from_mapping as typed
 
-    from .data import read_table
     from .models.gbdt import GbdtParams
     from .periods import PeriodSpec
     from .run_config import load_run_config
     from .train import Decision, Evaluation, SamplerSettings, train
     from .training_report import write_training_report
     config = load_run_config(args.config)
+    read_table = _read(args)
     transactions = read_table(args.data)
     history_file = args.history or config.file("history")
     history = read_table(history_file) if history_file else None
@@ -213,7 +219,6 @@ def _score(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from .data import read_table
     from .scorer import Scorer
     from .data.declared import parse_duration
     try:
@@ -222,6 +227,7 @@ def _score(args) -> int:
         raise ValueError(f"--max-ahead: {e}") from None
     scorer = Scorer(args.bundle, gnn_backend=args.backend or "", state_dir=args.state_dir or "",
                     max_ahead_ms=max_ahead)
+    read_table = _read(args)
     transactions = read_table(args.input)  # in the bundle's schema's columns; the core validates values
     history = read_table(args.history) if args.history else None
     if history is not None and args.no_ingest and not args.labels:
@@ -274,10 +280,9 @@ def _reasons_min_score(value: str, threshold: float) -> float:
 
 
 def _label(args) -> int:
-    from .data import read_table
     from .scorer import Scorer
     scorer = Scorer(args.bundle, state_dir=args.state_dir)
-    labels = read_table(args.labels)
+    labels = _read(args)(args.labels)
     scorer.label(labels)
     stats = scorer.stats()
     print(f"applied labels from {args.labels}: {stats['labels_applied']} new, "
@@ -335,14 +340,29 @@ def _sign(args) -> int:
     return 0
 
 
+def _input_options() -> argparse.ArgumentParser:
+    """The flags of every command that reads the user's data files."""
+    from .data.input_file import MAX_CELL_CHARS
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("input files")
+    g.add_argument("--encoding", default="utf-8",
+                   help="text encoding of CSV inputs (default utf-8; e.g. latin-1, cp1252)")
+    g.add_argument("--max-cell-chars", type=int, default=MAX_CELL_CHARS, metavar="N",
+                   help=f"refuse an input whose cell (or column name) is longer than N characters "
+                        f"(default {MAX_CELL_CHARS:,})")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="libfraud", description=__doc__)
+    inputs = [_input_options()]
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("schema", help="draft a schema and feature spec from a data file")
     schema_sub = p.add_subparsers(dest="schema_command", required=True)
-    p = schema_sub.add_parser("infer", help="write a TOML draft: every column with a proposed role and type")
+    p = schema_sub.add_parser("infer", help="write a TOML draft: every column with a proposed role and type",
+                              parents=inputs)
     p.add_argument("data", help="transactions (.csv or .parquet)")
     p.add_argument("--out", help="write the draft here (default: standard output)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
@@ -362,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_generate)
 
     p = sub.add_parser("train", help="replay features, train XGBoost (and a GNN) on periods by time",
-                       description="Flags override the --config file's tables (see libfraud.run_config).")
+                       description="Flags override the --config file's tables (see libfraud.run_config).",
+                       parents=inputs)
     p.add_argument("data", help="labelled transactions (.csv or .parquet)")
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--config", help="a run configuration TOML ([periods], [xgboost], [decision], ...)")
@@ -430,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=2, help="parallel compiler processes")
     p.set_defaults(run=_compile)
 
-    p = sub.add_parser("score", help="score transactions with a bundle (one line per transaction)")
+    p = sub.add_parser("score", help="score transactions with a bundle (one line per transaction)",
+                       parents=inputs)
     p.add_argument("bundle")
     p.add_argument("input", help="transactions (.csv or .parquet), in time order")
     p.add_argument("--out", help="write CSV here instead of standard output")
@@ -455,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default 0: every transaction")
     p.set_defaults(run=_score)
 
-    p = sub.add_parser("label", help="apply labels (event id, label, label time) to a durable store")
+    p = sub.add_parser("label", help="apply labels (event id, label, label time) to a durable store",
+                       parents=inputs)
     p.add_argument("bundle")
     p.add_argument("labels", help="labels (.csv or .parquet) in the schema's event id / label columns")
     p.add_argument("--state-dir", required=True, help="the store's state directory (as given to score)")
@@ -502,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     except FraudError as e:
         print(f"libfraud {args.command}: {e.status}: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (OSError, ValueError) as e:  # a missing or unreadable file, a bad flag value
         print(f"libfraud {args.command}: {e}", file=sys.stderr)
         return 2
 

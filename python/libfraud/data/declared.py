@@ -30,7 +30,7 @@ __all__ = [
     "CategoricalField", "DeclaredError", "Entity", "EventIdColumn", "FeatureSpec", "LabelColumn",
     "NumericField", "PRESETS", "Schema", "TimeColumn", "default_feature_name", "hash_ids",
     "infer_schema", "load_config", "load_events", "load_labels", "load_preset", "load_schema", "load_spec",
-    "parse_duration", "utc_offsets", "window_label",
+    "parse_duration", "show_value", "utc_offsets", "window_label",
 ]
 
 SCHEMA_FORMAT, FORMAT_VERSION = "libfraud-schema", 1
@@ -47,18 +47,21 @@ class DeclaredError(SchemaError):
     """A declaration (schema, feature spec) or a data value that breaks one.
 
     ``path`` is the file at fault (the TOML file for a declaration, the data file for a value),
-    ``key`` the TOML key (``[[entities]] 2 'terminal'``), ``row`` and ``column`` locate a value.
+    ``key`` the TOML key (``[[entities]] 2 'terminal'``), ``row`` (0-based, header excluded) and
+    ``column`` locate a value; ``line`` is the line of a CSV file where that row starts.
     """
 
     def __init__(self, reason: str, *, path: str | None = None, key: str | None = None,
-                 row: int | None = None, column: str | None = None):
+                 row: int | None = None, column: str | None = None, line: int | None = None):
         self.key = key
-        super().__init__(reason, row=row, column=column, path=None if path is None else str(path))
+        super().__init__(reason, row=row, column=column, line=line,
+                         path=None if path is None else str(path))
 
     def _format(self) -> str:
         parts = [self.path] if self.path else []
         if self.row is not None:
-            loc = f"row {self.row}" + (f", column {self.column!r}" if self.column else "")
+            loc = f"row {self.row}" + (f" (line {self.line})" if self.line is not None else "")
+            loc += f", column {self.column!r}" if self.column else ""
             parts.append(loc + (f" ({self.key})" if self.key else ""))
         elif self.key:
             parts.append(self.key)
@@ -109,6 +112,22 @@ class _Table:
         extra = [k for k in self.data if k not in self.used]
         if extra:
             self.ctx.fail(f"unknown key {extra[0]!r} (keys: {', '.join(sorted(self.used))})")
+
+
+_SHOWN_CHARS = 80  # a value longer than this is cut in messages (a hostile cell may be megabytes)
+
+
+def show_value(v: Any) -> str:
+    """A value as every message shows it: text quoted, numbers plain (12, not np.float64(12.0)),
+    long text cut with its length said."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 63:
+        v = int(v)
+    if isinstance(v, (str, bytes)) and len(v) > _SHOWN_CHARS:
+        return f"{v[:_SHOWN_CHARS]!r}... ({len(v):,} characters)"
+    text = str(v) if isinstance(v, datetime) else repr(v)  # pd.Timestamp is a datetime
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
 
 
 def _tuple(t) -> tuple:

@@ -116,13 +116,12 @@ def _looks_datetime(text: pd.Series) -> bool:
     return bool(parsed.notna().all())
 
 
-def _frame(data, max_rows: int) -> tuple[pd.DataFrame, str]:
+def _frame(data, max_rows: int, read: dict) -> tuple[pd.DataFrame, str]:
     if isinstance(data, pd.DataFrame):
         return data.head(max_rows), "the data"
+    from .input_file import read_table
     path = Path(data)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path).head(max_rows), path.name
-    return pd.read_csv(path, nrows=max_rows, low_memory=False), path.name
+    return read_table(path, nrows=max_rows, typed=True, **read), path.name
 
 
 def _name(col: str, taken: set, *, strip_id: bool = False) -> str:
@@ -141,10 +140,10 @@ def _name(col: str, taken: set, *, strip_id: bool = False) -> str:
     return s
 
 
-def infer_schema(data, *, name: str | None = None, max_rows: int = 200_000) -> str:
+def infer_schema(data, *, name: str | None = None, max_rows: int = 200_000, **read) -> str:
     """A TOML draft of the schema and a starter feature spec for a frame or a .csv/.parquet file
-    (the first ``max_rows`` rows are looked at)."""
-    df, source = _frame(data, max_rows)
+    (the first ``max_rows`` rows are looked at; ``read``: read_table's encoding, max_cell_chars)."""
+    df, source = _frame(data, max_rows, read)
     cols = {str(c): _profile(df[c]) for c in df.columns}
     if name is None:
         name = Path(data).stem if not isinstance(data, pd.DataFrame) else "data"

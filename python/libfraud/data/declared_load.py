@@ -3,34 +3,48 @@
 :func:`load_events` converts each declared column to the core's layout (``libfraud.events``):
 time to UTC epoch ms, string ids and codes hashed by the core, empty cells to the schema's
 "absent"/"missing" values. A bad value raises :class:`DeclaredError` naming the data file, the
-row (0-based position in the frame), the column and the schema key that declared it.
+row (0-based position in the frame), the column and the schema key that declared it; for a frame
+read by ``read_table`` the file and, in a CSV, the line come from the frame itself.
 """
 
 from __future__ import annotations
 
 import warnings
-from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import pandas as pd
 
 from ..events import ABSENT, MISSING_CODE, EventArrays, LabelArrays
-from .declared import DeclaredError, Schema, hash_ids
+from .declared import DeclaredError, Schema, hash_ids, show_value as _show
 
 __all__ = ["load_events"]
 
 _INT64_MAX = np.iinfo(np.int64).max
+_EXACT = 2.0 ** 53  # from here on a float64 stands for more than one integer (2**53 + 1 reads as 2**53)
 _PER_MS = {"s": 1000, "ms": 1}  # "us" divides by 1000
 
 
 class _Column:
     """One declared column of the frame: its cells, and errors that locate them."""
 
-    def __init__(self, df: pd.DataFrame, name: str, key: str, path: str | None):
-        self.s, self.name, self.key, self.path = df[name], name, key, path
+    def __init__(self, df: pd.DataFrame, name: str, key: str, path: str | None, line_of=None):
+        self.s, self.name, self.key, self.path, self.line_of = df[name], name, key, path, line_of
 
     def fail(self, row, reason: str):
-        raise DeclaredError(reason, path=self.path, key=self.key, row=int(row), column=self.name)
+        line = self.line_of(int(row)) if self.line_of else None
+        raise DeclaredError(reason, path=self.path, key=self.key, row=int(row), column=self.name, line=line)
+
+    def not_ids_of(self, kind: str, what: str) -> None:
+        """Fails for a column of booleans or bytes: ids are integers or text, and hashing
+        ``True`` or ``b'x'`` would store ids no switch computes."""
+        found = self.s.dtype.kind == "b" and "boolean"
+        if not found and self.s.dtype == object:
+            found = {"boolean": "boolean", "bytes": "bytes"}.get(pd.api.types.infer_dtype(self.s, skipna=True))
+        if found:
+            self.fail(int(np.argmax(~self.empty())),  # the first cell with a value
+                      f"a {found} column ({self.s.dtype}), but {what} are integers or strings "
+                      f"(ids = \"{kind}\"): convert the column")
 
     def first(self, mask: np.ndarray, reason) -> None:
         """Fails at the first row of ``mask``; ``reason(row)`` says why."""
@@ -75,7 +89,7 @@ class _Column:
             x = np.where(empty, 0.0, self.s.to_numpy(dtype=np.float64, na_value=np.nan))
             self.first(~np.isfinite(x) | (x != np.floor(x)),
                        lambda i: f"{_show(self.s.iat[i])} is not an integer{hint}")
-            self.first(np.abs(x) >= 2.0 ** 63, lambda i: f"{_show(self.s.iat[i])} overflows int64")
+            self._exact_floats(x)
             return x.astype(np.int64), empty
         if not _is_text(self.s):
             self.fail(0, f"cannot read a {self.s.dtype} column as integers{hint}")
@@ -91,12 +105,21 @@ class _Column:
             parsed[k] = v
         return np.where(codes >= 0, parsed[np.maximum(codes, 0)] if len(parsed) else 0, 0), empty
 
+    def _exact_floats(self, x: np.ndarray) -> None:
+        """Fails at a float id or code past 2**53: it no longer names one integer (the file's
+        9007199254740993 reads as ...992), so two ids could merge silently."""
+        self.first(np.isfinite(x) & (np.abs(x) >= _EXACT),
+                   lambda i: f"{float(x[i])!r} is a float at or past 2**53, where floats skip integers "
+                             f"(9007199254740993 reads as 9007199254740992): store the column as "
+                             f"integers or text")
+
     def hashed(self) -> tuple[np.ndarray, np.ndarray]:
         """(int64 hashed ids, empty mask): each distinct string hashed once by the core."""
         empty = self.empty()
         values = self.s.to_numpy(dtype=object)
         if self.s.dtype.kind == "f":
             # an int column with empty cells reads as floats: hash "12" as the file says, not "12.0"
+            self._exact_floats(np.where(empty, 0.0, self.s.to_numpy(dtype=np.float64, na_value=np.nan)))
             values = np.array([_int_text(v) for v in values], dtype=object)
         codes, uniques = pd.factorize(pd.Series(values).where(~empty, None), use_na_sentinel=True)
         ids = hash_ids([str(u) for u in uniques])
@@ -104,25 +127,22 @@ class _Column:
         return out.astype(np.int64), empty
 
 
-def _show(v) -> str:
-    """A cell as messages show it: text quoted, numbers plain (12, not np.float64(12.0))."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    return str(v) if isinstance(v, (pd.Timestamp, datetime)) else repr(v)
-
-
 def _parse_int(text: str) -> int | None:
+    """The integer a cell's text writes ("12", "12.0", "1.2e3"), read exactly: through a float,
+    "9007199254740993.0" would silently become ...992."""
     try:
         return int(text)
     except ValueError:
         pass
-    try:
-        x = float(text)
-    except ValueError:
+    if len(text) > 400:  # no int64 needs more; Decimal's exponent arithmetic stays cheap
         return None
-    return int(x) if np.isfinite(x) and x == np.floor(x) else None
+    try:
+        x = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not x.is_finite() or abs(x.adjusted()) > 400 or x != x.to_integral_value():
+        return None
+    return int(x)
 
 
 def _int_text(v):
@@ -147,7 +167,7 @@ def load_events(df: pd.DataFrame, schema: Schema, *, path=None, sort: bool = Fal
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
-    path = None if path is None else str(path)
+    path, line_of = _source(df, path)
     if df.columns.duplicated().any():
         dup = str(df.columns[df.columns.duplicated()][0])
         raise DeclaredError(f"column {dup!r} appears more than once", path=path)
@@ -164,7 +184,7 @@ def load_events(df: pd.DataFrame, schema: Schema, *, path=None, sort: bool = Fal
         shown = ", ".join(map(str, df.columns[:40])) + (", ..." if len(df.columns) > 40 else "")
         raise DeclaredError(f"column {c!r} not in {path or 'the data'} (columns: {shown})",
                             path=schema.source, key=key, column=c)
-    col = {key: _Column(df, c, key, path) for key, c in cols}
+    col = {key: _Column(df, c, key, path, line_of) for key, c in cols}
     event_id = _event_ids(col["[event_id]"], schema.event_id.ids)
     time_ms = _times(col["[time]"], schema.time.unit)
     amount = _amounts(col["[amount]"]) if schema.amount is not None else None
@@ -193,6 +213,16 @@ def load_events(df: pd.DataFrame, schema: Schema, *, path=None, sort: bool = Fal
     return events, label_arrays
 
 
+def _source(df: pd.DataFrame, path) -> tuple[str | None, object]:
+    """(the file named in errors, row -> CSV line or None): ``path`` when given, else the file
+    read_table read the frame from."""
+    from .input_file import source_of
+    file, line_of = source_of(df)
+    if path is not None and str(path) != file:
+        return str(path), None
+    return file, line_of
+
+
 def _key(table: str, k: int, name: str) -> str:
     return f"[[{table}]] {k + 1} {name!r}"
 
@@ -212,6 +242,7 @@ def _declared_columns(schema: Schema, labels: bool) -> list[tuple[str, str]]:
 
 
 def _event_ids(c: _Column, ids: str) -> np.ndarray:
+    c.not_ids_of(ids, "event ids")
     v, empty = c.hashed() if ids == "string" else c.ints("ids")
     c.first(empty, lambda i: "empty event id")
     c.first(v < 0, lambda i: f"event id {v[i]} is negative: integer ids must be >= 0")
@@ -283,6 +314,7 @@ def _amounts(c: _Column) -> np.ndarray:
 
 
 def _entity(c: _Column, e) -> np.ndarray:
+    c.not_ids_of(e.ids, f"ids of entity {e.name!r}")
     v, empty = c.hashed() if e.ids == "string" else c.ints("ids")
     if e.required:
         c.first(empty, lambda i: f"empty cell, and entity {e.name!r} is required "
@@ -325,7 +357,7 @@ def _labels(col: dict, schema: Schema, event_id: np.ndarray,
         given = ~tc.empty()
         if given.any():
             # empty label times fall back on time + delay; parse only the given ones
-            sub = _Column(tc.s[given].to_frame(), tc.name, tc.key, tc.path)
+            sub = _Column(tc.s[given].to_frame(), tc.name, tc.key, tc.path)  # rows mapped back below
             given_rows = np.flatnonzero(given)
             try:
                 t = _times(sub, schema.time.unit)
@@ -345,7 +377,7 @@ def load_labels(df: pd.DataFrame, schema: Schema, *, path=None) -> LabelArrays:
     (else the event time column, for time + delay). Empty label cells are skipped."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
-    path = None if path is None else str(path)
+    path, line_of = _source(df, path)
     lb = schema.label
     if lb is None:
         raise DeclaredError("the schema declares no [label]", path=schema.source)
@@ -362,7 +394,7 @@ def load_labels(df: pd.DataFrame, schema: Schema, *, path=None) -> LabelArrays:
     if missing:
         key, c = missing[0]
         raise DeclaredError(f"column {c!r} not in {path or 'the labels'}", path=schema.source, key=key, column=c)
-    col = {key: _Column(df, c, key, path) for key, c in cols}
+    col = {key: _Column(df, c, key, path, line_of) for key, c in cols}
     event_id = _event_ids(col["[event_id]"], schema.event_id.ids)
     if "[time]" in col:
         time_ms = _times(col["[time]"], schema.time.unit)

@@ -1,8 +1,9 @@
 """Reading and writing transaction files (.csv, .parquet).
 
-``read_table`` reads any file as it is (CSV cells as text, so the declared schema's loader converts
-each column and names a bad cell by row and column); ``load_transactions`` reads a payments file
-(the generator's columns) through the declared ``payments`` preset into a typed frame.
+``read_table`` (from ``input_file``, the one place that opens input files) reads any file as it
+is (CSV cells as text, so the declared schema's loader converts each column and names a bad cell
+by row and column); ``load_transactions`` reads a payments file (the generator's columns) through
+the declared ``payments`` preset into a typed frame.
 """
 
 from __future__ import annotations
@@ -13,17 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .input_file import SUPPORTED_SUFFIXES, read_table
+
 __all__ = ["SUPPORTED_SUFFIXES", "load_transactions", "payments_frame", "read_table", "write_chunks"]
-
-SUPPORTED_SUFFIXES = (".csv", ".parquet")
-
-
-def _kind(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise ValueError(f"cannot read {str(path)!r}: unsupported suffix {suffix!r}; "
-                         f"supported: {', '.join(SUPPORTED_SUFFIXES)}")
-    return suffix[1:]
 
 
 def write_chunks(path: str | os.PathLike, chunks, *, total: int, empty: pd.DataFrame,
@@ -70,16 +63,6 @@ def write_chunks(path: str | os.PathLike, chunks, *, total: int, empty: pd.DataF
     return path
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A .csv or .parquet file as it is, in its own columns: CSV cells as strings (empty = missing),
-    so the declared schema's loader (libfraud.data.declared.load_events) converts each column and
-    names a bad cell by row and column, instead of pandas guessing a type."""
-    path = Path(path)
-    if _kind(path) == "csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    return pd.read_parquet(path).reset_index(drop=True)
-
-
 def payments_frame(df: pd.DataFrame, *, path=None) -> pd.DataFrame:
     """A payments frame (the generator's columns, any types: text from a CSV included) checked and
     converted by the declared ``payments`` preset: typed columns, an absent device/ip as -1, other
@@ -112,6 +95,6 @@ def payments_frame(df: pd.DataFrame, *, path=None) -> pd.DataFrame:
 def load_transactions(path: str | os.PathLike) -> pd.DataFrame:
     """Read a payments .csv or .parquet file through the declared ``payments`` preset (see
     :func:`payments_frame`). Raises DeclaredError naming the file, row and column of the first bad
-    cell, ValueError for an unsupported suffix."""
+    cell, ValueError for an unsupported suffix (and what read_table raises)."""
     path = Path(path)
     return payments_frame(read_table(path), path=path)
