@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from ..calibration import Calibrator
 from .explanation import SHAP_ARTIFACT, check_served_contributions, prepare_explanation
-from .parity import ParityError, check_tree_parity
+from .parity import ParityError, check_missing_value, check_tree_parity
 from .shap_tables import ShapTablesError
 from .trees import compile_trees
 
@@ -216,10 +216,11 @@ def _explanation(booster, names: list[str], aligned: dict, gnn: dict | None, X_h
 
 
 def _check_served(bundle: Path, booster, X_holdout, calibrator: Calibrator | None = None,
-                  explanation=None) -> dict:
+                  explanation=None, missing_value: float = math.nan) -> dict:
     """Open the written bundle with the core itself and score held-out rows: a bundle the engine
-    refuses, or whose served scores differ from the reference (xgboost's, through
-    ``calibrator.apply`` when the bundle calibrates) by more than 1e-5, is never moved into place."""
+    refuses, or whose served scores differ from the reference (xgboost's, reading
+    ``missing_value`` as missing, through ``calibrator.apply`` when the bundle calibrates) by more
+    than 1e-5, is never moved into place."""
     import numpy as np
 
     from libfraud import _core
@@ -231,7 +232,7 @@ def _check_served(bundle: Path, booster, X_holdout, calibrator: Calibrator | Non
     if len(rows) == 0:
         return {"rows": 0}
     served = np.asarray(engine.score_features(rows), dtype=np.float64)
-    trees = booster.inplace_predict(rows)
+    trees = booster.inplace_predict(rows, missing=missing_value)
     expected = np.asarray(calibrator.apply(trees) if calibrator else trees, dtype=np.float64)
     diffs = np.abs(served - expected)
     diffs[np.isnan(diffs)] = np.inf
@@ -246,6 +247,21 @@ def _check_served(bundle: Path, booster, X_holdout, calibrator: Calibrator | Non
     if explanation is not None:
         check_served_contributions(engine, explanation)
     return {"rows": int(len(rows)), "max_abs_diff": diff, "backend": engine.gnn_backend}
+
+
+def _unwrap_estimator(booster, missing_value: float | None) -> tuple[Any, float]:
+    """(Booster, missing value): an sklearn-style XGBoost estimator gives its booster and its
+    ``missing`` (what its fit read as missing; the booster does not record it)."""
+    import xgboost as xgb
+
+    declared = None if missing_value is None else check_missing_value(missing_value)
+    if not isinstance(booster, xgb.XGBModel):
+        return booster, math.nan if declared is None else declared
+    learned = check_missing_value(booster.missing)
+    if declared is not None and not (declared == learned or (math.isnan(declared) and math.isnan(learned))):
+        raise ValueError(f"missing_value={declared!r} differs from the estimator's missing={learned!r}, "
+                         "what its fit read as missing")
+    return booster.get_booster(), learned
 
 
 def _booster_facts(booster) -> tuple[int, float]:
@@ -322,6 +338,8 @@ def build_bundle(
     progress: bool = False,
     sign_key: str | os.PathLike | None = None,
     explain: bool = True,
+    missing_value: float | None = None,
+    source: str | None = None,
 ) -> Path:
     """Compile ``booster`` and write the bundle directory ``out_dir``; return its path.
 
@@ -357,7 +375,16 @@ def build_bundle(
     ``reason`` keys, else by kind; GNN outputs are ``graph``), after the core's contributions
     matched xgboost's ``pred_contribs`` within 1e-4 (ParityError otherwise). A booster the tables
     cannot describe (categorical splits) gets a bundle without them, with a warning.
+
+    ``booster``: an ``xgboost.Booster``, or an sklearn-style estimator (``XGBClassifier``), whose
+    ``missing`` then is the missing value. ``missing_value`` (default NaN): the value that marked
+    missing values in training (``DMatrix(missing=...)``), which xgboost does not record in the
+    booster. The core's one missing marker is NaN and it scores any other value as a value, so
+    parity reads a declared sentinel as training did and fails where the served scores would
+    differ (BUNDLE.md "Missing and infinite values"). ``source`` names the model in the compiler's
+    errors (its file, say; default: the bundle path).
     """
+    booster, missing = _unwrap_estimator(booster, missing_value)
     out = Path(out_dir).absolute()
     names = [feature_names] if isinstance(feature_names, str) else list(feature_names)
     if not names or not all(isinstance(n, str) and n for n in names):
@@ -402,8 +429,9 @@ def build_bundle(
         (tmp / "trees").mkdir()
         so = tmp / "trees" / "model.so"
         ubj = tmp / "trees" / "model.ubj"
-        compiled = compile_trees(booster, so, jobs=jobs, progress=progress)
-        report = check_tree_parity(booster, so, X_holdout).require()
+        compiled = compile_trees(booster, so, jobs=jobs, progress=progress,
+                                 source=source or f"the model for {out}")
+        report = check_tree_parity(booster, so, X_holdout, missing_value=missing).require()
         booster.save_model(str(ubj))
 
         artifacts = []
@@ -427,6 +455,8 @@ def build_bundle(
         best_iteration, scale_pos_weight = _booster_facts(booster)
         parity = {k: v for k, v in report.to_dict().items()
                   if k in ("reference", "rows", "rows_with_missing", "max_abs_diff", "tolerance", "passed")}
+        if not math.isnan(missing):  # parity held with rows carrying the training's sentinel
+            parity["missing_value"] = missing
         manifest = {
             "format": BUNDLE_FORMAT,
             # 3 with a calibration section (older cores must refuse it, not ignore it), else 2.
@@ -465,7 +495,7 @@ def build_bundle(
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        _check_served(tmp, booster, X_holdout, calibrator, explanation)
+        _check_served(tmp, booster, X_holdout, calibrator, explanation, missing)
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,19 +1,22 @@
 """XGBoost booster -> Treelite -> TL2cgen C -> shared library (bundle target ``tl2cgen-c-shared``).
 
-The C is compiled here with the local C compiler, one process per translation unit, at -O1: -O2/-O3
-give byte-identical libraries at 2x the compile time, and the smaller -O1 code runs faster. The
-library exports only TL2cgen's entry points (a version script), is linked ``-Bsymbolic`` so its generic
-names (``postprocess``, ``quantize``) never bind to a host's, and is meant to be loaded RTLD_LOCAL.
+TL2cgen generates the C in a child process: it trusts its input, and a crash there (it segfaulted
+on a cyclic tree) must be an error of the compiling process, not its death. The C is compiled here
+with the local C compiler, one process per translation unit, at -O1: -O2/-O3 give byte-identical
+libraries at 2x the compile time, and the smaller -O1 code runs faster. The library exports only
+TL2cgen's entry points (a version script), is linked ``-Bsymbolic`` so its generic names
+(``postprocess``, ``quantize``) never bind to a host's, and is meant to be loaded RTLD_LOCAL.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -40,9 +43,24 @@ _TREES_PER_UNIT = 32
 _SUPPORTED_OBJECTIVES = ("binary:logistic",)
 _STDERR_TAIL = 4000
 
+# The code-generation child: reads the model file the parent wrote, writes the C and a JSON of the
+# tree and feature counts. Self-contained (treelite and tl2cgen only), so it starts fast and needs
+# no sys.path of the parent's.
+_CODEGEN_CHILD = """
+import json, sys
+model_path, src, per_unit, facts_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+import tl2cgen, treelite
+model = treelite.frontend.load_xgboost_model(model_path, format_choice="ubjson")
+n_trees = int(model.num_tree)
+tl2cgen.generate_c_code(model, src, params={"parallel_comp": max(1, -(-n_trees // per_unit))})
+with open(facts_path, "w") as f:
+    json.dump({"n_trees": n_trees, "num_features": int(model.num_feature)}, f)
+"""
+
 
 class TreeCompileError(RuntimeError):
-    """The C compiler or linker failed; the message holds the command and its stderr tail."""
+    """TL2cgen's code generation failed or crashed, or the C compiler or linker failed; the message
+    says which, with the stderr tail."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +92,7 @@ def compiler_version() -> str:
     return lines[0] if lines else " ".join(cmd)
 
 
-def _check_booster(booster) -> None:
+def _check_booster(booster, source: str | None) -> None:
     import xgboost as xgb
 
     if not isinstance(booster, xgb.Booster):
@@ -97,7 +115,34 @@ def _check_booster(booster) -> None:
     kind = config["gradient_booster"]["name"]
     if kind != "gbtree":
         raise ValueError(f"booster type {kind!r} is not supported; valid: ['gbtree']")
-    check_tree_structure(booster)  # before TL2cgen, which trusts what it is given
+    check_tree_structure(booster, source)  # before TL2cgen, which trusts what it is given
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "unknown signal"
+
+
+def _generate_code(booster, work: Path, what: str) -> tuple[Path, int, int]:
+    """TL2cgen's C for ``booster`` in ``work``/src, generated in a child process given the model
+    as a file; returns (source directory, trees, features). TreeCompileError naming ``what`` (the
+    model) if the child fails or dies of a signal."""
+    model, src, facts = work / "model.ubj", work / "src", work / "codegen.json"
+    booster.save_model(str(model))
+    cmd = [sys.executable, "-c", _CODEGEN_CHILD, str(model), str(src), str(_TREES_PER_UNIT), str(facts)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+    tail = (proc.stderr or proc.stdout)[-_STDERR_TAIL:]
+    if proc.returncode < 0:
+        signum = -proc.returncode
+        raise TreeCompileError(f"TL2cgen crashed generating code for {what}: signal {signum} "
+                               f"({_signal_name(signum)}); the compiling process is unaffected"
+                               + (f"\n{tail}" if tail.strip() else ""))
+    if proc.returncode != 0:
+        raise TreeCompileError(f"TL2cgen failed generating code for {what} (exit code {proc.returncode}):\n{tail}")
+    counts = json.loads(facts.read_text())
+    return src, int(counts["n_trees"]), int(counts["num_features"])
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -122,33 +167,28 @@ def compile_trees(
     jobs: int = 2,
     opt_level: str = "-O1",
     progress: bool = False,
+    source: str | None = None,
 ) -> CompileResult:
     """Compile a trimmed binary:logistic booster into the shared library ``out_so_path``.
 
     Raises ValueError for a booster that cannot be exported (untrimmed early stopping, another
-    objective), TreeCompileError when the compiler or linker fails.
+    objective, a tree that is not a tree), TreeCompileError when TL2cgen (run in a child process)
+    fails or crashes, or the compiler or linker fails. ``source`` names the model in those messages
+    (its file, say; default: ``out_so_path``).
     """
-    import tl2cgen
-    import treelite
-
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if opt_level not in ("-O0", "-O1", "-O2", "-O3", "-Os"):
         raise ValueError(f"opt_level {opt_level!r} is not valid; valid: -O0 -O1 -O2 -O3 -Os")
-    _check_booster(booster)
     out = Path(out_so_path)
+    _check_booster(booster, source)
     start = time.perf_counter()
 
-    model = treelite.frontend.from_xgboost(booster)
-    n_trees = int(model.num_tree)
-    num_features = int(model.num_feature)
     cc = _compiler_command()
     flags = [opt_level, "-fPIC", "-std=gnu99"]
 
     with tempfile.TemporaryDirectory(prefix="libfraud-trees-") as tmp:
-        src = Path(tmp) / "src"
-        units = max(1, math.ceil(n_trees / _TREES_PER_UNIT))
-        tl2cgen.generate_c_code(model, str(src), params={"parallel_comp": units})
+        src, n_trees, num_features = _generate_code(booster, Path(tmp), source or str(out))
         sources = sorted(src.glob("*.c"))
         if not sources:
             raise TreeCompileError(f"TL2cgen generated no C files in {src}")

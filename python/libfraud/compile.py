@@ -118,7 +118,8 @@ def compile_model_dir(model_dir: str | Path, out: str | Path, *, jobs: int = 2,
                               schema=info["schema"], spec=info["spec"], X_holdout=holdout,
                               threshold=info["threshold"], threshold_rule=info["threshold_rule"],
                               metrics=info["metrics"], gnn=gnn, jobs=jobs, progress=progress,
-                              calibration=info.get("calibration"), provenance=info.get("provenance"))
+                              calibration=info.get("calibration"), provenance=info.get("provenance"),
+                              source=str(Path(model_dir) / "model.ubj"))
     if track and info.get("mlflow"):  # the bundle joins the training run that made it
         from .tracking import log_to_run
         log_to_run(info["mlflow"]["uri"], info["mlflow"]["run_id"], artifacts={"bundle": bundle},

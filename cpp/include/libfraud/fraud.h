@@ -311,6 +311,9 @@ FRAUD_API fraud_status fraud_engine_features(const fraud_engine* engine, const f
 /*
  * The model alone on n rows the caller computed (n * num_features floats, row-major, in the
  * feature order; NaN = missing): for a caller with its own features, and to time the trees.
+ * NaN is the only missing marker (a training sentinel such as -999 is scored as a value); +/-inf
+ * is refused, all rows checked before any is scored: FRAUD_STATUS_INVALID_TRANSACTION naming the
+ * row and the feature (index and name), nothing written to scores_out.
  * The bundle's calibration, if any, is applied as for fraud_engine_score.
  * Safe from many threads.
  */
@@ -413,10 +416,10 @@ FRAUD_API fraud_status fraud_engine_score_and_ingest_explain_events(fraud_engine
                                                                     fraud_reason* reasons_out,
                                                                     size_t* n_reasons_out);
 
-/* Per-feature contributions of n caller rows (as fraud_engine_score_features takes them):
- * contributions_out[i * (num_features + 1) + j] for feature j, the last of each row the expected
- * value; each row sums to the trees' margin. FRAUD_STATUS_NO_EXPLANATION without explanation data.
- * Safe from many threads. */
+/* Per-feature contributions of n caller rows (as fraud_engine_score_features takes them, +/-inf
+ * refused as there): contributions_out[i * (num_features + 1) + j] for feature j, the last of each
+ * row the expected value; each row sums to the trees' margin. FRAUD_STATUS_NO_EXPLANATION without
+ * explanation data. Safe from many threads. */
 FRAUD_API fraud_status fraud_engine_contributions(const fraud_engine* engine, const float* rows, size_t n,
                                                   double* contributions_out);
 

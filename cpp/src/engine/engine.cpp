@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -27,6 +28,22 @@ bool is_transaction_refusal(fraud_status s) {
 
 bool is_label_refusal(fraud_status s) {
     return s == FRAUD_STATUS_UNKNOWN_EVENT || s == FRAUD_STATUS_INVALID_LABEL || s == FRAUD_STATUS_LABEL_CONFLICT;
+}
+
+// Caller rows (NaN = missing) before any is scored: +/-inf is refused, as in training, in the
+// compiler's parity and in the event validator; the compiled trees would route it as a number.
+void check_feature_rows(const float* rows, size_t n, const Model& model, const char* function) {
+    const size_t nf = model.num_features();
+    for (size_t i = 0; i < n; ++i) {
+        for (size_t j = 0; j < nf; ++j) {
+            const float v = rows[i * nf + j];
+            if (std::isinf(v))
+                throw FraudError(FRAUD_STATUS_INVALID_TRANSACTION,
+                                 std::string(function) + ": row " + std::to_string(i) + ", feature " +
+                                     std::to_string(j) + " (" + model.feature_names()[j] + "): is " +
+                                     (v > 0 ? "+inf" : "-inf") + " (NaN = missing; +/-inf is refused)");
+        }
+    }
 }
 
 }  // namespace
@@ -175,7 +192,9 @@ void Engine::label(const fraud_label* labels, size_t n) {
 }
 
 void Engine::score_features(const float* rows, size_t n, float* scores) const {
-    model()->score_rows(rows, n, scores);
+    const std::shared_ptr<const Model> model = this->model();
+    check_feature_rows(rows, n, *model, "fraud_engine_score_features");
+    model->score_rows(rows, n, scores);
 }
 
 size_t Engine::neighbours(const fraud_event& event, size_t m, fraud_neighbour* out) const {
@@ -189,6 +208,7 @@ size_t Engine::neighbours(const fraud_event& event, size_t m, fraud_neighbour* o
 void Engine::contributions(const float* rows, size_t n, double* out) const {
     const std::shared_ptr<const Model> model = this->model();
     const Explainer& explainer = model->require_explainer("fraud_engine_contributions");
+    check_feature_rows(rows, n, *model, "fraud_engine_contributions");
     const size_t nf = model->num_features();
     for (size_t i = 0; i < n; ++i) explainer.contributions(rows + i * nf, out + i * (nf + 1));
 }

@@ -15,6 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,7 +30,7 @@ import xgboost as xgb
 
 from libfraud import metrics
 
-__all__ = ["GbdtParams", "TrainedGbdt", "train_gbdt"]
+__all__ = ["GbdtParams", "ModelFileError", "TrainedGbdt", "read_booster", "train_gbdt"]
 
 _META_FORMAT_VERSION = 1
 TREE_METHODS = ("auto", "exact", "hist", "approx")
@@ -157,6 +163,63 @@ def _as_labels(y: Any, n_rows: int, what: str) -> np.ndarray:
     return y
 
 
+class ModelFileError(ValueError):
+    """A model file XGBoost cannot read: the message names the file and gives xgboost's reason."""
+
+
+# Reads the model file in a child process and writes it back as XGBoost's own UBJSON: xgboost's
+# parser trusts the bytes, and truncated UBJSON files made it allocate gigabytes, throw, or
+# segfault here. The parent then only ever parses bytes xgboost itself wrote.
+_READ_CHILD = """
+import resource, sys
+limit = int(sys.argv[3])  # address space: a corrupt length field asks for gigabytes at once
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+sys.modules["sklearn"] = None  # xgboost then skips importing it (1 s of the child's start)
+import xgboost
+try:
+    booster = xgboost.Booster(model_file=sys.argv[1])
+except UnicodeDecodeError:  # xgboost decoding its own message, which quoted the garbage
+    sys.exit("\\nREASON: xgboost's error message is not UTF-8 (the file is corrupt)")
+except Exception as e:  # its first line: the rest is a C++ stack trace
+    sys.exit("\\nREASON: " + (str(e).strip().splitlines() or [type(e).__name__])[0])
+with open(sys.argv[2], "wb") as f:
+    f.write(booster.save_raw("ubj"))
+"""
+_READ_MEMORY_BASE = 4 << 30
+_READ_MEMORY_PER_BYTE = 64
+_XGBOOST_LOCATION = re.compile(r"^\[\d\d:\d\d:\d\d\] \S+:\d+: ")  # "[18:06:25] src/x.cc:409: "
+
+
+def read_booster(path: str | os.PathLike) -> xgb.Booster:
+    """The XGBoost model in the file ``path`` (JSON or UBJSON), read in a child process first.
+    ModelFileError "cannot read XGBoost model PATH: <xgboost's reason, first line>" if XGBoost
+    cannot read it or crashes reading it; FileNotFoundError if there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"XGBoost model {path}: no such file")
+    limit = _READ_MEMORY_BASE + _READ_MEMORY_PER_BYTE * path.stat().st_size
+    with tempfile.TemporaryDirectory(prefix="libfraud-model-") as tmp:
+        copy = Path(tmp) / "model.ubj"
+        proc = subprocess.run([sys.executable, "-c", _READ_CHILD, str(path), str(copy), str(limit)],
+                              capture_output=True, text=True, errors="replace", check=False)
+        if proc.returncode == 0:
+            return xgb.Booster(model_file=bytearray(copy.read_bytes()))
+    if proc.returncode < 0:
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = "unknown signal"
+        reason = f"xgboost crashed reading it (signal {-proc.returncode}, {name})"
+    else:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        reasons = [line[len("REASON: "):] for line in lines if line.startswith("REASON: ")]
+        reason = (reasons or lines or [f"exit code {proc.returncode}"])[-1].strip()
+        reason = _XGBOOST_LOCATION.sub("", reason)
+        if reason == "std::bad_alloc":
+            reason += " (a length in the file asks for more memory than any model of its size needs)"
+    raise ModelFileError(f"cannot read XGBoost model {path}: {reason}")
+
+
 class _TqdmProgress(xgb.callback.TrainingCallback):
     """A tqdm bar over boosting rounds, showing the latest validation AUPRC."""
 
@@ -230,13 +293,18 @@ class TrainedGbdt:
         meta_path = Path(f"{path}.meta.json")
         if not meta_path.is_file():
             raise FileNotFoundError(f"missing sidecar {meta_path} for model {path}")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelFileError(f"cannot read {meta_path}: {e}") from None
+        if not isinstance(meta, dict):
+            raise ModelFileError(f"cannot read {meta_path}: not a JSON object")
         if meta.get("format_version") != _META_FORMAT_VERSION:
             raise ValueError(
                 f"{meta_path}: format_version {meta.get('format_version')!r}, expected {_META_FORMAT_VERSION}"
             )
         params = GbdtParams(**meta["params"])
-        booster = xgb.Booster(model_file=str(path))
+        booster = read_booster(path)
         booster.set_param({"nthread": params.nthread})  # runtime setting, not stored in the model
         names = tuple(meta["feature_names"])
         if tuple(booster.feature_names or ()) != names:
