@@ -4,6 +4,7 @@ snapshot and in the log) come back with it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -85,6 +86,51 @@ def test_a_corrupt_state_is_refused_not_half_loaded(small_transactions, small_bu
     assert error.value.status == "FRAUD_STATUS_IO_ERROR" and "store.snapshot" in str(error.value)
 
 
+def test_a_log_lost_after_a_snapshot_is_refused(small_transactions, small_bundle, tmp_path):
+    """The snapshot names its log: without it the events acknowledged after the snapshot would be
+    silently gone, so the open fails naming the gap."""
+    state = tmp_path / "state"
+    scorer = Scorer(small_bundle, state_dir=state)
+    scorer.ingest(small_transactions.iloc[:500])
+    scorer.snapshot()
+    scorer.ingest(small_transactions.iloc[500:600])  # acknowledged: only in store.log
+    del scorer
+    log = state / "store.log"
+    kept = log.read_bytes()
+    log.unlink()
+    with pytest.raises(FraudError, match=r"store.log is missing; the snapshot \(taken at sequence 500\) expects log") as e:
+        Scorer(small_bundle, state_dir=state)
+    assert e.value.status == "FRAUD_STATUS_IO_ERROR"
+    log.write_bytes(kept)
+    assert Scorer(small_bundle, state_dir=state).store_size == 600
+
+
+def test_a_damaged_last_record_is_refused_or_quarantined(small_transactions, small_bundle, tmp_path, caplog):
+    """A bit flip in the last record is not a torn write: refused, even with fsync on; allowed, its
+    bytes are kept in a quarantine file and the open goes on without them, saying so."""
+    state = tmp_path / "state"
+    scorer = Scorer(small_bundle, state_dir=state, fsync_every_ingest=True)
+    scorer.ingest(small_transactions.iloc[:300])
+    log = state / "store.log"
+    good_end = log.stat().st_size
+    scorer.ingest(small_transactions.iloc[300:310])
+    del scorer
+    data = bytearray(log.read_bytes())
+    data[-3] ^= 0x04
+    log.write_bytes(bytes(data))
+    with pytest.raises(FraudError, match=rf"store.log: corrupt record at offset {good_end} \(sequence 300\)") as e:
+        Scorer(small_bundle, state_dir=state)
+    assert e.value.status == "FRAUD_STATUS_IO_ERROR" and "quarantine_corrupt_log_tail" in str(e.value)
+    with caplog.at_level(logging.WARNING, logger="libfraud"):
+        opened = Scorer(small_bundle, state_dir=state, quarantine_corrupt_log_tail=True)
+    assert opened.store_size == 300
+    (kept,) = state.glob("store.log.quarantine-*")
+    assert kept.read_bytes() == bytes(data[good_end:])
+    assert any(str(kept) in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    del opened
+    assert Scorer(small_bundle, state_dir=state).store_size == 300  # cut there: opens plainly now
+
+
 def test_retention_bounds_the_store(small_transactions, small_bundle):
     scorer = Scorer(small_bundle, retention_ms=3_600_000)
     scorer.ingest(small_transactions.iloc[:5_000])
@@ -157,3 +203,11 @@ def test_labels_survive_a_restart(small_transactions, label_bundle, tmp_path):
     assert want["card_labelled_count_30d"].sum() > 0 and want["card_fraud_count_30d"].sum() > 0
     np.testing.assert_array_equal(restored.features(nxt).to_numpy(), want.to_numpy())
     np.testing.assert_array_equal(restored.score_and_ingest(nxt), uninterrupted.score_and_ingest(nxt))
+
+
+def test_the_cli_passes_the_quarantine_flag():
+    from libfraud.cli import build_parser
+    for argv in (["score", "b", "in.csv", "--state-dir", "s", "--quarantine-corrupt-log-tail"],
+                 ["label", "b", "l.csv", "--state-dir", "s", "--quarantine-corrupt-log-tail"]):
+        assert build_parser().parse_args(argv).quarantine_corrupt_log_tail
+    assert not build_parser().parse_args(["label", "b", "l.csv", "--state-dir", "s"]).quarantine_corrupt_log_tail

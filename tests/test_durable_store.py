@@ -21,8 +21,8 @@ from libfraud.features import make_store, rows_of
 CARD = 0
 HOUR = 3_600_000
 DAY = 24 * HOUR
-LOG_HEADER_BYTES = 88  # cpp/src/store/state_log.h
-RECORD_HEADER_BYTES = 48
+LOG_HEADER_BYTES = 104  # cpp/src/store/log_format.h
+RECORD_HEADER_BYTES = 56
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +146,7 @@ def test_snapshot_and_log_round_trip(tmp_path, world, records):
     for a, b in zip(bounds[:20], bounds[1:21]):
         step(a, b)
     assert bounds[20] == half
-    live.write_snapshot(_core.snapshot_path(d))
-    log.reset()
+    log.snapshot(live)  # the snapshot and the new log it names
     label_batches = 0
     for a, b in zip(bounds[20:-1], bounds[21:]):
         step(a, b)
@@ -244,7 +243,7 @@ def test_torn_tail_dropped_corrupt_middle_refused(tmp_path, world, records):
     stats = s.restore(d)
     assert s.size == len(batches[0]) + len(batches[1]) and stats["torn_tail_bytes"] > 0
 
-    # The log's header is 88 bytes now (it was 56: it carries the store layout's digest).
+    # The log's header is 104 bytes (format version 3: the store layout's digest and the log's id).
     data[LOG_HEADER_BYTES + RECORD_HEADER_BYTES + 7] ^= 0xFF  # damage inside the first record; valid records follow
     Path(path).write_bytes(data)
     s = new_store(world)

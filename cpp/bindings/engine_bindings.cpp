@@ -29,7 +29,7 @@ public:
     PyEngine(const std::string& bundle_dir, int64_t expected_transactions, const std::string& gnn_backend,
              const std::string& plugin_dir, const std::string& state_dir, bool fsync_every_ingest,
              int64_t retention_ms, uint32_t max_history_per_entity, const std::string& trusted_public_key,
-             uint64_t explain_table_bytes, int64_t max_ahead_ms) {
+             uint64_t explain_table_bytes, int64_t max_ahead_ms, bool quarantine_corrupt_log_tail) {
         fraud_engine_params params = fraud_engine_default_params();
         params.expected_transactions = expected_transactions;
         params.gnn_backend = gnn_backend.c_str();
@@ -41,6 +41,7 @@ public:
         params.trusted_public_key_path = trusted_public_key.empty() ? nullptr : trusted_public_key.c_str();
         params.explain_table_bytes = explain_table_bytes;
         params.max_ahead_ms = max_ahead_ms;
+        params.quarantine_corrupt_log_tail = quarantine_corrupt_log_tail ? 1 : 0;
         fraud_engine* raw = nullptr;
         check(fraud_engine_open(bundle_dir.c_str(), &params, &raw));
         engine_.reset(raw);
@@ -345,11 +346,12 @@ private:
 void bind_engine(py::module_& m) {
     py::class_<PyEngine>(m, "Engine", "A loaded bundle with its temporal store (the C API's fraud_engine).")
         .def(py::init<const std::string&, int64_t, const std::string&, const std::string&, const std::string&, bool,
-                      int64_t, uint32_t, const std::string&, uint64_t, int64_t>(),
+                      int64_t, uint32_t, const std::string&, uint64_t, int64_t, bool>(),
              py::arg("bundle_dir"), py::arg("expected_transactions") = 0, py::arg("gnn_backend") = "",
              py::arg("plugin_dir") = "", py::arg("state_dir") = "", py::arg("fsync_every_ingest") = false,
              py::arg("retention_ms") = 0, py::arg("max_history_per_entity") = 0, py::arg("trusted_public_key") = "",
-             py::arg("explain_table_bytes") = 0, py::arg("max_ahead_ms") = 0)
+             py::arg("explain_table_bytes") = 0, py::arg("max_ahead_ms") = 0,
+             py::arg("quarantine_corrupt_log_tail") = false)
         .def_property_readonly("gnn_backend", &PyEngine::gnn_backend)
         .def_property_readonly("num_features", &PyEngine::num_features)
         .def_property_readonly("feature_names", &PyEngine::feature_names)

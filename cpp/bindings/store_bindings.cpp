@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "features/features.h"
 #include "libfraud/fraud.h"
+#include "store/restore.h"
 #include "store/snapshot.h"
 #include "store/state_log.h"
 #include "store/temporal_store.h"
@@ -202,10 +203,10 @@ public:
         libfraud::write_snapshot(store_, path);
     }
     // Replaces the store with dir's snapshot + log (this store's retention config); all or nothing.
-    RestoreStats restore(const std::string& dir) {
+    RestoreStats restore(const std::string& dir, const Recovery& recovery) {
         py::gil_scoped_release release;
         std::unique_lock<std::shared_mutex> lock(mutex_);
-        return restore_state(dir, store_);
+        return restore_state(dir, store_, recovery);
     }
     const StoreLayout& layout() const { return store_.layout(); }
 
@@ -247,8 +248,12 @@ StoreConfig make_store_config(int64_t retention_ms, int64_t max_history_per_enti
 // The state log, for tests and tools (the engine owns its own).
 class PyStateLog {
 public:
-    PyStateLog(const std::string& dir, bool fsync, const PyStore& like)
-        : schema_(like.schema()), log_(StateLog::open(dir, fsync, like.layout())) {}
+    // `like`: the store restored from dir (or, for a new dir, an empty one of its layout).
+    PyStateLog(const std::string& dir, bool fsync, const PyStore& like, bool quarantine_corrupt_tail) : schema_(like.schema()) {
+        Recovery recovery;
+        recovery.quarantine_corrupt_tail = quarantine_corrupt_tail;
+        like.read([&](const TemporalStore& s) { log_ = StateLog::open(dir, fsync, s, recovery); });
+    }
     void append(const EventsView& v) {
         py::gil_scoped_release release;
         validate_fields(schema_, v.data(), v.size());
@@ -259,7 +264,11 @@ public:
         log_->append_labels(l.data(), l.size());
     }
     const Schema& schema() const { return schema_; }
-    void reset() { log_->reset(); }
+    // A snapshot of `store` (the store this log follows) and the new log it names.
+    void snapshot(const PyStore& store) {
+        store.read([&](const TemporalStore& s) { log_->snapshot(s); });
+    }
+    const std::string& quarantine_file() const { return log_->quarantine_file(); }
     uint64_t next_seq() const { return log_->next_seq(); }
     uint64_t bytes() const { return log_->bytes(); }
 
@@ -336,8 +345,10 @@ void bind_store(py::module_& m) {
         .def("write_snapshot", &PyStore::write_snapshot, py::arg("path"),
              "Write a snapshot atomically (temp file, fsync, rename, directory fsync).")
         .def("restore",
-             [](PyStore& s, const std::string& dir) {
-                 const RestoreStats r = s.restore(dir);
+             [](PyStore& s, const std::string& dir, bool quarantine_corrupt_tail) {
+                 Recovery recovery;
+                 recovery.quarantine_corrupt_tail = quarantine_corrupt_tail;
+                 const RestoreStats r = s.restore(dir, recovery);
                  py::dict d;
                  d["snapshot_loaded"] = r.snapshot_loaded;
                  d["snapshot_transactions"] = r.snapshot_transactions;
@@ -346,9 +357,12 @@ void bind_store(py::module_& m) {
                  d["log_skipped"] = r.log_skipped;
                  d["log_label_records"] = r.log_label_records;
                  d["torn_tail_bytes"] = r.torn_tail_bytes;
+                 d["corrupt_tail_bytes"] = r.corrupt_tail_bytes;
                  return d;
              },
-             py::arg("dir"), "Replace the store with dir's store.snapshot then store.log (all or nothing); returns counts.")
+             py::arg("dir"), py::arg("quarantine_corrupt_tail") = false,
+             "Replace the store with dir's store.snapshot then its log (all or nothing); returns counts. "
+             "quarantine_corrupt_tail: skip a damaged last log record instead of refusing (reads only).")
         .def("ingest", [](PyStore& s, A a, A b, A c, A d, A e, A f) { s.ingest(s.view(a, b, c, d, e, f)); },
              LIBFRAUD_EVENT_ARGS, "Append events (all or nothing: validated first).")
         .def("features", [](const PyStore& s, A a, A b, A c, A d, A e, A f) { return s.features(s.view(a, b, c, d, e, f)); },
@@ -372,13 +386,16 @@ void bind_store(py::module_& m) {
         .def_property_readonly("feature_names", [](const PyStore& s) { return s.plan().names(); });
 
     py::class_<PyStateLog>(m, "StateLog", "The append-only log of a state directory (store.log), for tests.")
-        .def(py::init<const std::string&, bool, const PyStore&>(), py::arg("dir"), py::arg("fsync"), py::arg("like"),
-             "A log for stores of `like`'s layout.")
+        .def(py::init<const std::string&, bool, const PyStore&, bool>(), py::arg("dir"), py::arg("fsync"), py::arg("like"),
+             py::arg("quarantine_corrupt_tail") = false,
+             "Open dir's log for appending; `like` is the store restored from dir (or an empty one for a new dir).")
         .def("append",
              [](PyStateLog& l, A a, A b, A c, A d, A e, A f) { l.append(EventsView(l.schema(), a, b, c, d, e, f)); },
              LIBFRAUD_EVENT_ARGS)
         .def("append_labels", [](PyStateLog& l, A g, A h, A i) { l.append_labels(LabelsView(g, h, i)); }, LIBFRAUD_LABEL_ARGS)
-        .def("reset", &PyStateLog::reset, "Empty the log (after a snapshot of dir/store.snapshot).")
+        .def("snapshot", &PyStateLog::snapshot, py::arg("store"),
+             "Write dir/store.snapshot of `store` (the store this log follows) and start the new log it names.")
+        .def_property_readonly("quarantine_file", &PyStateLog::quarantine_file)
         .def_property_readonly("next_seq", &PyStateLog::next_seq)
         .def_property_readonly("bytes", &PyStateLog::bytes);
     m.def("snapshot_path", &snapshot_path, py::arg("dir"));

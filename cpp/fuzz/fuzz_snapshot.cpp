@@ -1,11 +1,14 @@
-// bytes -> store.snapshot and store.log in a state directory -> restore_state, read_snapshot and
-// StateLog::open (which truncates a torn tail), then, when all of them accepted the files, one
-// appended event and a label for it, and a second restore that must see both. A FraudError is the
-// expected answer to a bad file.
+// bytes -> store.snapshot and store.log (or store.log.next) in a state directory -> restore_state,
+// read_snapshot and StateLog::open (which puts the directory in order: finishes a rotation, cuts a
+// torn tail, quarantines a damaged last record when allowed, re-takes a snapshot naming no log),
+// then, when all of them accepted the files, one appended event and a label for it, and a second
+// restore that must see both. A FraudError is the expected answer to a bad file.
 // Input: u8 flags (bit 0 snapshot present, bit 1 log present, bit 2 fix the checksums so records
-// get parsed, bit 3 the two-entity layout instead of the payments preset's), u32 snapshot length,
-// then the snapshot bytes and the log bytes (formats: cpp/src/store/snapshot.h, state_log.h,
-// version 2).
+// get parsed, bit 3 the two-entity layout instead of the payments preset's, bit 4 allow the
+// quarantine of a damaged last record, bit 5 the log bytes go to store.log.next, as after a
+// snapshot that stopped midway), u32 snapshot length, then the snapshot bytes and the log bytes
+// (formats: cpp/src/store/snapshot.h, log_format.h, version 3).
+#include <dirent.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -22,6 +25,7 @@
 #include "common/error.h"
 #include "fuzz_util.h"
 #include "payments.h"
+#include "store/restore.h"
 #include "store/snapshot.h"
 #include "store/state_log.h"
 #include "store/temporal_store.h"
@@ -29,8 +33,8 @@
 namespace {
 
 constexpr size_t kSnapshotHeader = 56;  // snapshot.h
-constexpr size_t kLogHeader = 88;       // state_log.h: 56 digested bytes, then their SHA-256
-constexpr size_t kRecordHeader = 48;
+constexpr size_t kLogHeader = 104;      // log_format.h: 72 digested bytes, then their SHA-256
+constexpr size_t kRecordHeader = 56;
 constexpr uint32_t kLabelMagic = 0x42414C4C;  // "LLAB"
 constexpr size_t kLabelBytes = 24;
 
@@ -65,14 +69,14 @@ void fix_snapshot(std::vector<uint8_t>& s) {
     sha256(s.data() + kSnapshotHeader, s.size() - kSnapshotHeader, nullptr, 0, nullptr, 0, s.data() + 24);
 }
 
-// The log header's layout digest (24..56, of the layout the target restores into) and its own
-// digest (56..88), then each whole record's digest of (n, first_seq, payload), label records
-// with their first byte xor 0x5a.
+// The log header's layout digest (40..72, of the layout the target restores into) and its own
+// digest (72..104), then each record's header check (16..24, of bytes 0..16) and, for a whole
+// record, its digest (24..56, of bytes 0..16 and the payload).
 void fix_log(std::vector<uint8_t>& s, const libfraud::StoreLayout& layout) {
     if (s.size() < kLogHeader) return;
     const std::string key = layout.key();
-    sha256(key.data(), key.size(), nullptr, 0, nullptr, 0, s.data() + 24);
-    sha256(s.data(), 56, nullptr, 0, nullptr, 0, s.data() + 56);
+    sha256(key.data(), key.size(), nullptr, 0, nullptr, 0, s.data() + 40);
+    sha256(s.data(), 72, nullptr, 0, nullptr, 0, s.data() + 72);
     const libfraud::RowLayout rl(layout.schema);
     const size_t event_bytes = 8 * (3 + size_t(rl.E) + rl.N + rl.C);
     size_t off = kLogHeader;
@@ -80,10 +84,12 @@ void fix_log(std::vector<uint8_t>& s, const libfraud::StoreLayout& layout) {
         uint32_t magic, n;
         std::memcpy(&magic, s.data() + off, 4);
         std::memcpy(&n, s.data() + off + 4, 4);
+        uint8_t check[32];
+        sha256(s.data() + off, 16, nullptr, 0, nullptr, 0, check);
+        std::memcpy(s.data() + off + 16, check, 8);
         const uint64_t bytes = uint64_t{n} * (magic == kLabelMagic ? kLabelBytes : event_bytes);
         if (bytes > s.size() - off - kRecordHeader) break;
-        sha256(s.data() + off + 4, 4, s.data() + off + 8, 8, s.data() + off + kRecordHeader, bytes, s.data() + off + 16);
-        if (magic == kLabelMagic) s[off + 16] ^= 0x5a;
+        sha256(s.data() + off, 16, s.data() + off + kRecordHeader, bytes, nullptr, 0, s.data() + off + 24);
         off += kRecordHeader + bytes;
     }
 }
@@ -91,18 +97,20 @@ void fix_log(std::vector<uint8_t>& s, const libfraud::StoreLayout& layout) {
 std::string g_dir;
 
 // LIBFRAUD_FUZZ_VERBOSE=1: what each restore did, to read a finding.
-bool restore(libfraud::TemporalStore& store) {
+bool restore(libfraud::TemporalStore& store, const libfraud::Recovery& recovery) {
     static const bool verbose = std::getenv("LIBFRAUD_FUZZ_VERBOSE") != nullptr;
     try {
-        const libfraud::RestoreStats r = libfraud::restore_state(g_dir, store);
+        const libfraud::RestoreStats r = libfraud::restore_state(g_dir, store, recovery);
         if (verbose)
             std::fprintf(stderr,
                          "restore: snapshot %d (%llu events), log %llu records %llu events, %llu skipped, "
-                         "%llu label records, torn tail %llu bytes; store %zu events, %llu labelled, watermark %lld\n",
+                         "%llu label records, torn tail %llu bytes, corrupt tail %llu bytes; store %zu events, "
+                         "%llu labelled, watermark %lld\n",
                          r.snapshot_loaded, (unsigned long long)r.snapshot_transactions,
                          (unsigned long long)r.log_records, (unsigned long long)r.log_transactions,
                          (unsigned long long)r.log_skipped, (unsigned long long)r.log_label_records,
-                         (unsigned long long)r.torn_tail_bytes, store.size(), (unsigned long long)store.labelled(),
+                         (unsigned long long)r.torn_tail_bytes, (unsigned long long)r.corrupt_tail_bytes,
+                         store.size(), (unsigned long long)store.labelled(),
                          (long long)store.watermark_ms());
         return true;
     } catch (const libfraud::FraudError& e) {
@@ -111,12 +119,23 @@ bool restore(libfraud::TemporalStore& store) {
     }
 }
 
+// Empties the state directory (quarantine files included) for the next input.
+void clear_dir() {
+    DIR* d = opendir(g_dir.c_str());
+    if (!d) return;
+    while (const dirent* e = readdir(d)) {
+        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) unlink((g_dir + "/" + e->d_name).c_str());
+    }
+    closedir(d);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (g_dir.empty()) g_dir = libfraud_fuzz::make_temp_dir("fuzz-snapshot");
-    const std::string snap = libfraud::snapshot_path(g_dir), log = libfraud::log_path(g_dir);
-    for (const std::string& p : {snap, log, snap + ".tmp", log + ".tmp"}) unlink(p.c_str());
+    const std::string snap = libfraud::snapshot_path(g_dir);
+    const std::string log = libfraud::log_path(g_dir), next = libfraud::next_log_path(g_dir);
+    clear_dir();
     if (size < 5) return 0;
     const uint8_t flags = data[0];
     const libfraud::StoreLayout& layout = layout_for(flags);
@@ -131,10 +150,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         fix_log(l, layout);
     }
     if (flags & 1) libfraud_fuzz::write_file(snap, s.data(), s.size());
-    if (flags & 2) libfraud_fuzz::write_file(log, l.data(), l.size());
+    if (flags & 2) libfraud_fuzz::write_file(flags & 32 ? next : log, l.data(), l.size());
+    libfraud::Recovery recovery;
+    recovery.quarantine_corrupt_tail = (flags & 16) != 0;
 
     libfraud::TemporalStore store(layout);
-    const bool restored = restore(store);
+    const bool restored = restore(store, recovery);
     if (flags & 1) {
         try {
             libfraud::TemporalStore direct = libfraud::read_snapshot(snap, layout);
@@ -144,13 +165,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (!restored) return 0;
 
-    // The engine's open path: the log opened for appending (a torn tail cut off), one more batch
-    // and a label for it.
+    // The engine's open path: the directory put in order and the log opened for appending, one
+    // more batch and a label for it.
     std::unique_ptr<libfraud::StateLog> state;
     try {
-        state = libfraud::StateLog::open(g_dir, /*fsync_every_append=*/false, layout);
-    } catch (const libfraud::FraudError&) {
-        return 0;  // restore accepted what open refuses: allowed only for I/O, not a finding here
+        state = libfraud::StateLog::open(g_dir, /*fsync_every_append=*/false, store, recovery);
+    } catch (const libfraud::FraudError& e) {
+        // Restore accepted what open refuses: a finding, unless it is I/O (not reached here).
+        std::fprintf(stderr, "StateLog::open refused what restore_state accepted: %s\n", e.what());
+        std::abort();
     }
     const int64_t id = std::numeric_limits<int64_t>::min();  // an id a fuzzed store is unlikely to hold
     if (store.contains_event_id(id)) return 0;
@@ -168,8 +191,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     state->append(&ev, 1);
     state->append_labels(&label, 1);
     state.reset();
+    // Put in order, the directory restores without any allowance.
     libfraud::TemporalStore again(layout);
-    if (!restore(again)) {
+    if (!restore(again, libfraud::Recovery{})) {
         std::fprintf(stderr, "restore refused the log after StateLog::open + one append and one label\n");
         std::abort();
     }

@@ -4,10 +4,11 @@
 The seeds are small valid inputs in each target's format (see the header comment of each
 fuzz_*.cpp), so libFuzzer starts past the parsers' first checks.
 
-make_seeds.py --convert-v1 IN OUT re-encodes a fuzz_snapshot input of format version 1 (the fixed
-fraud_txn layout: 84-byte snapshot rows, 56-byte log header, 64-byte log records) in version 2 with
-the payments preset's layout, keeping its flags, its fields and any bytes that did not parse as
-they were (how the saved snapshot-* regressions were carried over; regressions/README.md)."""
+make_seeds.py --convert-v2 IN OUT re-encodes a fuzz_snapshot input of format version 2 (no log ids,
+88-byte log header, 48-byte record headers) in version 3: its snapshot names no log (as version 2
+behaved: any log at or before its sequence follows it), its log gets an id and record header
+checks, and its flags, fields and any bytes that did not parse stay as they were, checksums valid
+where they were (how the saved snapshot-* regressions were carried over; regressions/README.md)."""
 import hashlib
 import json
 import os
@@ -28,7 +29,10 @@ class Layout:
         key = "amount;" if amount else "no-amount;"
         key += "".join(f"e:{e}{'!' if r else '?'};" for e, r in zip(entities, required))
         key += "".join(f"n:{n};" for n in numeric) + "".join(f"c:{c};" for c in categorical)
-        self.key = (key + "h:" + "".join(f"{h}," for h in history)).encode()
+        # StoreLayout::key; "x": per-block extremes kept (the default). Keys without it (the
+        # seeds' until format version 3) are what the store's key was before extremes were keyed.
+        self.legacy_key = (key + "h:" + "".join(f"{h}," for h in history)).encode()
+        self.key = self.legacy_key + b"x"
 
 
 PAYMENTS = Layout(["card", "device", "merchant", "ip"], [True, False, True, False], [], ["country", "mcc"], [-1])
@@ -54,33 +58,52 @@ def snapshot_row(layout, ev, degrees, mask, label=-1, label_time=INT64_MAX):
             struct.pack("<Ii", mask, label))
 
 
-def snapshot(layout, rows, watermark, appended_total=None, evicted=0, retention=0, cap=0, dropped=()):
+NO_LOG = bytes(16)  # a snapshot written outside a state directory names no log
+LOG_A = bytes(range(1, 17))  # the ids of the seeds' logs (random in a real state directory)
+LOG_B = bytes(range(17, 33))
+
+
+def snapshot_payload(fixed, key, rest, log_id):
+    """A version-3 snapshot's payload: the fixed part, the log it names, the layout key, the rest."""
+    return fixed + log_id + struct.pack("<Q", len(key)) + key + rest
+
+
+def snapshot_file(payload):
+    return b"LFRDSNAP" + struct.pack("<IIQ", 3, 56, len(payload)) + hashlib.sha256(payload).digest() + payload
+
+
+def snapshot(layout, rows, watermark, appended_total=None, evicted=0, retention=0, cap=0, dropped=(), log_id=LOG_A):
     appended_total = len(rows) + evicted if appended_total is None else appended_total
-    payload = struct.pack("<qIIqQQQQ", retention, cap, 0, watermark, evicted, appended_total, len(dropped), len(rows))
-    payload += struct.pack("<Q", len(layout.key)) + layout.key
-    for etype, eid, count in dropped:
-        payload += struct.pack("<IIqQ", etype, 0, eid, count)
-    payload += b"".join(rows)
-    return b"LFRDSNAP" + struct.pack("<IIQ", 2, 56, len(payload)) + hashlib.sha256(payload).digest() + payload
+    fixed = struct.pack("<qIIqQQQQ", retention, cap, 0, watermark, evicted, appended_total, len(dropped), len(rows))
+    rest = b"".join(struct.pack("<IIqQ", etype, 0, eid, count) for etype, eid, count in dropped) + b"".join(rows)
+    return snapshot_file(snapshot_payload(fixed, layout.key, rest, log_id))
 
 
-def log_header(layout, base_seq):
-    head = b"LFRDSLOG" + struct.pack("<IIQ", 2, 88, base_seq) + hashlib.sha256(layout.key).digest()
+def log_header_with(layout_digest, base_seq, log_id):
+    head = b"LFRDSLOG" + struct.pack("<IIQ", 3, 104, base_seq) + log_id + layout_digest
     return head + hashlib.sha256(head).digest()
 
 
+def log_header(layout, base_seq, log_id=LOG_A):
+    return log_header_with(hashlib.sha256(layout.key).digest(), base_seq, log_id)
+
+
+def record(magic, n, first_seq, body, valid=True):
+    """A version-3 log record: its 16 fixed bytes, their check, the digest of them and the body."""
+    fixed = struct.pack("<IIQ", magic, n, first_seq)
+    digest = hashlib.sha256(fixed + body).digest()
+    if not valid:  # keep a damaged record damaged
+        digest = bytes([digest[0] ^ 1]) + digest[1:]
+    return fixed + hashlib.sha256(fixed).digest()[:8] + digest + body
+
+
 def event_record(first_seq, events):
-    body = b"".join(events)
-    n_seq = struct.pack("<IQ", len(events), first_seq)
-    return struct.pack("<I", 0x4345524C) + n_seq + hashlib.sha256(n_seq + body).digest() + body
+    return record(0x4345524C, len(events), first_seq, b"".join(events))
 
 
 def label_record(first_seq, labels):
     body = b"".join(struct.pack("<qqii", eid, at, label, 0) for eid, at, label in labels)
-    n_seq = struct.pack("<IQ", len(labels), first_seq)
-    digest = bytearray(hashlib.sha256(n_seq + body).digest())
-    digest[0] ^= 0x5A
-    return struct.pack("<I", 0x42414C4C) + n_seq + bytes(digest) + body
+    return record(0x42414C4C, len(labels), first_seq, body)
 
 
 def snapshot_input(flags, snap, log):
@@ -210,7 +233,7 @@ def transactions():
 
 
 def snapshots():
-    """Snapshot and log in the layouts of cpp/src/store/snapshot.h and state_log.h (version 2)."""
+    """Snapshot and log in the layouts of cpp/src/store/snapshot.h and log_format.h (version 3)."""
     t0 = 1_700_000_000_000
     out = []
     for layout, flag, name in ((PAYMENTS, 0, ""), (TWO, 8, "two_")):
@@ -226,16 +249,28 @@ def snapshots():
             degrees, mask = (lambda i: [i // 2, i]), 0b11
         rows = [snapshot_row(layout, e, degrees(i), mask, label=(1 if i == 1 else -1),
                              label_time=(t0 + 5 if i == 1 else INT64_MAX)) for i, e in enumerate(evs)]
-        snap = snapshot(layout, rows, t0 + 3)
+        snap = snapshot(layout, rows, t0 + 3)  # names LOG_A, from sequence 4
         log = log_header(layout, len(rows))
         log += event_record(len(rows), [ev(10 + i, t0 + 10 + i, i % 2, 2) for i in range(2)])
         log += label_record(len(rows) + 2, [(10, t0 + 20, 1), (0, t0 + 20, 0)])
+        damaged = bytearray(log)
+        damaged[-1] ^= 1  # the last record's last byte: every byte present, its checksum wrong
         out += [
             (name + "snapshot_and_log", snapshot_input(flag | 1 | 2 | 4, snap, log)),
-            (name + "snapshot_only", snapshot_input(flag | 1 | 4, snap, b"")),
+            # A snapshot written outside a state directory: no log, StateLog::open re-takes it.
+            (name + "snapshot_only", snapshot_input(flag | 1 | 4, snapshot(layout, rows, t0 + 3, log_id=NO_LOG), b"")),
             (name + "log_only", snapshot_input(flag | 2 | 4, b"", log_header(layout, 0) + event_record(0, evs[:2]))),
-            (name + "torn_tail", snapshot_input(flag | 1 | 2 | 4, snap, log + log[88:130])),
+            # The first record's intact header and part of its events: a torn tail.
+            (name + "torn_tail", snapshot_input(flag | 1 | 2 | 4, snap, log + log[104:174])),
             (name + "raw_checksums", snapshot_input(flag | 1 | 2, snap, log)),
+            # The log the snapshot names is missing, or is another one: refused.
+            (name + "named_log_missing", snapshot_input(flag | 1 | 4, snap, b"")),
+            (name + "other_log", snapshot_input(flag | 1 | 2 | 4, snap, log_header(layout, 4, LOG_B))),
+            # A snapshot stopped after its rename: the log it names is still store.log.next.
+            (name + "log_still_next", snapshot_input(flag | 1 | 2 | 4 | 32, snap, log)),
+            # A damaged last record: refused; quarantined when allowed (bit 4).
+            (name + "damaged_last_record", snapshot_input(flag | 1 | 2, snap, bytes(damaged))),
+            (name + "damaged_last_record_quarantined", snapshot_input(flag | 1 | 2 | 16, snap, bytes(damaged))),
         ]
         # Entities whose histories dropped events (a per-entity cap): the block alignment counts.
         dropped = snapshot(layout, rows[2:], t0 + 3, evicted=2, cap=2, dropped=[(0, 0, 1), (0, 1, 1)])
@@ -328,53 +363,58 @@ def shap_tables():
     return out
 
 
-# ---- carrying a version-1 fuzz_snapshot input over to version 2
+# ---- carrying a version-2 fuzz_snapshot input over to version 3
 
 
-def convert_v1(data):
+def convert_v2(data):
     flags, split = data[0], struct.unpack_from("<I", data, 1)[0]
     body = data[5:]
     split = min(split, len(body))
     s, l = body[:split], body[split:]
-    return snapshot_input(flags & ~8, convert_snapshot_v1(s), convert_log_v1(l))
+    layout = TWO if flags & 8 else PAYMENTS
+    return snapshot_input(flags, convert_snapshot_v2(s, layout), convert_log_v2(l, layout))
 
 
-def convert_snapshot_v1(s):
+def convert_snapshot_v2(s, layout):
     if len(s) < 112 or s[:8] != b"LFRDSNAP":
         return s
-    fixed = list(struct.unpack_from("<qIIqQQQQ", s, 56))
-    n_bases, n_rows = fixed[6], fixed[7]
-    off = 112 + 32 * min(n_bases, (len(s) - 112) // 32)  # running-sum bases: no v2 equivalent, dropped
-    rows = []
-    while len(rows) < n_rows and off + 84 <= len(s):
-        t = TXN.unpack_from(s, off)
-        degrees = struct.unpack_from("<4I", s, off + 64)
-        mask = s[off + 80]
-        ev = event(PAYMENTS, t[0], t[1], t[2], ents=list(t[3:7]), cats=[t[7], t[8]])
-        rows.append(snapshot_row(PAYMENTS, ev, degrees, mask))
-        off += 84
-    fixed[6] = 0
-    payload = struct.pack("<qIIqQQQQ", *fixed) + struct.pack("<Q", len(PAYMENTS.key)) + PAYMENTS.key
-    payload += b"".join(rows) + s[off:]  # what did not parse, as it was
-    return b"LFRDSNAP" + struct.pack("<IIQ", 2, 56, len(payload)) + hashlib.sha256(payload).digest() + payload
+    payload = s[56:]
+    valid = hashlib.sha256(payload).digest() == s[24:56]
+    # Version 2's payload is version 3's without the log id after the fixed part: it names no log.
+    rest = payload[56:]
+    if rest[:8 + len(layout.legacy_key)] == struct.pack("<Q", len(layout.legacy_key)) + layout.legacy_key:
+        rest = struct.pack("<Q", len(layout.key)) + layout.key + rest[8 + len(layout.legacy_key):]  # today's key
+    new = payload[:56] + NO_LOG + rest
+    out = bytearray(snapshot_file(new))
+    if not valid:
+        out[24] ^= 1
+    return bytes(out)
 
 
-def convert_log_v1(l):
-    if len(l) < 56 or l[:8] != b"LFRDSLOG":
+def convert_log_v2(l, layout):
+    if len(l) < 88 or l[:8] != b"LFRDSLOG":
         return l
-    out = log_header(PAYMENTS, struct.unpack_from("<Q", l, 16)[0])
-    off = 56
+    base = struct.unpack_from("<Q", l, 16)[0]
+    digest = l[24:56]
+    if digest == hashlib.sha256(layout.legacy_key).digest():
+        digest = hashlib.sha256(layout.key).digest()  # today's key, as for the snapshot
+    out = bytearray(log_header_with(digest, base, LOG_A))
+    if hashlib.sha256(l[:56]).digest() != l[56:88]:
+        out[-1] ^= 1  # the header was damaged: keep it so
+    each = 8 * (3 + layout.E + layout.N + layout.C)
+    off = 88
     while off + 48 <= len(l):
         magic, n, first = struct.unpack_from("<IIQ", l, off)
-        if magic != 0x4345524C or n == 0 or off + 48 + 64 * n > len(l):
+        size = n * (24 if magic == 0x42414C4C else each)
+        if magic not in (0x4345524C, 0x42414C4C) or n == 0 or off + 48 + size > len(l):
             break
-        evs = []
-        for i in range(n):
-            t = TXN.unpack_from(l, off + 48 + 64 * i)
-            evs.append(event(PAYMENTS, t[0], t[1], t[2], ents=list(t[3:7]), cats=[t[7], t[8]]))
-        out += event_record(first, evs)
-        off += 48 + 64 * n
-    return out + l[off:]  # a torn or garbage tail, as it was
+        payload = l[off + 48:off + 48 + size]
+        digest = bytearray(hashlib.sha256(l[off + 4:off + 16] + payload).digest())
+        if magic == 0x42414C4C:
+            digest[0] ^= 0x5A
+        out += record(magic, n, first, payload, valid=bytes(digest) == l[off + 16:off + 48])
+        off += 48 + size
+    return bytes(out) + l[off:]  # a torn or garbage tail, as it was
 
 
 def schema_specs():
@@ -412,12 +452,12 @@ def manifest_shapes():
 
 
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "--convert-v1":
+    if len(sys.argv) == 4 and sys.argv[1] == "--convert-v2":
         with open(sys.argv[2], "rb") as f:
             data = f.read()
         with open(sys.argv[3], "wb") as f:
-            f.write(convert_v1(data))
-        print(f"{sys.argv[2]} -> {sys.argv[3]} (fuzz_snapshot input, format version 2)")
+            f.write(convert_v2(data))
+        print(f"{sys.argv[2]} -> {sys.argv[3]} (fuzz_snapshot input, format version 3)")
         return
     out = sys.argv[1] if len(sys.argv) > 1 else "build/fuzz/seeds"
     targets = {"fuzz_manifest": ((n, json.dumps(m, indent=1).encode()) for n, m in manifests()),

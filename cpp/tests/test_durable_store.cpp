@@ -251,7 +251,7 @@ void test_snapshot_round_trip() {
     write_snapshot(s, path);
     TemporalStore r = read_snapshot(path, L());
     CHECK(r.size() == s.size() && r.watermark_ms() == s.watermark_ms() && r.evicted() == s.evicted());
-    CHECK(r.appended_total() == s.appended_total() && snapshot_appended_total(path) == 4000);
+    CHECK(r.appended_total() == s.appended_total() && read_snapshot_info(path).appended_total == 4000);
     CHECK(r.config().retention_ms == c.retention_ms && r.config().max_history_per_entity == 40);
     CHECK(r.layout().key() == L().key());
     std::vector<fraud_txn> head(txns.begin(), txns.begin() + 4000);
@@ -324,11 +324,13 @@ void test_snapshot_corruption() {
     bad[8] = 9;
     write_bytes(path, bad);
     CHECK(throws_io([&] { (void)read_snapshot(path, L()); }, "format version 9"));
-    // A version-1 snapshot (the fixed-layout format) is refused by number, not misread.
-    bad = good;
-    bad[8] = 1;
-    write_bytes(path, bad);
-    CHECK(throws_io([&] { (void)read_snapshot(path, L()); }, "format version 1, this library reads 2"));
+    // Older snapshots (1: the fixed-layout format; 2: no log id) are refused by number, not misread.
+    for (char v : {1, 2}) {
+        bad = good;
+        bad[8] = v;
+        write_bytes(path, bad);
+        CHECK(throws_io([&] { (void)read_snapshot(path, L()); }, "format version " + std::to_string(v) + ", this library reads 3"));
+    }
     // The last byte is now the last row's label (refused by the row checks, "label is not -1, 0
     // or 1"); a damaged amount passes every row check and only the checksum catches it.
     bad = good;
@@ -357,7 +359,7 @@ void test_log_replay() {
     const std::string dir = temp_dir("log");
     TemporalStore s(L(), c);
     {
-        auto log = StateLog::open(dir, true, L());
+        auto log = StateLog::open(dir, true, s);
         for (size_t i = 0; i < 2500; i += 50) {
             const Events ev(&txns[i], 50);
             validate_for_append(s, ev.data(), ev.size());
@@ -369,13 +371,14 @@ void test_log_replay() {
         CHECK(!st.snapshot_loaded && st.log_records == 50 && st.log_transactions == 2500);
         std::vector<fraud_txn> head(txns.begin(), txns.begin() + 2500);
         CHECK(bitwise_equal(all_features(s, queries_after(head)), all_features(r, queries_after(head))));
-        // Snapshot, and a crash before the log is reset: the log's records are in the snapshot.
+        // A snapshot that names no log (written outside the state directory's rotation) beside
+        // the log: the log's records are in the snapshot and are skipped.
         write_snapshot(s, snapshot_path(dir));
         TemporalStore r2(L(), c);
         st = restore_state(dir, r2);
         CHECK(st.snapshot_loaded && st.log_skipped == 2500 && st.log_transactions == 0);
         CHECK(bitwise_equal(all_features(s, queries_after(head)), all_features(r2, queries_after(head))));
-        log->reset();
+        log->snapshot(s);
         for (size_t i = 2500; i < 5000; i += 100) {
             const Events ev(&txns[i], 100);
             log->append(ev.data(), ev.size());
@@ -392,10 +395,10 @@ void test_log_replay() {
     // Reopening continues the numbering; a log of another layout is refused; a log whose
     // snapshot went missing is refused.
     {
-        auto log = StateLog::open(dir, false, L());
+        auto log = StateLog::open(dir, false, r);
         CHECK(log->next_seq() == 5000);
     }
-    CHECK(throws_io([&] { StateLog::open(dir, false, StoreLayout{generic::two_entities(), {kAmountField}}); },
+    CHECK(throws_io([&] { StateLog::open(dir, false, TemporalStore(StoreLayout{generic::two_entities(), {kAmountField}})); },
                     "written for another schema or feature layout"));
     TemporalStore other(StoreLayout{P(), {}}, c);
     CHECK(throws_io([&] { restore_state(dir, other); }, "written for another schema"));
@@ -405,8 +408,8 @@ void test_log_replay() {
     CHECK(r3.size() == 0);
 }
 
-constexpr size_t kLogHeader = 88;                    // state_log.h: format version 2
-constexpr size_t kRecordHeader = 48;
+constexpr size_t kLogHeader = 104;                   // log_format.h: format version 3
+constexpr size_t kRecordHeader = 56;
 constexpr size_t kPaymentsEventBytes = 8 * (3 + 4 + 0 + 2);  // id, time, amount, 4 entities, 2 codes
 
 void test_torn_tail_and_corrupt_middle() {
@@ -414,7 +417,7 @@ void test_torn_tail_and_corrupt_middle() {
     const Events all(txns);
     const std::string dir = temp_dir("torn");
     {
-        auto log = StateLog::open(dir, false, L());
+        auto log = StateLog::open(dir, false, TemporalStore(L()));
         for (size_t i = 0; i < 300; i += 100) log->append(all.data() + i, 100);
     }
     const std::string lp = log_path(dir);
@@ -434,7 +437,9 @@ void test_torn_tail_and_corrupt_middle() {
     CHECK(ok == 40);
     // open() cuts the torn tail; new records then follow the last valid one.
     {
-        auto log = StateLog::open(dir, true, L());
+        TemporalStore restored(L());
+        restore_state(dir, restored);
+        auto log = StateLog::open(dir, true, restored);
         CHECK(log->next_seq() == 200);
         log->append(all.data() + 200, 100);
     }
@@ -447,28 +452,31 @@ void test_torn_tail_and_corrupt_middle() {
     write_bytes(lp, bad);
     TemporalStore r2(L());
     std::string msg;
-    CHECK(throws_io([&] { restore_state(dir, r2); }, "corrupt record at offset 88", &msg));
+    CHECK(throws_io([&] { restore_state(dir, r2); }, "corrupt record at offset 104", &msg));
+    CHECK(msg.find("a valid record follows at offset " + std::to_string(kLogHeader + rec)) != std::string::npos);
     CHECK(r2.size() == 0);
-    CHECK(throws_io([&] { StateLog::open(dir, false, L()); }, "corrupt record"));
-    // A flipped byte in the LAST record is indistinguishable from a torn write: dropped.
+    CHECK(throws_io([&] { StateLog::open(dir, false, TemporalStore(L())); }, "corrupt record"));
+    // A flipped byte in the LAST record is not a torn write (every byte is there): refused too
+    // (test_state_dir.cpp: the quarantine that may be allowed).
     bad = read_bytes(lp);
     bad[kLogHeader + kRecordHeader + 10] ^= 0x40;  // restore the first
     bad[bad.size() - 5] ^= 0x01;
     write_bytes(lp, bad);
     TemporalStore r3(L());
-    st = restore_state(dir, r3);
-    CHECK(st.log_transactions == 200 && st.torn_tail_bytes == rec);
+    CHECK(throws_io([&] { restore_state(dir, r3); }, "corrupt record at offset " + std::to_string(kLogHeader + 2 * rec) + " (sequence 200)"));
     // A damaged header is refused.
     bad = read_bytes(lp);
     bad[17] ^= 1;
     write_bytes(lp, bad);
     CHECK(throws_io([&] { restore_state(dir, r3); }, "corrupt header"));
-    // A version-1 log (the fixed-layout format) is refused by number.
+    // Older logs (1: the fixed-layout format; 2: no log id, 48-byte record headers) are refused by number.
     bad = read_bytes(lp);
     bad[17] ^= 1;
-    bad[8] = 1;
-    write_bytes(lp, bad);
-    CHECK(throws_io([&] { restore_state(dir, r3); }, "format version 1, this library reads 2"));
+    for (char v : {1, 2}) {
+        bad[8] = v;
+        write_bytes(lp, bad);
+        CHECK(throws_io([&] { restore_state(dir, r3); }, "format version " + std::to_string(v) + ", this library reads 3"));
+    }
 }
 
 fraud_label lab(int64_t id, int label, int64_t at) { return fraud_label{id, at, label, 0}; }
@@ -525,7 +533,7 @@ void test_labels_durable() {
         return v;
     };
     {
-        auto log = StateLog::open(dir, false, L());
+        auto log = StateLog::open(dir, false, s);
         uint64_t label_records = 0;
         for (size_t i = 0; i < 1500; i += 100) {
             const Events ev(&txns[i], 100);
@@ -547,7 +555,7 @@ void test_labels_durable() {
         }
         label_all(s, log.get(), two);
         ++label_records;
-        CHECK(two.size() == 2 && log->bytes() == before + 48 + 24 * 2 && log->next_seq() == seq);
+        CHECK(two.size() == 2 && log->bytes() == before + 56 + 24 * 2 && log->next_seq() == seq);
         TemporalStore r(L(), c);
         const RestoreStats st = restore_state(dir, r);
         CHECK(st.log_label_records == label_records && st.log_records == 15 && same_labels(s, r));
@@ -555,13 +563,13 @@ void test_labels_durable() {
         const Events hv(head);
         const std::vector<fraud_event> hq(hv.begin(), hv.end());
         CHECK(bitwise_equal(all_features(label_plan(), s, hq), all_features(label_plan(), r, hq)));
-        // Snapshot (labels in its rows), crash before the reset: replaying the label records again
-        // is a no-op.
+        // A snapshot (labels in its rows) naming no log, beside the log: replaying the label
+        // records again is a no-op.
         write_snapshot(s, snapshot_path(dir));
         TemporalStore r2(L(), c);
         const RestoreStats st2 = restore_state(dir, r2);
         CHECK(st2.snapshot_loaded && st2.log_skipped == 1500 && same_labels(s, r2));
-        log->reset();
+        log->snapshot(s);
         for (size_t i = 1500; i < 3000; i += 100) {
             const Events ev(&txns[i], 100);
             validate_for_append(s, ev.data(), ev.size());
@@ -587,7 +595,7 @@ void test_labels_durable() {
         StoreConfig tight;
         tight.max_history_per_entity = 1;
         TemporalStore t(L(), tight);
-        auto log = StateLog::open(d2, false, L());
+        auto log = StateLog::open(d2, false, t);
         const std::vector<fraud_txn> two = {make(1, 1000, 1.0, 1, -1, 1, -1), make(2, 2000, 1.0, 1, -1, 1, -1)};
         const Events e0(&two[0], 1), e1(&two[1], 1);
         log->append(e0.data(), 1);
@@ -604,16 +612,15 @@ void test_labels_durable() {
     {
         const std::string d3 = temp_dir("labels_conflict");
         TemporalStore t = payments::store();
-        auto log = StateLog::open(d3, false, L());
         add(t, make(1, 1000, 1.0, 1, -1, 1, -1));
         label_all(t, nullptr, {lab(1, 1, 1500)});
         write_snapshot(t, snapshot_path(d3));
-        log->reset();
+        auto log = StateLog::open(d3, false, t);  // re-takes the snapshot, naming a new log
         const fraud_label l = lab(1, 0, 1500);
         log->append_labels(&l, 1);  // the log does not validate; replay does
         TemporalStore back = payments::store();
         std::string msg;
-        CHECK(throws_io([&] { restore_state(d3, back); }, "label record at offset 88: replay refused", &msg));
+        CHECK(throws_io([&] { restore_state(d3, back); }, "label record at offset 104: replay refused", &msg));
         CHECK(msg.find("differs from the stored label 1") != std::string::npos);
         CHECK(back.size() == 0);
         // A torn label record at the tail is dropped like a torn event record.
@@ -621,7 +628,7 @@ void test_labels_durable() {
         b.resize(b.size() - 3);
         write_bytes(log_path(d3), b);
         const RestoreStats rs = restore_state(d3, back);
-        CHECK(rs.torn_tail_bytes == 48 + 24 - 3 && back.labelled() == 1 && rs.log_label_records == 0);
+        CHECK(rs.torn_tail_bytes == 56 + 24 - 3 && back.labelled() == 1 && rs.log_label_records == 0);
     }
 }
 
@@ -666,7 +673,7 @@ void generic_durable(const Schema& schema, const std::string& spec, uint64_t see
         return q;
     };
     {
-        auto log = StateLog::open(dir, false, layout);
+        auto log = StateLog::open(dir, false, s);
         for (size_t i = 0; i < 4000; i += 250) {
             validate_for_append(s, events.data() + i, 250);
             log->append(events.data() + i, 250);
@@ -700,7 +707,7 @@ void generic_durable(const Schema& schema, const std::string& spec, uint64_t see
         CHECK(!st.snapshot_loaded && st.log_transactions == 4000 && same_labels(s, fromlog));
         CHECK(bitwise_equal(all_features(plan, s, q), all_features(plan, fromlog, q)));
         ::rename((dir + "/aside").c_str(), snapshot_path(dir).c_str());
-        log->reset();
+        log->snapshot(s);
         // More appends to the original and to the restored copy: still the same.
         for (size_t i = 4000; i < 6000; i += 250) {
             validate_for_append(s, events.data() + i, 250);

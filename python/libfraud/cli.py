@@ -226,7 +226,7 @@ def _score(args) -> int:
     except ValueError as e:
         raise ValueError(f"--max-ahead: {e}") from None
     scorer = Scorer(args.bundle, gnn_backend=args.backend or "", state_dir=args.state_dir or "",
-                    max_ahead_ms=max_ahead)
+                    max_ahead_ms=max_ahead, quarantine_corrupt_log_tail=args.quarantine_corrupt_log_tail)
     read_table = _read(args)
     transactions = read_table(args.input)  # in the bundle's schema's columns; the core validates values
     history = read_table(args.history) if args.history else None
@@ -281,7 +281,8 @@ def _reasons_min_score(value: str, threshold: float) -> float:
 
 def _label(args) -> int:
     from .scorer import Scorer
-    scorer = Scorer(args.bundle, state_dir=args.state_dir)
+    scorer = Scorer(args.bundle, state_dir=args.state_dir,
+                    quarantine_corrupt_log_tail=args.quarantine_corrupt_log_tail)
     labels = _read(args)(args.labels)
     scorer.label(labels)
     stats = scorer.stats()
@@ -351,6 +352,13 @@ def _input_options() -> argparse.ArgumentParser:
                    help=f"refuse an input whose cell (or column name) is longer than N characters "
                         f"(default {MAX_CELL_CHARS:,})")
     return p
+
+
+def _add_quarantine_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quarantine-corrupt-log-tail", action="store_true",
+                   help="open a state dir whose log's last record is damaged (a bit flip, not a crash) by "
+                        "moving its bytes to store.log.quarantine-<unix ms>; its transactions are lost "
+                        "(default: refuse to open)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -461,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="GNN backend for a GNN bundle (aoti, torchscript); default: "
                                      "the bundle's first that loads")
     p.add_argument("--state-dir", help="keep the store durable here (restored on start, labels included)")
+    _add_quarantine_flag(p)
     p.add_argument("--labels", action="store_true",
                    help="also apply the input's labels, each once its label time has passed (evaluation "
                         "as served: label-aware features see what a switch fed with labels would)")
@@ -482,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle")
     p.add_argument("labels", help="labels (.csv or .parquet) in the schema's event id / label columns")
     p.add_argument("--state-dir", required=True, help="the store's state directory (as given to score)")
+    _add_quarantine_flag(p)
     p.set_defaults(run=_label)
 
     p = sub.add_parser("bench", help="the side-by-side latency and accuracy report (from the repo root)")

@@ -47,7 +47,7 @@ class Scorer:
                  state_dir: str | os.PathLike = "", fsync_every_ingest: bool = False,
                  retention_ms: int = 0, max_history_per_entity: int = 0,
                  trusted_public_key: str | os.PathLike = "", explain_table_bytes: int = 0,
-                 max_ahead_ms: int = 0):
+                 max_ahead_ms: int = 0, quarantine_corrupt_log_tail: bool = False):
         """gnn_backend: "native", "aoti", "torchscript"... for a GNN bundle; "" = the first of the
         bundle's backends (its default first) that loads on this machine (see `gnn_backend`).
         state_dir: keep the store durable there (snapshot + log of every acknowledged ingest;
@@ -56,12 +56,16 @@ class Scorer:
         explain_table_bytes: memory for the fast reasons kernel's tables (0 = 256 MiB; past it,
         the recursive TreeSHAP: the same reasons, slower). max_ahead_ms: refuse to store an event
         more than this far ahead of the later of the store's watermark and the clock (0 = no bound;
-        one far-future event would make every later one out of order)."""
+        one far-future event would make every later one out of order).
+        quarantine_corrupt_log_tail: open a state_dir whose log's last record is damaged (a bit
+        flip, not a crash) by moving its bytes to store.log.quarantine-<unix ms> (logged at WARN;
+        its transactions are not restored) instead of refusing with FRAUD_STATUS_IO_ERROR."""
         self.bundle = os.fspath(bundle)
         self._engine = _core.Engine(self.bundle, expected_transactions, gnn_backend,
                                     os.fspath(plugin_dir), os.fspath(state_dir), fsync_every_ingest,
                                     retention_ms, max_history_per_entity, os.fspath(trusted_public_key),
-                                    int(explain_table_bytes), int(max_ahead_ms))
+                                    int(explain_table_bytes), int(max_ahead_ms),
+                                    bool(quarantine_corrupt_log_tail))
         self.schema = _bundle_schema(self.bundle)
 
     def events(self, transactions) -> EventArrays:
@@ -106,7 +110,7 @@ class Scorer:
         self.schema = schema
 
     def snapshot(self) -> None:
-        """Write the store's snapshot to the state directory and truncate its log."""
+        """Write the store's snapshot to the state directory and start the new log it names."""
         self._engine.snapshot()
 
     def stats(self) -> dict:

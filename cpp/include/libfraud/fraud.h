@@ -149,7 +149,10 @@ typedef struct fraud_engine_params {
     const char* plugin_dir;
     /* Durable state: a directory for the store's snapshot and its append-only log; NULL = memory
      * only. On open, the snapshot and then the log are replayed; every acknowledged ingest is in
-     * the log before the call returns (see fsync_every_ingest). Copied. */
+     * the log before the call returns (see fsync_every_ingest). The snapshot names the log that
+     * follows it: a log deleted or replaced since (another or an older one) fails the open with
+     * FRAUD_STATUS_IO_ERROR naming the gap, as does any damaged record; a record cut short by a
+     * crash (a torn tail) is dropped. Copied. */
     const char* state_dir;
     /* 1: fsync the log before an ingest call returns (survives power loss); 0: write() only
      * (survives a crash of the process, not of the machine). */
@@ -171,6 +174,13 @@ typedef struct fraud_engine_params {
      * far-future event (microseconds sent as milliseconds) would otherwise make every later real
      * event out of order, for ever in a durable store. 0 = no bound. */
     int64_t max_ahead_ms;
+    /* state_dir: 1 lets the open go on past a damaged LAST record of the log (every byte present,
+     * checksum wrong: a bit flip or an overwrite, not a crash; or a power loss that reached the
+     * disk with the file's size but not all its data): its bytes are moved to
+     * state_dir/store.log.quarantine-<unix ms>, the log is cut there, and a WARN line says so; the
+     * transactions in it are not restored. 0: the open fails with FRAUD_STATUS_IO_ERROR naming
+     * the file, offset and sequence. A damaged record with valid ones after it fails either way. */
+    int32_t quarantine_corrupt_log_tail;
 } fraud_engine_params;
 
 typedef enum fraud_log_level {
@@ -330,8 +340,11 @@ FRAUD_API fraud_status fraud_engine_score_features(const fraud_engine* engine, c
 FRAUD_API fraud_status fraud_engine_swap_bundle(fraud_engine* engine, const char* bundle_dir,
                                                 const fraud_engine_params* params);
 
-/* Writes a snapshot of the store to the engine's state_dir and truncates its log (no-op status
- * FRAUD_STATUS_INVALID_ARGUMENT without a state_dir). Exclusive, like ingest. */
+/* Writes a snapshot of the store to the engine's state_dir and starts a new, empty log that it
+ * names (FRAUD_STATUS_INVALID_ARGUMENT without a state_dir); a crash at any point loses nothing.
+ * Should an fsync or a rename fail after the snapshot is in place (FRAUD_STATUS_IO_ERROR),
+ * ingests are refused until the engine is opened again, which finishes the switch to the new log.
+ * Exclusive, like ingest. */
 FRAUD_API fraud_status fraud_engine_snapshot(fraud_engine* engine);
 
 /* Fills *out (out->struct_size must be set). Safe from many threads. */

@@ -9,7 +9,6 @@
 
 #include "common/error.h"
 #include "common/log.h"
-#include "store/snapshot.h"
 #include "store/validate.h"
 
 namespace libfraud {
@@ -74,12 +73,15 @@ Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
     if (params.state_dir && params.state_dir[0]) {
         state_dir_ = params.state_dir;
         // Restore first (snapshot, then the log's acknowledged batches), then reopen the log for appending.
-        const RestoreStats restored = restore_state(state_dir_, store_);
-        log_ = StateLog::open(state_dir_, params.fsync_every_ingest != 0, store_.layout());
+        Recovery recovery;
+        recovery.quarantine_corrupt_tail = params.quarantine_corrupt_log_tail != 0;
+        const RestoreStats restored = restore_state(state_dir_, store_, recovery);
+        log_ = StateLog::open(state_dir_, params.fsync_every_ingest != 0, store_, recovery);
         log(FRAUD_LOG_INFO, "restored " + std::to_string(store_.size()) + " transactions from " + state_dir_ +
                                 " (snapshot: " + std::to_string(restored.snapshot_transactions) +
                                 ", log: " + std::to_string(restored.log_transactions) + ", torn tail bytes dropped: " +
-                                std::to_string(restored.torn_tail_bytes) + ")");
+                                std::to_string(restored.torn_tail_bytes) + ", corrupt tail bytes quarantined: " +
+                                std::to_string(restored.corrupt_tail_bytes) + ")");
     }
     log(FRAUD_LOG_INFO, "opened bundle " + bundle_dir + " (GNN backend: " + model_->gnn_backend() + ")");
 }
@@ -238,8 +240,7 @@ void Engine::swap_bundle(const std::string& bundle_dir, const fraud_engine_param
 void Engine::snapshot() {
     if (!log_) throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "fraud_engine_snapshot: this engine has no state_dir");
     std::unique_lock lock(mutex_);
-    write_snapshot(store_, snapshot_path(state_dir_));  // atomic: temp file, fsync, rename
-    log_->reset();  // a crash between the two is safe: restore skips log records the snapshot holds
+    log_->snapshot(store_);  // the snapshot and the new log it names; crash-safe (store/state_dir.h)
     log(FRAUD_LOG_INFO, "snapshot of " + std::to_string(store_.size()) + " transactions written to " + state_dir_);
 }
 

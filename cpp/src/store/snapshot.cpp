@@ -18,7 +18,7 @@ namespace libfraud {
 namespace {
 
 constexpr size_t kHeaderBytes = 56;
-constexpr size_t kFixedBytes = 56;
+constexpr size_t kFixedBytes = 72;
 constexpr size_t kDroppedBytes = 24;
 constexpr uint64_t kMaxLayoutKey = 1u << 20;
 
@@ -124,7 +124,12 @@ void fsync_dir(const std::string& dir) {
     }
 }
 
-void write_snapshot(const TemporalStore& store, const std::string& path) {
+void write_snapshot(const TemporalStore& store, const std::string& path, const LogId& next_log) {
+    write_snapshot_file(store, path, next_log);
+    fsync_dir(dir_of(path));
+}
+
+void write_snapshot_file(const TemporalStore& store, const std::string& path, const LogId& next_log) {
     const std::string tmp = path + ".tmp";
     Fd f;
     f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -160,6 +165,7 @@ void write_snapshot(const TemporalStore& store, const std::string& path) {
         put(buf, store.appended_total());
         put(buf, n_dropped);
         put(buf, static_cast<uint64_t>(store.size()));
+        buf.insert(buf.end(), next_log.bytes, next_log.bytes + sizeof next_log.bytes);
         put(buf, static_cast<uint64_t>(key.size()));
         buf.insert(buf.end(), key.begin(), key.end());
         buf.insert(buf.end(), dropped.begin(), dropped.end());
@@ -203,7 +209,6 @@ void write_snapshot(const TemporalStore& store, const std::string& path) {
         ::unlink(tmp.c_str());
         throw;
     }
-    fsync_dir(dir_of(path));
 }
 
 namespace {
@@ -247,12 +252,15 @@ void open_and_check_header(const std::string& path, Opened& o) {
 
 }  // namespace
 
-uint64_t snapshot_appended_total(const std::string& path) {
+SnapshotInfo read_snapshot_info(const std::string& path) {
     Opened o;
     open_and_check_header(path, o);
     unsigned char fx[kFixedBytes];
     Reader(o.f.fd, path, nullptr).read(fx, kFixedBytes);
-    return get<uint64_t>(fx + 32);
+    SnapshotInfo info;
+    info.appended_total = get<uint64_t>(fx + 32);
+    std::memcpy(info.log.bytes, fx + 56, sizeof info.log.bytes);
+    return info;
 }
 
 namespace {
@@ -262,7 +270,8 @@ size_t row_bytes(const RowLayout& l) { return 8 * (4 + l.E + l.N + l.C) + 4 * l.
 namespace {
 
 // wanted: the config of the store to build; nullptr = the snapshot's own.
-TemporalStore read_impl(const std::string& path, const StoreLayout& layout, const StoreConfig* wanted) {
+TemporalStore read_impl(const std::string& path, const StoreLayout& layout, const StoreConfig* wanted,
+                        SnapshotInfo* info) {
     Opened o;
     open_and_check_header(path, o);
     Sha256 hash;
@@ -363,6 +372,10 @@ TemporalStore read_impl(const std::string& path, const StoreLayout& layout, cons
         hash.finish(digest);
         if (std::memcmp(digest, o.digest, 32) != 0) io_fail(path, "checksum mismatch: SHA-256 of the payload differs");
         store.restore_finish(watermark, evicted, appended_total);
+        if (info) {
+            info->appended_total = appended_total;
+            std::memcpy(info->log.bytes, fx + 56, sizeof info->log.bytes);
+        }
     } catch (const FraudError& e) {
         const std::string what = e.what();
         if (what.rfind("snapshot ", 0) == 0) throw;
@@ -374,11 +387,12 @@ TemporalStore read_impl(const std::string& path, const StoreLayout& layout, cons
 }  // namespace
 
 TemporalStore read_snapshot(const std::string& path, const StoreLayout& layout) {
-    return read_impl(path, layout, nullptr);
+    return read_impl(path, layout, nullptr, nullptr);
 }
 
-TemporalStore read_snapshot(const std::string& path, const StoreLayout& layout, const StoreConfig& config) {
-    return read_impl(path, layout, &config);
+TemporalStore read_snapshot(const std::string& path, const StoreLayout& layout, const StoreConfig& config,
+                            SnapshotInfo* info) {
+    return read_impl(path, layout, &config, info);
 }
 
 }  // namespace libfraud

@@ -1,20 +1,5 @@
-// The append-only log of transactions ingested since the last snapshot, and recovery: snapshot,
-// then log, replayed into a store.
-//
-// Files in the state directory: "store.snapshot" (snapshot.h) and "store.log":
-//   header, 88 bytes: char[8] magic "LFRDSLOG", u32 format version (2), u32 header bytes (88),
-//     u64 base_seq (the store's appended_total when the log was reset), u8[32] SHA-256 of the
-//     store layout's key (a log of another schema is refused), u8[32] SHA-256 of the 56 bytes
-//     before it.
-//   records, back to back: u32 magic, u32 n (>= 1), u64 first_seq (appended_total before the
-//     record), u8[32] SHA-256 of (n, first_seq, payload) (first byte xor 0x5a for labels), payload:
-//     "LREC" 0x4345524C: n events, each i64 event_id, i64 time_ms, f64 amount, i64 entity ids [E],
-//       f64 numeric [N], i64 categorical [C] (host byte order);
-//     "LLAB" 0x42414C4C: n labels, each i64 event_id, i64 label_time_ms, i32 label, i32 0; label
-//       records do not advance the sequence.
-// A record is written by one append() before it returns, so a crash can leave at most a torn
-// TAIL: a bad record with no valid record after it. Recovery drops it (open() truncates it); a bad
-// record followed by a valid one is corruption and is refused, as is a gap in the sequence.
+// The writer of a state directory (state_dir.h): the append-only log of every acknowledged batch
+// (format: log_format.h), and snapshots, each with the new log that follows it.
 #pragma once
 
 #include <cstddef>
@@ -24,20 +9,25 @@
 #include <vector>
 
 #include "libfraud/fraud.h"
+#include "store/log_id.h"
+#include "store/restore.h"
+#include "store/state_dir.h"
 #include "store/temporal_store.h"
 
 namespace libfraud {
 
-std::string snapshot_path(const std::string& dir);  // dir + "/store.snapshot"
-std::string log_path(const std::string& dir);       // dir + "/store.log"
-
 // Single-threaded: the engine calls it under its exclusive lock.
 class StateLog {
 public:
-    // Opens (creating dir and the log when missing) for appending. An existing log is checked:
-    // a torn tail is truncated away; corruption throws FraudError(IO_ERROR) naming the offset.
-    // A new log continues the numbering of the snapshot in dir, if any.
-    static std::unique_ptr<StateLog> open(const std::string& dir, bool fsync_every_append, const StoreLayout& layout);
+    // Opens dir for appending once restore_state(dir, restored, recovery) has filled `restored`
+    // (the log must continue at its appended_total: INVALID_ARGUMENT otherwise). Creates dir and a
+    // log when there are none, and first puts the directory in order: finishes a snapshot that
+    // stopped after its rename, removes a store.log.next nothing names, cuts a torn tail, moves a
+    // damaged last record to a quarantine file when recovery allows it (logged, WARN), and re-takes
+    // a snapshot that names no log, so that from then on a lost log is noticed. A missing or
+    // replaced log, or damage, throws FraudError(IO_ERROR) naming the file and offset.
+    static std::unique_ptr<StateLog> open(const std::string& dir, bool fsync_every_append, const TemporalStore& restored,
+                                          const Recovery& recovery = {});
     ~StateLog();
     StateLog(const StateLog&) = delete;
     StateLog& operator=(const StateLog&) = delete;
@@ -48,41 +38,41 @@ public:
     void append(const fraud_event* events, size_t n);
     // The same for n validated labels.
     void append_labels(const fraud_label* labels, size_t n);
-    // After a snapshot of the store: atomically replaces the log with an empty one that starts at
-    // the current sequence number.
-    void reset();
+    // A snapshot of `store` (the store this log follows: at next_seq()) and a new, empty log that
+    // it names, in the order state_dir.h describes. When it throws, either nothing changed (the
+    // old snapshot and log still hold) or, past the snapshot's rename, appends are refused until
+    // the directory is opened again (which finishes the rotation).
+    void snapshot(const TemporalStore& store);
     // appended_total of the store after everything in the log: the next record's first_seq.
     uint64_t next_seq() const { return next_seq_; }
     uint64_t bytes() const { return end_; }
+    const LogId& id() const { return id_; }
+    // Where open() moved a damaged last record; empty when it did not.
+    const std::string& quarantine_file() const { return quarantine_file_; }
+
+    // Tests only: called at each step of snapshot() (1: store.log.next written, 2: the snapshot
+    // renamed, 3: its rename fsync'd, 4: store.log.next renamed to store.log), so a test can stop
+    // the process there (fork, _exit) or fail the step (throw). nullptr: none.
+    static void set_snapshot_step_hook(void (*hook)(int step));
 
 private:
     StateLog() = default;
     void reopen_for_append();
-    void write_record(uint32_t magic, size_t n, std::vector<unsigned char> rec);
+    void write_record(const std::vector<unsigned char>& rec);
+    void quarantine_tail(uint64_t from, const std::string& what);
 
     std::string dir_, path_;
     StoreLayout layout_;
     bool fsync_ = false;
     int fd_ = -1;
+    LogId id_;
     uint64_t end_ = 0;
     uint64_t next_seq_ = 0;
-    bool failed_ = false;  // an fsync failed: the file's state is unknown, refuse further appends
+    std::string quarantine_file_;
+    // Set when appending must stop: an fsync failed (the file's state is unknown; a snapshot
+    // supersedes it), or a snapshot stopped past its rename (only reopening finishes it).
+    std::string refuse_appends_;
+    bool refuse_snapshots_ = false;
 };
-
-struct RestoreStats {
-    bool snapshot_loaded = false;
-    uint64_t snapshot_transactions = 0;  // retained transactions read from the snapshot
-    uint64_t log_records = 0;            // records replayed
-    uint64_t log_transactions = 0;       // transactions replayed from the log
-    uint64_t log_skipped = 0;            // log transactions already in the snapshot
-    uint64_t log_label_records = 0;      // label records replayed
-    uint64_t torn_tail_bytes = 0;        // bytes after the last valid record, dropped
-};
-
-// Loads dir's snapshot (if any) and replays its log (if any) through validate_for_append + append
-// into a fresh store with store's config; moves it into `store` only when everything succeeded.
-// Throws FraudError(IO_ERROR) for a bad snapshot or a corrupt log (naming the file, the offset and
-// what is wrong), or the validation error of a replayed batch.
-RestoreStats restore_state(const std::string& dir, TemporalStore& store);
 
 }  // namespace libfraud
