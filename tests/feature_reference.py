@@ -45,13 +45,13 @@ Labels
     label twice keeps the earliest time; two different labels for one event are an error.
 
 Arithmetic
-    float64 throughout, cast to float32 at the end (IEEE: |x| > float32 max becomes +-inf). Sums are
+    float64 throughout, saturated to +-float32 max and cast to float32 at the end (never +-inf). Sums are
     direct sequential sums in history (= time) order, oldest first, starting from +0.0: a window that
     no longer holds a 1e200 gives the exact sum of what it holds. mean = sum / n. Sample std (ddof 1)
     is 0 exactly when all values are equal, else a two-pass std around that mean, scaled by the
     largest |deviation| so that values such as 1e200 do not overflow (std of [1e200, 0] is finite,
-    ~7.07e199, so a z-score against it is finite). Divisions follow IEEE (x / 0 = +-inf, 0 / 0 = NaN:
-    ratio_to_mean against a history of zeros). Missing numeric values (NaN) are skipped by every
+    ~7.07e199, so a z-score against it is finite). ratio_to_mean against a history whose mean is 0
+    is NaN. Missing numeric values (NaN) are skipped by every
     aggregate and never pass a filter (not even "!="). A categorical pass-through of a code is
     float(code) (int64 -> double, correctly rounded) then float32. time_since_last is
     float(t - t_last) / 1000.0. Calendar parts use floor division of the local ms (correct before
@@ -356,7 +356,8 @@ def _f_amount_vs_history(s, h, f, i, t, max_scan):
     if stat == "ratio_to_mean":
         if len(values) == 0:
             return NAN
-        return float(np.float64(value) / np.float64(_mean(values)))
+        mean = _mean(values)
+        return NAN if mean == 0 else float(np.float64(value) / np.float64(mean))
     if stat == "zscore":
         if len(values) < 2:
             return NAN
@@ -496,4 +497,5 @@ def reference_features(schema_json: dict, spec_json: dict, events: EventArrays,
             for k, (f, compute, max_scan) in enumerate(zip(features, kinds, scans)):
                 out[i, k] = compute(stream, histories, f, i, t, max_scan)
             histories.ingest(i)
-        return out.astype(np.float32)
+        limit = float(np.finfo(np.float32).max)
+        return np.clip(out, -limit, limit).astype(np.float32)

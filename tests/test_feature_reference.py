@@ -21,6 +21,8 @@ NAN = math.nan
 HOUR = 3_600_000
 DAY = 24 * HOUR
 
+FLT_MAX = float(np.finfo(np.float32).max)
+
 
 # --- helpers: tiny schemas and streams written as rows ----------------------------------------
 
@@ -96,9 +98,9 @@ def test_amount_log_amount_numeric_categorical():
     out = compute(s, [{"kind": "amount"}, {"kind": "log_amount"}, {"kind": "numeric", "field": "risk"},
                       {"kind": "categorical", "field": "channel"},
                       {"kind": "categorical", "field": "channel", "vocabulary": [7, 3]}], rows)
-    assert_same(out[:, 0], [0.0, 2.5, math.inf, 7.0])
+    assert_same(out[:, 0], [0.0, 2.5, FLT_MAX, 7.0])  # past float32: saturated, never inf
     assert_same(out[:, 1], [0.0, math.log1p(2.5), math.log1p(1e200), math.log1p(7.0)])
-    assert_same(out[:, 2], [-0.0, NAN, math.inf, -3.25])  # -0.0 passes through as -0.0
+    assert_same(out[:, 2], [-0.0, NAN, FLT_MAX, -3.25])  # -0.0 passes through as -0.0
     # int64 -> double -> float32 (2**63 - 1 rounds up to 2**63)
     assert_same(out[:, 3], [np.float32(float(2 ** 63 - 1)), 3.0, 5.0, NAN])
     assert out[0, 3] == np.float32(2.0 ** 63)
@@ -205,13 +207,13 @@ def test_huge_value_leaving_the_window_leaves_an_exact_sum():
         feats += [{"kind": "window", "entity": "card", "agg": a, "field": f, "window_ms": 25}
                   for a in ("sum", "mean", "max", "std")]
     out = compute(s, feats, rows)
-    # event 2: [-5, 20) holds the 1e200: float32 inf
-    assert_same(out[2, :3], [math.inf, math.inf, math.inf])
+    # event 2: [-5, 20) holds the 1e200: past float32, saturated
+    assert_same(out[2, :3], [FLT_MAX, FLT_MAX, FLT_MAX])
     # event 3: [5, 30) holds 1 and 2 only: exactly 3, whatever came before
     assert_same(out[3, :4], [3.0, 1.5, 2.0, math.sqrt(0.5)])
     assert_same(out[3, 4:], [0.1 + 0.2, (0.1 + 0.2) / 2, 0.2, statistics.stdev([0.1, 0.2])])
-    # std of [1e200, 1] does not overflow to inf in double; it does in float32
-    assert_same(out[2, 3], math.inf)
+    # std of [1e200, 1] does not overflow in double; past float32 it saturates
+    assert_same(out[2, 3], FLT_MAX)
 
 
 def test_filters():
@@ -310,8 +312,8 @@ def test_zscore_threshold_zero_mean_and_huge_values():
     # all equal: std 0 -> NaN (and 0 <= 0 with a zero mean)
     assert math.isnan(run([3.0, 3.0, 3.0])[2, 0])
     assert math.isnan(run([0.0, 0.0, 0.0])[2, 0])
-    # ratio to a mean of 0: IEEE (x / 0 = inf, 0 / 0 = NaN)
-    assert_same(run([0.0, 5.0, 0.0])[1:, 1], [math.inf, 0.0 / 2.5])
+    # ratio to a mean of 0: NaN (no ratio; x / 0 would be inf)
+    assert_same(run([0.0, 5.0, 0.0])[1:, 1], [NAN, 0.0 / 2.5])
     assert math.isnan(run([0.0, 0.0])[1, 1])
     # [1e200, 0] then 0: mean 5e199, std 7.07e199 (no overflow): z = -1/sqrt(2)
     assert_same(run([1e200, 0.0, 0.0])[2, 0], -1 / math.sqrt(2.0))
@@ -545,8 +547,7 @@ def naive_features(schema, spec, events, labels):
                     col.append(NAN)
                 elif f["stat"] == "ratio_to_mean":
                     mean = total / len(vals)
-                    col.append(v / mean if mean != 0 else
-                               NAN if v == 0 else math.copysign(math.inf, v) * math.copysign(1, mean))
+                    col.append(v / mean if mean != 0 else NAN)
                 else:
                     mean, std = total / len(vals), statistics.stdev(vals)
                     col.append(NAN if std <= 1e-6 * abs(mean) else (v - mean) / std)
@@ -597,7 +598,7 @@ def test_reference_matches_a_naive_loop(seed):
     with np.errstate(over="ignore"):
         for k, col in naive.items():
             f = spec["features"][k]
-            expected = col.astype(np.float32)
+            expected = np.clip(col, -FLT_MAX, FLT_MAX).astype(np.float32)  # saturated, never inf
             if (f["kind"], f.get("agg", f.get("stat"))) in (("window", "std"),
                                                             ("amount_vs_history", "zscore")):
                 # statistics.stdev is exact (Fractions) then rounded: compare within 1e-6

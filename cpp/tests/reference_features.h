@@ -171,7 +171,7 @@ inline std::vector<float> compute(const libfraud::Schema& s, const std::vector<l
                 if (a.n == 0) break;
                 const double mean = a.sum / static_cast<double>(a.n);
                 if (op.stat == HistoryStat::RatioToMean) {
-                    r = static_cast<float>(x / mean);
+                    if (mean != 0.0) r = static_cast<float>(x / mean);  // a zero mean has no ratio
                     break;
                 }
                 if (a.n < 2) break;
@@ -219,7 +219,9 @@ inline std::vector<float> compute(const libfraud::Schema& s, const std::vector<l
                 break;
             }
         }
-        out.push_back(r);
+        // Saturated to float32's range, NaN kept (export/SCHEMA.md: never +/-inf).
+        constexpr float kMax = std::numeric_limits<float>::max();
+        out.push_back(r > kMax ? kMax : r < -kMax ? -kMax : r);
     }
     return out;
 }

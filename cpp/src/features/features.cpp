@@ -27,6 +27,12 @@ int64_t minus(int64_t t, int64_t w) {
     return t < std::numeric_limits<int64_t>::min() + w ? std::numeric_limits<int64_t>::min() : t - w;
 }
 
+// x as a float32 within +-FLT_MAX (NaN stays NaN).
+float saturate(double x) {
+    constexpr double kMax = std::numeric_limits<float>::max();
+    return static_cast<float>(x > kMax ? kMax : x < -kMax ? -kMax : x);
+}
+
 int64_t floor_mod(int64_t a, int64_t m) {
     const int64_t r = a % m;
     return r < 0 ? r + m : r;
@@ -493,7 +499,8 @@ inline float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& 
             const RangeSums a = h->sums(slot, b, end, op.stat == HistoryStat::ZScore, op.field.role == FieldRef::Amount);
             if (a.n == 0) return kNaN;
             const double mean = a.sum / static_cast<double>(a.n);
-            if (op.stat == HistoryStat::RatioToMean) return static_cast<float>(x / mean);
+            // A zero mean (a history of zeros) has no ratio: NaN, not inf.
+            if (op.stat == HistoryStat::RatioToMean) return mean != 0.0 ? saturate(x / mean) : kNaN;
             if (a.n < 2) return kNaN;
             const double sd = sample_std(a, *h, slot, b, end);
             return sd > kMinRelStd * std::fabs(mean) ? static_cast<float>((x - mean) / sd) : kNaN;
@@ -566,9 +573,11 @@ void FeaturePlan::compute(const TemporalStore& store, const fraud_event& ev, flo
     }
     for (size_t i = 0; i < ops_.size(); ++i) {
         const FeatureOp& op = ops_[i];
-        out[i] = op.entity >= 0 && seen[op.entity].absent
-                     ? kNaN
-                     : compute_one(op, store, ev, seen[op.entity < 0 ? 0 : op.entity], ranges);
+        // Saturated: a value past float32's range (a sum of huge amounts, a z-score over a tiny
+        // std) would reach the trees as +/-inf, which training, parity and score_features refuse.
+        out[i] = saturate(op.entity >= 0 && seen[op.entity].absent
+                              ? kNaN
+                              : compute_one(op, store, ev, seen[op.entity < 0 ? 0 : op.entity], ranges));
     }
 }
 
