@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 import tempfile
 import warnings
 from datetime import datetime, timezone
@@ -76,6 +77,22 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _file_type_problem(path: Path) -> str | None:
+    """Why ``path`` is no artifact file, or None for a regular file. stat, never open: a FIFO
+    would block an open."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "is missing"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"))
+    return next((f"is {name} (not a regular file)" for test, name in kinds if test(mode)), "is not a regular file")
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
@@ -610,15 +627,17 @@ def verify_bundle(path: str | os.PathLike) -> list[str]:
             problems.append(f"artifacts[{i}]: name {a['name']!r} appears twice")
         names.add(a["name"])
         rel = PurePosixPath(str(a["path"]))
-        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        if rel.is_absolute() or ".." in rel.parts or not str(a["path"]):
             problems.append(f"{a['path']}: artifact path must be relative without '..'")
             continue
         file = root / rel
-        if real_root not in file.resolve().parents:
+        resolved = file.resolve()
+        if resolved != real_root and real_root not in resolved.parents:  # '.' is the bundle itself
             problems.append(f"{a['path']}: resolves outside the bundle")
             continue
-        if not file.is_file():
-            problems.append(f"{a['path']}: missing")
+        kind = _file_type_problem(file)
+        if kind:  # the core's words (cpp/src/engine/sealed_file.cpp file_type_problem)
+            problems.append(f"artifact {a['name']!r} path {a['path']!r} {kind}")
             continue
         size = file.stat().st_size
         if size != a["size"]:

@@ -275,3 +275,15 @@ def test_a_model_of_no_trees_is_refused_naming_the_file_and_the_lost_base_score(
     with pytest.raises(TreeStructureError, match=rf"^the model for {tmp_path / 'b'}: the model has no trees"):
         build_bundle(tmp_path / "b", booster=booster, feature_names=names, schema=schema, spec=spec,
                      X_holdout=X, threshold=0.5, threshold_rule="fixed", metrics={})
+
+
+def test_the_compile_command_reports_a_compile_error_without_a_traceback(monkeypatch, tmp_path, capsys):
+    from libfraud import cli, compile as compile_module
+    from libfraud.export import TreeCompileError
+
+    def crash(*args, **kwargs):
+        raise TreeCompileError("TL2cgen crashed generating code for m/model.ubj: signal 11 (SIGSEGV)")
+    monkeypatch.setattr(compile_module, "compile_model_dir", crash)
+    assert cli.main(["compile", str(tmp_path / "m"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "libfraud compile: TL2cgen crashed" in err and "Traceback" not in err

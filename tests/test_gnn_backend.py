@@ -8,6 +8,7 @@ shape; and libfraud.so never needing libtorch. Skips when torch or the plugin is
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,25 @@ def test_cold_start_rows(loaded, tiny_model, shape):
     assert np.isfinite(logits).all() and np.isfinite(emb).all()
     np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=TOL, err_msg=kind)
     np.testing.assert_allclose(emb, ref_emb, rtol=0, atol=TOL, err_msg=kind)
+
+
+def test_the_plugin_loads_a_checked_sealed_copy(loaded, artifacts, tiny_model, shape, tmp_path):
+    """With expected_sha256 (the manifest's, in a bundle) the plugin is given the sealed private
+    copy (/proc/self/fd/N): the .pt2 zip or the TorchScript file loads from it, other bytes are
+    refused, and the file changing after the load changes nothing served."""
+    kind, _ = loaded
+    path = tmp_path / artifacts[kind].name
+    shutil.copyfile(artifacts[kind], path)
+    model = _core.GnnModel(kind, str(path), D, expected_sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    path.write_bytes(b"overwritten after the load")
+    arrays = make_inputs(8, seed=9, shape=shape)
+    for got, want in zip(model.run(*arrays), eager(tiny_model, arrays)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=kind)
+    shutil.copyfile(artifacts[kind], path)
+    with pytest.raises(_core.FraudError) as e:
+        _core.GnnModel(kind, str(path), D, expected_sha256="0" * 64)
+    assert e.value.status == "FRAUD_STATUS_BUNDLE_CHECKSUM"
+    assert str(path) in str(e.value) and "altered after verification" in str(e.value)
 
 
 def test_concurrent_runs_agree(loaded, shape):

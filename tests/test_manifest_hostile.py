@@ -1,11 +1,12 @@
 """Hostile manifests the core must refuse with a clear status, never a crash: deep nesting (whose
 error message once recursed through nlohmann's dump() until the stack overflowed, killing a serving
-process in a hot swap), huge values in messages, out-of-range thresholds, duplicate artifact names
-and a byte order mark."""
+process in a hot swap), huge values in messages, out-of-range thresholds, duplicate artifact names,
+a byte order mark, and artifact paths that are no file (the bundle directory, a FIFO)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -150,3 +151,33 @@ def test_a_huge_name_in_the_schema_gives_a_short_message(good, tmp_path):
     with pytest.raises(_core.FraudError, match="must match") as e:
         _core.Engine(str(bad))
     assert len(str(e.value)) < 2200 and "characters)" in str(e.value)
+
+
+@pytest.mark.parametrize("case", ["dot", "fifo"])
+def test_an_artifact_that_is_no_file_is_named_by_c_and_python_alike(good, tmp_path, case):
+    """'.' was reported as a symlink leaving the bundle and a FIFO as missing. In a child: opening
+    a FIFO that nobody writes must never block (the timeout fails the test if it does)."""
+    manifest = json.loads((good / "manifest.json").read_text())
+    trees = next(a for a in manifest["artifacts"] if a["name"] == "trees")
+    if case == "dot":
+        trees["path"] = "."
+    bad = _with_text(good, tmp_path, case, lambda _: json.dumps(manifest).encode())
+    if case == "fifo":
+        (bad / trees["path"]).unlink()
+        os.mkfifo(bad / trees["path"])
+    words = (f"artifact 'trees' path '{trees['path']}' " +
+             ("is a directory, not a file" if case == "dot" else "is a FIFO (not a regular file)"))
+    code = textwrap.dedent(f"""
+        from libfraud import _core
+        from libfraud.export import verify_bundle
+        try:
+            _core.Engine({str(bad)!r})
+        except _core.FraudError as e:
+            print(e.status); print(e)
+        print(verify_bundle({str(bad)!r}))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, message, python = done.stdout.splitlines()[:3]
+    assert status == "FRAUD_STATUS_BUNDLE_CHECKSUM" and words in message, done.stdout
+    assert words in python, python

@@ -89,14 +89,16 @@ void bind_gnn(py::module_& m) {
         "A GNN artifact run through its backend plugin (e.g. libfraud_torch.so for 'torchscript' "
         "and 'aoti'). run() may be called from many threads at once.")
         .def(py::init([](const std::string& kind, const std::string& path, int64_t embedding_dim,
-                         const std::string& plugin_dir) {
+                         const std::string& plugin_dir, const std::string& expected_sha256) {
                  py::gil_scoped_release release;
-                 return GnnModel::load(kind, path, embedding_dim, plugin_dir);
+                 return GnnModel::load(kind, path, embedding_dim, plugin_dir, expected_sha256);
              }),
              py::arg("kind"), py::arg("path"), py::arg("embedding_dim"), py::arg("plugin_dir") = "",
+             py::arg("expected_sha256") = "",
              "Load the artifact at path with the plugin for kind. plugin_dir: where the plugin is "
-             "(default: beside the core, <package>/lib). Raises FraudError with status "
-             "FRAUD_STATUS_BACKEND_UNAVAILABLE (no plugin) or FRAUD_STATUS_LOAD_ERROR (bad artifact).")
+             "(default: beside the core, <package>/lib). expected_sha256: the bytes loaded (a sealed "
+             "copy) must have it. Raises FraudError with status FRAUD_STATUS_BACKEND_UNAVAILABLE (no "
+             "plugin), FRAUD_STATUS_BUNDLE_CHECKSUM (other bytes) or FRAUD_STATUS_LOAD_ERROR (bad artifact).")
         .def_property_readonly("kind", &GnnModel::kind)
         .def_property_readonly("embedding_dim", &GnnModel::embedding_dim)
         .def_property_readonly("plugin_path", &GnnModel::plugin_path)

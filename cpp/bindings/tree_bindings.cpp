@@ -2,9 +2,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <memory>
 #include <string>
+#include <utility>
 
+#include "common/error.h"
 #include "engine/manifest.h"
+#include "engine/model.h"
 #include "engine/tree_library.h"
 
 namespace py = pybind11;
@@ -61,4 +65,32 @@ void bind_trees(py::module_& m) {
         "Run the engine's checks before any load on the bundle directory path (permissions, the "
         "manifest's ed25519 signature when key_path names a trusted PEM public key, every "
         "artifact's size and sha256); loads nothing. Raises FraudError naming the first failure.");
+
+    m.def(
+        "_set_after_verify_hook",
+        [](py::object hook) {
+            if (hook.is_none()) {
+                libfraud::set_after_verify_hook_for_testing(nullptr);
+                return;
+            }
+            // The callable is released with the GIL held, whichever thread drops it last.
+            std::shared_ptr<py::object> fn(new py::object(std::move(hook)), [](py::object* o) {
+                py::gil_scoped_acquire gil;
+                delete o;
+            });
+            libfraud::set_after_verify_hook_for_testing([fn](const std::string& bundle_dir) {
+                py::gil_scoped_acquire gil;
+                try {
+                    (*fn)(bundle_dir);
+                } catch (py::error_already_set& e) {
+                    throw libfraud::FraudError(FRAUD_STATUS_INTERNAL, std::string("after-verify hook: ") + e.what());
+                }
+            });
+        },
+        py::arg("hook"),
+        "TEST ONLY: hook(bundle_dir) runs after a bundle verifies and before any of its artifacts is "
+        "read again (engine/model.h set_after_verify_hook_for_testing); None removes it.");
+    // A hook left set must not outlive the interpreter it calls into.
+    py::module_::import("atexit").attr("register")(
+        py::cpp_function([] { libfraud::set_after_verify_hook_for_testing(nullptr); }));
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "libfraud/fraud.h"
 
@@ -202,6 +203,8 @@ int main(int argc, char** argv) {
     const char* root = argc > 1 ? argv[1] : "c_api_fixtures";
     fraud_engine* engine = NULL;
 
+    alarm(60); /* a call that blocks (opening a FIFO) fails the test instead of hanging it */
+
     CHECK(FRAUD_API_VERSION == 2 && FRAUD_BUNDLE_FORMAT_VERSION == 3);
     CHECK(FRAUD_BUNDLE_FORMAT_VERSION_MIN == 2 && FRAUD_BUNDLE_FORMAT_VERSION_MAX == 3);
     CHECK(strcmp(fraud_status_name(FRAUD_STATUS_BUNDLE_CHECKSUM), "FRAUD_STATUS_BUNDLE_CHECKSUM") == 0);
@@ -284,6 +287,21 @@ int main(int argc, char** argv) {
     make_bundle(root, "missing", manifest_with("2", "trees/model.so", ABC_SHA, "3"), NULL);
     CHECK(open_status(bundle) == FRAUD_STATUS_BUNDLE_CHECKSUM);
     CHECK(strstr(fraud_last_error(), "missing") != NULL);
+
+    /* '.' is the bundle directory itself, not a link leaving it; a FIFO is there but no file, and
+     * opening it never blocks (main's alarm fails the test if it did). */
+    make_bundle(root, "dot", manifest_with("2", ".", ABC_SHA, "3"), "abc");
+    CHECK(open_status(bundle) == FRAUD_STATUS_BUNDLE_CHECKSUM);
+    CHECK(strstr(fraud_last_error(), "artifact 'trees' path '.' is a directory, not a file") != NULL);
+    make_bundle(root, "fifo", manifest_with("2", "trees/model.so", ABC_SHA, "3"), NULL);
+    {
+        char fifo[1100];
+        snprintf(fifo, sizeof fifo, "%s/trees/model.so", bundle);
+        remove(fifo); /* a previous run's */
+        CHECK(mkfifo(fifo, 0644) == 0);
+    }
+    CHECK(open_status(bundle) == FRAUD_STATUS_BUNDLE_CHECKSUM);
+    CHECK(strstr(fraud_last_error(), "artifact 'trees' path 'trees/model.so' is a FIFO (not a regular file)") != NULL);
 
     make_bundle(root, "truncated", manifest_with("2", "trees/model.so", ABC_SHA, "3"), "ab");
     CHECK(open_status(bundle) == FRAUD_STATUS_BUNDLE_CHECKSUM);

@@ -210,7 +210,12 @@ def _print_summary(result, report) -> None:
 
 def _compile(args) -> int:
     from .compile import compile_model_dir
-    bundle = compile_model_dir(args.model_dir, args.out, jobs=args.jobs, progress=not args.quiet)
+    from .export import ParityError, TreeCompileError
+    try:
+        bundle = compile_model_dir(args.model_dir, args.out, jobs=args.jobs, progress=not args.quiet)
+    except (ParityError, TreeCompileError) as e:  # the model, not the program: a message, no traceback
+        print(f"libfraud compile: {e}", file=sys.stderr)
+        return 2
     print(f"bundle written to {bundle}")
     return 0
 

@@ -56,7 +56,7 @@ typedef enum fraud_status {
     FRAUD_STATUS_IO_ERROR = 5,            /* a file that cannot be opened or read */
     FRAUD_STATUS_BUNDLE_INVALID = 6,      /* manifest unparsable, or inconsistent with this library */
     FRAUD_STATUS_BUNDLE_VERSION = 7,      /* a format version this library does not read */
-    FRAUD_STATUS_BUNDLE_CHECKSUM = 8,     /* an artifact missing, of the wrong size or sha256 */
+    FRAUD_STATUS_BUNDLE_CHECKSUM = 8,     /* an artifact missing, not a regular file, of the wrong size or sha256 */
     FRAUD_STATUS_LOAD_ERROR = 9,          /* an artifact verified but could not be loaded */
     FRAUD_STATUS_INTERNAL = 10,           /* a bug or out of memory; the message says which */
     FRAUD_STATUS_OUT_OF_RETENTION = 11,   /* a time older than the store keeps history for */
@@ -239,8 +239,10 @@ FRAUD_API int64_t fraud_hash_id(const char* bytes, size_t len);
 
 /*
  * Open the bundle directory at bundle_dir: checks the manifest's format version and every
- * artifact's size and sha256 before loading anything, then loads the compiled trees, and starts
- * an empty temporal store. params may be NULL (defaults). On success *out owns a new engine
+ * artifact's size and sha256 before loading anything, then loads the compiled trees (and the GNN
+ * and TreeSHAP tables it has), each from a sealed private copy whose sha256 is checked again
+ * (BUNDLE_CHECKSUM "altered after verification" if a file changed meanwhile), and starts an
+ * empty temporal store. params may be NULL (defaults). On success *out owns a new engine
  * (free with fraud_engine_free); on failure *out is NULL.
  */
 FRAUD_API fraud_status fraud_engine_open(const char* bundle_dir, const fraud_engine_params* params,

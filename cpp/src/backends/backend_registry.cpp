@@ -13,6 +13,8 @@
 
 #include "backends/native_gnn.h"
 #include "common/error.h"
+#include "common/log.h"
+#include "engine/sealed_file.h"
 
 namespace libfraud {
 namespace {
@@ -21,15 +23,18 @@ struct KindEntry {
     const char* kind;
     const char* library;                       // the plugin, or nullptr for a built-in backend
     const fraud_gnn_backend* (*builtin)();     // a backend linked into the core, or nullptr
+    // The backend reads the artifact file alone, so it is given a sealed copy (engine/sealed_file.h);
+    // false where it also reads files beside it (TensorRT's <plan>.json, ONNX's external data).
+    bool one_file;
 };
 // One row per artifact kind; a new backend is a row here and either a plugin exporting
 // fraud_gnn_backend_v1 or a built-in table (no framework: the native kernels).
 constexpr KindEntry kKinds[] = {
-    {"torchscript", "libfraud_torch.so", nullptr},
-    {"aoti", "libfraud_torch.so", nullptr},
-    {"onnxruntime", "libfraud_onnxruntime.so", nullptr},
-    {"tensorrt", "libfraud_tensorrt.so", nullptr},
-    {"native", nullptr, &native_gnn_backend},
+    {"torchscript", "libfraud_torch.so", nullptr, true},
+    {"aoti", "libfraud_torch.so", nullptr, true},  // a .pt2 zip: the loader extracts it itself
+    {"onnxruntime", "libfraud_onnxruntime.so", nullptr, false},
+    {"tensorrt", "libfraud_tensorrt.so", nullptr, false},
+    {"native", nullptr, &native_gnn_backend, true},
 };
 
 const KindEntry* find_kind(const std::string& kind) {
@@ -131,7 +136,8 @@ void GnnModel::Freer::operator()(void* model) const {
 }
 
 std::unique_ptr<GnnModel> GnnModel::load(const std::string& kind, const std::string& artifact_path,
-                                         int64_t embedding_dim, const std::string& plugin_dir) {
+                                         int64_t embedding_dim, const std::string& plugin_dir,
+                                         const std::string& expected_sha256) {
     const KindEntry* entry = find_kind(kind);
     if (entry == nullptr) {
         throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
@@ -141,8 +147,8 @@ std::unique_ptr<GnnModel> GnnModel::load(const std::string& kind, const std::str
         throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
                          "embedding_dim must be >= 0, got " + std::to_string(embedding_dim));
     }
-    if (entry->builtin != nullptr) return load_with(entry->builtin(), kind, artifact_path, embedding_dim,
-                                                    kBuiltinPath);
+    const Artifact artifact{artifact_path, expected_sha256, entry->one_file};
+    if (entry->builtin != nullptr) return load_with(entry->builtin(), kind, artifact, embedding_dim, kBuiltinPath);
     const char* library = entry->library;
 
     std::vector<std::string> dirs;
@@ -172,25 +178,39 @@ std::unique_ptr<GnnModel> GnnModel::load(const std::string& kind, const std::str
                              build_hint(library));
     }
 
-    return load_with(open_plugin(found, kind), kind, artifact_path, embedding_dim, found);
+    return load_with(open_plugin(found, kind), kind, artifact, embedding_dim, found);
 }
 
 std::unique_ptr<GnnModel> GnnModel::load_with(const fraud_gnn_backend* backend, const std::string& kind,
-                                              const std::string& artifact_path, int64_t embedding_dim,
+                                              const Artifact& artifact, int64_t embedding_dim,
                                               const std::string& found) {
     if (backend->supports == nullptr || !backend->supports(kind.c_str())) {
         throw FraudError(FRAUD_STATUS_BACKEND_UNAVAILABLE,
                          "GNN backend '" + kind + "': " + found + " does not run this kind");
     }
+    std::unique_ptr<GnnModel> out(new GnnModel());
+    std::string load_path = artifact.path;
+    if (artifact.one_file) {
+        try {
+            out->sealed_ = std::make_unique<SealedFile>(artifact.path, artifact.sha256);
+        } catch (const FraudError& e) {
+            if (e.status() == FRAUD_STATUS_BUNDLE_CHECKSUM) throw;  // altered: the bundle's fault
+            throw FraudError(FRAUD_STATUS_LOAD_ERROR, "GNN backend '" + kind + "': " + e.what());
+        }
+        load_path = out->sealed_->load_path();
+    } else if (!artifact.sha256.empty()) {
+        // The plugin opens the files itself: verify_artifacts checked them (all artifacts) before.
+        log(FRAUD_LOG_WARN, "GNN backend '" + kind + "' reads " + artifact.path + " and the files beside it " +
+                                "itself: checked before loading, not loaded from a sealed copy");
+    }
 
     char err[2048] = {0};
-    void* model = backend->load(kind.c_str(), artifact_path.c_str(), embedding_dim, err, sizeof err);
+    void* model = backend->load(kind.c_str(), load_path.c_str(), embedding_dim, err, sizeof err);
     if (model == nullptr) {
         throw FraudError(FRAUD_STATUS_LOAD_ERROR,
-                         "GNN backend '" + kind + "' cannot load " + artifact_path + ": " +
+                         "GNN backend '" + kind + "' cannot load " + artifact.path + ": " +
                              error_text(err));
     }
-    std::unique_ptr<GnnModel> out(new GnnModel());
     out->model_ = std::unique_ptr<void, Freer>(model, Freer{backend});
     out->kind_ = kind;
     out->embedding_dim_ = embedding_dim;

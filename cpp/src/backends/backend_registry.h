@@ -11,6 +11,8 @@
 
 namespace libfraud {
 
+class SealedFile;  // engine/sealed_file.h
+
 // The plugin library that runs an artifact kind ("torchscript", "aoti" -> "libfraud_torch.so"),
 // or nullptr for a kind no plugin is known for or one built into the core ("native").
 const char* gnn_plugin_library(const std::string& kind);
@@ -33,13 +35,18 @@ public:
     // A built-in kind ("native") loads directly; plugin_dir is ignored for it. Otherwise finds the
     // plugin for `kind` in plugin_dir if given, else beside the library holding this code
     // (<dir>/ and <dir>/lib/: the core is both libfraud.so in <pkg>/lib and _core*.so in <pkg>),
-    // loads it (RTLD_NOW | RTLD_LOCAL), checks its ABI version, then loads the artifact.
+    // loads it (RTLD_NOW | RTLD_LOCAL), checks its ABI version, then loads the artifact. A kind
+    // whose backend reads the artifact file alone (torchscript, aoti, native) is given its sealed
+    // private copy (engine/sealed_file.h, kept for the model's life) by its /proc/self/fd path,
+    // so expected_sha256 (the manifest's; empty: no check) is checked on the very bytes it loads.
     // Throws FraudError: INVALID_ARGUMENT for an unknown kind; BACKEND_UNAVAILABLE when the plugin
     // is not found (naming the library and the directories searched) or cannot be loaded (with
-    // dlerror's text, e.g. the missing libtorch); LOAD_ERROR with the plugin's message when the
-    // artifact cannot be loaded.
+    // dlerror's text, e.g. the missing libtorch); BUNDLE_CHECKSUM when the bytes are not the
+    // expected ones ("altered after verification") or not a regular file; LOAD_ERROR with the
+    // plugin's message when the artifact cannot be read or loaded.
     static std::unique_ptr<GnnModel> load(const std::string& kind, const std::string& artifact_path,
-                                          int64_t embedding_dim, const std::string& plugin_dir = "");
+                                          int64_t embedding_dim, const std::string& plugin_dir = "",
+                                          const std::string& expected_sha256 = "");
     ~GnnModel();
     GnnModel(const GnnModel&) = delete;
     GnnModel& operator=(const GnnModel&) = delete;
@@ -56,8 +63,13 @@ public:
 
 private:
     GnnModel();
+    struct Artifact {
+        std::string path;
+        std::string sha256;  // expected; empty: no check
+        bool one_file;       // the backend reads it alone: load it from a sealed copy
+    };
     static std::unique_ptr<GnnModel> load_with(const fraud_gnn_backend* backend, const std::string& kind,
-                                               const std::string& artifact_path, int64_t embedding_dim,
+                                               const Artifact& artifact, int64_t embedding_dim,
                                                const std::string& found);
     struct Freer {
         Freer() noexcept : backend(nullptr) {}
@@ -70,6 +82,7 @@ private:
     int64_t embedding_dim_ = 0;
     std::string plugin_path_;
     const fraud_gnn_backend* backend_ = nullptr;
+    std::unique_ptr<SealedFile> sealed_;  // before model_: closed after the model is freed
     std::unique_ptr<void, Freer> model_;
 };
 

@@ -44,7 +44,10 @@ typedef struct fraud_gnn_backend {
     const char* name;     /* e.g. "torch" */
     /* Artifact kinds this plugin runs, e.g. "torchscript", "aoti". */
     int (*supports)(const char* kind);
-    /* Loads an artifact; NULL on failure with a message in err (NUL-terminated, errlen bytes). */
+    /* Loads an artifact; NULL on failure with a message in err (NUL-terminated, errlen bytes).
+     * For the kinds the core reads as one file (torchscript, aoti, native: backend_registry.cpp),
+     * path is its sealed checked copy ("/proc/self/fd/N", valid for the model's life): read it
+     * as a file; there are no files beside it. */
     void* (*load)(const char* kind, const char* path, int64_t embedding_dim, char* err, size_t errlen);
     /* 0 on success; logits_out [B], embeddings_out [B, embedding_dim]. */
     int (*run)(void* model, const fraud_gnn_inputs* inputs, float* logits_out, float* embeddings_out,

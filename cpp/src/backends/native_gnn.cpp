@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/bounded_json.h"
+
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the native GNN artifact is little-endian; this host is not"
 #endif
@@ -369,11 +371,11 @@ std::unique_ptr<Net> load_net(const std::string& path, int64_t embedding_dim) {
     if (w_len % 4 != 0) throw LoadError("corrupt fixed header: weights length not a multiple of 4");
 
     nlohmann::json hdr;
-    try {
-        hdr = nlohmann::json::parse(bytes.begin() + kFixedHeader, bytes.begin() + kFixedHeader + header_len);
-    } catch (const std::exception& e) {
-        throw LoadError(std::string("corrupt JSON header: ") + e.what());
-    }
+    libfraud::JsonParseError error;  // linear time, bounded depth (common/bounded_json.h)
+    if (!libfraud::parse_bounded_json(std::string(bytes.begin() + kFixedHeader, bytes.begin() + kFixedHeader + header_len),
+                                      16, hdr, error))
+        throw LoadError("corrupt JSON header" + (error.path.empty() ? "" : " near '" + error.path + "'") + ": " +
+                        error.what);
 
     auto net = std::make_unique<Net>();
     std::map<std::string, TensorRef> tensors;

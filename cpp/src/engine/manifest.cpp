@@ -1,6 +1,7 @@
 #include "engine/manifest.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +16,7 @@
 
 #include "common/bounded_json.h"
 #include "common/error.h"
+#include "engine/sealed_file.h"
 #include "engine/sha256.h"
 #include "engine/signature.h"
 
@@ -283,10 +285,11 @@ void check_bundle_path(const std::string& bundle_dir, const std::string& root, c
     const std::string real = real_path(path);
     if (real.empty()) return;  // missing or a dangling link: nothing to load; verify_artifacts refuses it
     const std::string prefix = root == "/" ? root : root + "/";
-    if (real.compare(0, prefix.size(), prefix) != 0)
+    // The bundle directory itself ('.') is inside it: verify_artifacts says it is no file.
+    if (real != root && real.compare(0, prefix.size(), prefix) != 0)
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
                          path + ": a symlink leading outside the bundle (to " + real + ")");
-    const std::string real_rel = real.substr(prefix.size());
+    const std::string real_rel = real == root ? "" : real.substr(prefix.size());
     for (size_t slash = real_rel.find('/'); slash != std::string::npos; slash = real_rel.find('/', slash + 1))
         refuse_if_writable_by_others(prefix + real_rel.substr(0, slash));
     refuse_if_writable_by_others(path);
@@ -421,16 +424,18 @@ float Calibration::apply(float p) const {
 void verify_artifacts(const Manifest& manifest) {
     for (const ArtifactEntry& entry : manifest.artifacts) {
         const std::string path = manifest.artifact_path(entry);
+        // One open: the file whose type and size are checked is the file hashed.
         struct stat info {};
-        if (stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode))
-            throw FraudError(FRAUD_STATUS_BUNDLE_CHECKSUM,
-                             "artifact '" + entry.name + "': file " + path + " is missing");
+        struct Closer {
+            int fd;
+            ~Closer() { close(fd); }
+        } file{open_regular_file(path, "artifact '" + entry.name + "' path '" + entry.path + "'", &info)};
         if (static_cast<uint64_t>(info.st_size) != entry.size)
             throw FraudError(FRAUD_STATUS_BUNDLE_CHECKSUM,
                              "artifact '" + entry.name + "': " + path + " has " +
                                  std::to_string(info.st_size) + " bytes, the manifest says " +
                                  std::to_string(entry.size) + " (truncated or replaced)");
-        const std::string found = sha256_file_hex(path);
+        const std::string found = sha256_fd_hex(file.fd, path);
         if (found != entry.sha256)
             throw FraudError(FRAUD_STATUS_BUNDLE_CHECKSUM,
                              "artifact '" + entry.name + "': sha256 of " + path + " is " + found +

@@ -98,8 +98,11 @@ struct Manifest {
 // errors), so a signed bundle's tampered manifest is refused as BUNDLE_CHECKSUM, never parsed.
 Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted_public_key_path = "");
 
-// Checks every artifact's existence, size and sha256 against the manifest; loads nothing.
-// Throws FraudError(BUNDLE_CHECKSUM) naming the file, what was expected and what was found.
+// Checks every artifact's existence, type, size and sha256 against the manifest; loads nothing.
+// Throws FraudError(BUNDLE_CHECKSUM) naming the file, what was expected and what was found: e.g.
+// "artifact 'x' path '.' is a directory, not a file", "... is a FIFO (not a regular file)" (never
+// blocking on one). Every loader checks its own sealed copy again (engine/sealed_file.h): this
+// pass covers the artifacts nothing loads, and refuses a bundle before any of it is loaded.
 void verify_artifacts(const Manifest& manifest);
 
 // Refuses (FraudError BUNDLE_INVALID naming the path and its mode) a bundle whose directory,

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <utility>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -9,12 +11,21 @@
 namespace libfraud {
 namespace {
 
+std::mutex g_hook_mutex;
+AfterVerifyHook g_after_verify;
+
 // Permissions, signature (with a trusted key), format, then every checksum: all before any load,
-// because a shared library is code.
+// because a shared library is code. Each loader then checks its own sealed copy again.
 Manifest verified_manifest(const std::string& bundle_dir, const char* trusted_key) {
     const std::string key = trusted_key ? trusted_key : "";
     Manifest manifest = read_manifest(bundle_dir, key);
     verify_bundle(manifest, key);
+    AfterVerifyHook hook;
+    {
+        std::lock_guard<std::mutex> lock(g_hook_mutex);
+        hook = g_after_verify;
+    }
+    if (hook) hook(bundle_dir);
     return manifest;
 }
 
@@ -75,7 +86,8 @@ std::unique_ptr<GnnModel> load_backend(const Manifest& manifest, const GnnBacken
                                                       "; this CPU lacks " + lack);
     }
     const ArtifactEntry& artifact = manifest.artifact(entry.artifact);
-    return GnnModel::load(entry.kind, manifest.artifact_path(artifact), manifest.gnn.embedding_dim, plugin_dir);
+    return GnnModel::load(entry.kind, manifest.artifact_path(artifact), manifest.gnn.embedding_dim, plugin_dir,
+                          artifact.sha256);
 }
 
 // The caller's choice, or the bundle's backends in order (default first): the first that loads.
@@ -112,6 +124,8 @@ std::unique_ptr<GnnStage> load_gnn(const Manifest& manifest, const Schema& schem
                                     (wanted.empty() ? " (the first of the bundle's that loads)" : " (asked for)"));
             return stage;
         } catch (const FraudError& e) {
+            // Altered since verification: the bundle is refused, never served by its next backend.
+            if (e.status() == FRAUD_STATUS_BUNDLE_CHECKSUM) throw;
             if (reasons.empty()) first_status = e.status();
             reasons += (reasons.empty() ? "" : "; ") + b->kind + ": " + e.what();
         }
@@ -168,6 +182,11 @@ Scratch& scratch() {
 
 }  // namespace
 
+void set_after_verify_hook_for_testing(AfterVerifyHook hook) {
+    std::lock_guard<std::mutex> lock(g_hook_mutex);
+    g_after_verify = std::move(hook);
+}
+
 Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, const StoreLayout* store)
     : manifest_(verified_manifest(bundle_dir, params.trusted_public_key_path)),
       schema_(parse_schema_json(manifest_.schema_json, "manifest.json: ")),
@@ -184,7 +203,7 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, c
         gnn_ = load_gnn(manifest_, schema_, params);
         gnn_backend_ = gnn_->backend;
     }
-    // The library re-checks the sha256 of the very bytes it maps (no swap between check and load).
+    // Every loader re-checks the sha256 of the very bytes it uses (no swap between check and load).
     trees_ = std::make_unique<TreeLibrary>(manifest_.artifact_path(model), model.sha256);
     if (trees_->num_features() != num_features())
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
@@ -194,8 +213,8 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, c
         const ArtifactEntry& tables = manifest_.artifact(manifest_.explanation.artifact);
         const size_t budget = params.explain_table_bytes ? static_cast<size_t>(params.explain_table_bytes)
                                                          : kDefaultExplainTableBytes;
-        explainer_ = std::make_unique<Explainer>(manifest_.artifact_path(tables), manifest_.explanation,
-                                                 num_features(), budget);
+        explainer_ = std::make_unique<Explainer>(manifest_.artifact_path(tables), tables.sha256,
+                                                 manifest_.explanation, num_features(), budget);
     }
 }
 

@@ -2,6 +2,7 @@
 // so requests in flight keep using it (by shared_ptr) while a hot swap installs the next one.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,12 @@ struct GnnStage {
     std::string backend;
     size_t embedding_dim;
 };
+
+// Test-only (tests/test_sealed_artifacts.py, through _core._set_after_verify_hook): called with
+// the bundle directory after a bundle verifies and before any of its artifacts is read again, so a
+// test can alter a file in exactly the window a race would. Empty (the default): nothing runs.
+using AfterVerifyHook = std::function<void(const std::string& bundle_dir)>;
+void set_after_verify_hook_for_testing(AfterVerifyHook hook);
 
 class Model {
 public:

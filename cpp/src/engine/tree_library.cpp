@@ -1,20 +1,13 @@
 #include "engine/tree_library.h"
 
 #include <dlfcn.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/sendfile.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
-#include <cerrno>
 #include <cstring>
 #include <vector>
 
 #include "common/error.h"
-#include "engine/sha256.h"
 
 namespace libfraud {
 namespace {
@@ -39,56 +32,16 @@ Fn symbol(void* handle, const std::string& path, const char* name) {
     return reinterpret_cast<Fn>(sym);
 }
 
-// The file's bytes in a new anonymous file, sealed against any later change (the bytes hashed are
-// the bytes mapped); -1 when memfd is unavailable (then the path is used).
-int private_copy(const std::string& path) {
-    int src = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (src < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
-    struct stat info {};
-    int copy = fstat(src, &info) == 0 ? memfd_create("libfraud-trees", MFD_CLOEXEC | MFD_ALLOW_SEALING) : -1;
-    off_t offset = 0;
-    while (copy >= 0 && offset < info.st_size) {
-        ssize_t sent = sendfile(copy, src, &offset, static_cast<size_t>(info.st_size - offset));
-        if (sent <= 0) {
-            close(copy);
-            copy = -1;
-        }
-    }
-    close(src);
-    if (copy >= 0) fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
-    return copy;
-}
-
 }  // namespace
 
 void TreeLibrary::Closer::operator()(void* handle) const {
     if (handle != nullptr) dlclose(handle);
 }
 
-TreeLibrary::Fd::~Fd() {
-    if (fd >= 0) close(fd);
-}
-
-TreeLibrary::TreeLibrary(const std::string& so_path, const std::string& expected_sha256) : path_(so_path) {
-    fd_.fd = private_copy(so_path);
-    std::string load_name = so_path;
-    if (fd_.fd >= 0) {
-        load_name = "/proc/self/fd/" + std::to_string(fd_.fd);
-        if (access(load_name.c_str(), R_OK) != 0) load_name = so_path;  // no /proc: plain path
-    }
-    if (!expected_sha256.empty()) {
-        // The file may have changed since the bundle's checksums: check what dlopen will map.
-        if (load_name == so_path)
-            fail(path_, "no private copy (memfd, /proc) to load from, so the bytes loaded cannot be "
-                        "checked against the manifest's sha256");
-        const std::string found = sha256_file_hex(load_name);
-        if (found != expected_sha256)
-            throw FraudError(FRAUD_STATUS_BUNDLE_CHECKSUM,
-                             path_ + ": sha256 of the bytes loaded is " + found + ", the manifest says " +
-                                 expected_sha256 + " (altered after verification)");
-    }
+TreeLibrary::TreeLibrary(const std::string& so_path, const std::string& expected_sha256)
+    : path_(so_path), sealed_(so_path, expected_sha256) {
     // RTLD_LOCAL: the library's generic names (predict, postprocess) never bind other objects.
-    handle_.reset(dlopen(load_name.c_str(), RTLD_NOW | RTLD_LOCAL));
+    handle_.reset(dlopen(sealed_.load_path().c_str(), RTLD_NOW | RTLD_LOCAL));
     if (!handle_) fail(path_, "cannot load: " + last_dlerror());
     void* h = handle_.get();
 

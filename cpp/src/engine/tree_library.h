@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "engine/sealed_file.h"
+
 namespace libfraud {
 
 // TL2cgen 1.0's `union Entry { int missing; float fvalue; int qvalue; }` for float32 thresholds:
@@ -22,13 +24,13 @@ static_assert(sizeof(TreeEntry) == 4, "TreeEntry must match TL2cgen's union Entr
 // global state). Owns the dlopen handle; closes it on destruction. Non-copyable.
 class TreeLibrary {
 public:
-    // dlopen(RTLD_NOW | RTLD_LOCAL) and dlsym per handle (the file is loaded afresh even when a
-    // library of the same path is already loaded); accepts one binary target with float32
-    // thresholds and leaves. Throws FraudError(FRAUD_STATUS_LOAD_ERROR, "<path>: <what is wrong>").
-    // expected_sha256 (lowercase hex; the manifest's): the sha256 of the exact bytes loaded (the
-    // sealed private copy) must equal it, else FraudError(FRAUD_STATUS_BUNDLE_CHECKSUM) before
-    // dlopen, so a file swapped after verify_artifacts never runs; LOAD_ERROR when no private
-    // copy can be made to check. Empty: no check (libraries loaded outside a bundle).
+    // dlopen(RTLD_NOW | RTLD_LOCAL) of a sealed private copy (engine/sealed_file.h) and dlsym per
+    // handle (the file is loaded afresh even when a library of the same path is already loaded);
+    // accepts one binary target with float32 thresholds and leaves. Throws
+    // FraudError(FRAUD_STATUS_LOAD_ERROR, "<path>: <what is wrong>"), or SealedFile's errors:
+    // expected_sha256 (lowercase hex; the manifest's) must be the sha256 of the exact bytes
+    // mapped, else BUNDLE_CHECKSUM before dlopen, so a file swapped after verify_artifacts never
+    // runs. Empty: no check (libraries loaded outside a bundle).
     explicit TreeLibrary(const std::string& so_path, const std::string& expected_sha256 = "");
     ~TreeLibrary();
     TreeLibrary(const TreeLibrary&) = delete;
@@ -51,18 +53,13 @@ private:
         void operator()(void* handle) const;
     };
 
-    // A private in-memory copy of the library (memfd), open for the library's life, loaded as
-    // /proc/self/fd/<fd>. glibc hands back an already-loaded object when a path OR a file identity
-    // matches one it has (and keeps every name it was opened under as an alias): a new bundle at
-    // an old path, or an fd number reused after another load, would score with the wrong model.
-    // A fresh memfd is a new file each load, named by an fd we hold until dlclose.
-    struct Fd {
-        int fd = -1;
-        ~Fd();
-    };
-
     std::string path_;
-    Fd fd_;  // declared before handle_: closed after dlclose
+    // The library's sealed private copy, open for the library's life, loaded as /proc/self/fd/<fd>.
+    // glibc hands back an already-loaded object when a path OR a file identity matches one it has
+    // (and keeps every name it was opened under as an alias): a new bundle at an old path, or an
+    // fd number reused after another load, would score with the wrong model. A fresh memfd is a
+    // new file each load, named by an fd we hold until dlclose.
+    SealedFile sealed_;  // declared before handle_: closed after dlclose
     std::unique_ptr<void, Closer> handle_;
     PredictFn predict_ = nullptr;
     size_t num_features_ = 0;

@@ -28,9 +28,9 @@ ExplainScratch& scratch() {
 
 }  // namespace
 
-Explainer::Explainer(const std::string& tables_path, const ExplanationSection& section, size_t num_features,
-                     size_t table_bytes)
-    : tables_(read_shap_tables(tables_path)),
+Explainer::Explainer(const std::string& tables_path, const std::string& expected_sha256,
+                     const ExplanationSection& section, size_t num_features, size_t table_bytes)
+    : tables_(read_shap_tables(tables_path, expected_sha256)),
       view_(tables_.view()),
       families_(section.families),
       feature_family_(section.feature_family),

@@ -17,12 +17,13 @@ namespace libfraud {
 
 class Explainer {
 public:
-    // tables_path: the bundle's verified artifact; section: its manifest entry (families and the
-    // feature -> family map, checked by read_manifest). LOAD_ERROR unless the tables read
-    // num_features features. The fast kernel's tables (explain/fast_tree_shap.h) are built when
-    // they fit in table_bytes, else every call runs the recursive tree_shap.
-    Explainer(const std::string& tables_path, const ExplanationSection& section, size_t num_features,
-              size_t table_bytes);
+    // tables_path: the bundle's artifact, read by read_shap_tables against expected_sha256 (the
+    // manifest's); section: its manifest entry (families and the feature -> family map, checked by
+    // read_manifest). LOAD_ERROR unless the tables read num_features features. The fast kernel's
+    // tables (explain/fast_tree_shap.h) are built when they fit in table_bytes, else every call
+    // runs the recursive tree_shap.
+    Explainer(const std::string& tables_path, const std::string& expected_sha256, const ExplanationSection& section,
+              size_t num_features, size_t table_bytes);
 
     // Which kernel serves: "tables" (FastTreeShap, and the memory it holds) or "recursive".
     const char* kernel() const { return fast_ ? "tables" : "recursive"; }

@@ -2,10 +2,10 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <utility>
 
 #include "common/error.h"
+#include "engine/sealed_file.h"
 
 namespace libfraud {
 namespace {
@@ -55,29 +55,9 @@ private:
     size_t at_ = 0;
 };
 
-}  // namespace
-
-TreeShapTables ShapTablesFile::view() const {
-    TreeShapTables t;
-    t.feature = feature.data();
-    t.threshold = threshold.data();
-    t.left = left.data();
-    t.right = right.data();
-    t.default_left = default_left.data();
-    t.cover = cover.data();
-    t.value = value.data();
-    t.tree_offsets = tree_offsets.data();
-    t.n_trees = tree_offsets.size() - 1;
-    t.num_features = num_features;
-    t.max_depth = max_depth;
-    t.expected_value = expected_value;
-    return t;
-}
-
-ShapTablesFile read_shap_tables(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw FraudError(FRAUD_STATUS_LOAD_ERROR, "TreeSHAP tables " + path + ": cannot open");
-    Reader r(path, std::string(std::istreambuf_iterator<char>(in), {}));
+// Magic, version, sizes that add up to the bytes' length exactly, then tree_shap_validate.
+ShapTablesFile parse_shap_tables(const std::string& path, std::string bytes) {
+    Reader r(path, std::move(bytes));
     char magic[8];
     for (char& c : magic) c = r.scalar<char>();
     if (std::memcmp(magic, kMagic, sizeof magic) != 0) r.fail("not a libfraud TreeSHAP tables file");
@@ -115,6 +95,36 @@ ShapTablesFile read_shap_tables(const std::string& path) {
         r.fail(e.what());
     }
     return f;
+}
+
+}  // namespace
+
+TreeShapTables ShapTablesFile::view() const {
+    TreeShapTables t;
+    t.feature = feature.data();
+    t.threshold = threshold.data();
+    t.left = left.data();
+    t.right = right.data();
+    t.default_left = default_left.data();
+    t.cover = cover.data();
+    t.value = value.data();
+    t.tree_offsets = tree_offsets.data();
+    t.n_trees = tree_offsets.size() - 1;
+    t.num_features = num_features;
+    t.max_depth = max_depth;
+    t.expected_value = expected_value;
+    return t;
+}
+
+ShapTablesFile read_shap_tables(const std::string& path, const std::string& expected_sha256) {
+    std::string bytes;
+    try {
+        bytes = SealedFile(path, expected_sha256).bytes();  // the very bytes hashed are parsed
+    } catch (const FraudError& e) {
+        if (e.status() == FRAUD_STATUS_BUNDLE_CHECKSUM) throw;  // altered: the bundle's fault
+        throw FraudError(FRAUD_STATUS_LOAD_ERROR, "TreeSHAP tables " + std::string(e.what()));
+    }
+    return parse_shap_tables(path, std::move(bytes));
 }
 
 }  // namespace libfraud

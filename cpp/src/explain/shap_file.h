@@ -24,8 +24,10 @@ struct ShapTablesFile {
     TreeShapTables view() const;
 };
 
-// Reads and checks the file: magic, version, sizes that add up to the file's length exactly, then
+// Reads the file once through a sealed copy (engine/sealed_file.h) whose sha256 must be
+// expected_sha256 (the manifest's; empty: no check), else FraudError(BUNDLE_CHECKSUM), and checks
+// those very bytes: magic, version, sizes that add up to their length exactly, then
 // tree_shap_validate. Throws FraudError(LOAD_ERROR) naming the file and what is wrong.
-ShapTablesFile read_shap_tables(const std::string& path);
+ShapTablesFile read_shap_tables(const std::string& path, const std::string& expected_sha256 = "");
 
 }  // namespace libfraud
