@@ -94,7 +94,7 @@ for t in $BUILT; do
   corpus="$BUILD/corpus/$t"
   artifacts="$BUILD/artifacts/$t"
   mkdir -p "$corpus" "$artifacts"
-  args=(-artifact_prefix="$artifacts/" -timeout=10 -print_final_stats=1)
+  args=(-artifact_prefix="$artifacts/" -timeout=30 -print_final_stats=1)
   [[ $t == fuzz_manifest || $t == fuzz_schema ]] && args+=(-dict=cpp/fuzz/manifest.dict)
 
   regressions=(cpp/fuzz/regressions/"$short"-*)

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "check.h"
+#include "scratch_files.h"
 #include "common/error.h"
 #include "features/features.h"
 #include "generic.h"
@@ -130,21 +131,7 @@ std::vector<fraud_txn> queries_after(const std::vector<fraud_txn>& s) {
     return q;
 }
 
-std::string temp_dir(const std::string& name) {
-    std::string d = "/tmp/libfraud_durable_" + std::to_string(::getpid()) + "_" + name;
-    std::system(("rm -rf '" + d + "'").c_str());
-    ::mkdir(d.c_str(), 0755);
-    return d;
-}
-
-std::vector<char> read_bytes(const std::string& p) {
-    std::ifstream f(p, std::ios::binary);
-    return std::vector<char>(std::istreambuf_iterator<char>(f), {});
-}
-void write_bytes(const std::string& p, const std::vector<char>& b) {
-    std::ofstream f(p, std::ios::binary | std::ios::trunc);
-    f.write(b.data(), static_cast<std::streamsize>(b.size()));
-}
+std::string temp_dir(const std::string& name) { return scratch_dir("libfraud_durable", name); }
 
 // Events of a fraud_txn slice, validated and appended as the engine does (validate, then append).
 void append_all(TemporalStore& s, const fraud_txn* t, size_t n) {

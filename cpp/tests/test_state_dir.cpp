@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "check.h"
+#include "scratch_files.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "payments.h"
@@ -38,21 +39,7 @@ const StoreLayout& L() {
     return l;
 }
 
-std::string temp_dir(const std::string& name) {
-    std::string d = "/tmp/libfraud_state_dir_" + std::to_string(::getpid()) + "_" + name;
-    std::system(("rm -rf '" + d + "'").c_str());
-    ::mkdir(d.c_str(), 0755);
-    return d;
-}
-
-std::vector<char> read_bytes(const std::string& p) {
-    std::ifstream f(p, std::ios::binary);
-    return std::vector<char>(std::istreambuf_iterator<char>(f), {});
-}
-void write_bytes(const std::string& p, const std::vector<char>& b) {
-    std::ofstream f(p, std::ios::binary | std::ios::trunc);
-    f.write(b.data(), static_cast<std::streamsize>(b.size()));
-}
+std::string temp_dir(const std::string& name) { return scratch_dir("libfraud_state_dir", name); }
 
 std::vector<std::string> files_in(const std::string& dir) {
     std::vector<std::string> out;
