@@ -79,13 +79,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _file_type_problem(path: Path) -> str | None:
-    """Why ``path`` is no artifact file, or None for a regular file. stat, never open: a FIFO
-    would block an open."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return "is missing"
+def _mode_problem(mode: int) -> str | None:
+    """Why a file of this mode is no artifact file, or None for a regular file (the core's words:
+    cpp/src/engine/sealed_file.cpp)."""
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):
@@ -93,6 +89,29 @@ def _file_type_problem(path: Path) -> str | None:
     kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
              (stat.S_ISBLK, "a block device"))
     return next((f"is {name} (not a regular file)" for test, name in kinds if test(mode)), "is not a regular file")
+
+
+def _checked_artifact(path: Path) -> tuple[str | None, int, str]:
+    """(problem, size, sha256) of an artifact from one open descriptor: its type checked on the
+    descriptor, then its bytes hashed, so nothing can be swapped in between. O_NONBLOCK: opening a
+    FIFO never blocks."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return "is missing", 0, ""
+    except OSError as e:
+        return f"cannot be opened ({e.strerror})", 0, ""
+    try:
+        info = os.fstat(fd)
+        problem = _mode_problem(info.st_mode)
+        if problem:
+            return problem, 0, ""
+        h = hashlib.sha256()
+        for block in iter(lambda: os.read(fd, 1 << 20), b""):
+            h.update(block)
+        return None, info.st_size, h.hexdigest()
+    finally:
+        os.close(fd)
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
@@ -635,15 +654,13 @@ def verify_bundle(path: str | os.PathLike) -> list[str]:
         if resolved != real_root and real_root not in resolved.parents:  # '.' is the bundle itself
             problems.append(f"{a['path']}: resolves outside the bundle")
             continue
-        kind = _file_type_problem(file)
-        if kind:  # the core's words (cpp/src/engine/sealed_file.cpp file_type_problem)
+        kind, size, digest = _checked_artifact(file)
+        if kind:
             problems.append(f"artifact {a['name']!r} path {a['path']!r} {kind}")
             continue
-        size = file.stat().st_size
         if size != a["size"]:
             problems.append(f"{a['path']}: size {size} bytes, manifest says {a['size']}")
             continue
-        digest = _sha256(file)
         if digest != a["sha256"]:
             problems.append(f"{a['path']}: sha256 {digest}, manifest says {a['sha256']}")
 
