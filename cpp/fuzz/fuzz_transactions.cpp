@@ -74,7 +74,9 @@ std::vector<fraud_label> labels_of(const fraud_txn* txns, size_t n) {
     std::vector<fraud_label> v;
     for (size_t i = 0; i < n; i += 2) {
         fraud_label l{};
-        l.event_id = txns[i].txn_id + ((txns[i].entity_id[FRAUD_ENTITY_MERCHANT] & 1) && i % 4 == 2 ? 1 : 0);
+        // (Wrapping: an id of INT64_MAX + 1 is the harness's overflow, not the core's.)
+        const uint64_t other = (txns[i].entity_id[FRAUD_ENTITY_MERCHANT] & 1) && i % 4 == 2 ? 1 : 0;
+        l.event_id = static_cast<int64_t>(static_cast<uint64_t>(txns[i].txn_id) + other);
         l.label = static_cast<int32_t>(static_cast<uint32_t>(txns[i].country) % 3);
         const int64_t delta = static_cast<int64_t>(static_cast<uint32_t>(txns[i].mcc) % 7) - 2;
         l.label_time_ms = txns[i].timestamp_ms > INT64_MAX - 4 || txns[i].timestamp_ms < INT64_MIN + 4
