@@ -524,15 +524,22 @@ inline float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& 
             return of_value(op.of, store.event(h->row(end - 1))) != of_value(op.of, ev) ? 1.0f : 0.0f;
         case FeatureKind::Label: {
             if (!h) return op.agg == Aggregate::FraudRate ? kNaN : 0.0f;
-            const size_t e = windows[op.window].end, b = windows[op.window].begin;
+            const WindowRange& w = windows[op.window];
+            const size_t e = w.end, b = w.begin;
             const size_t stop = e - b > op.max_scan ? e - op.max_scan : b;
-            uint64_t fraud = 0, labelled = 0;
-            for (size_t j = e; j-- > stop;) {
-                const EventRow r = store.event(h->row(j));
-                if (r.label() < 0 || r.label_time_ms() >= t) continue;  // not known before t
-                ++labelled;
-                fraud += static_cast<uint64_t>(r.label());
+            if (w.labels_from != stop) {
+                uint64_t fraud = 0, labelled = 0;
+                for (size_t j = e; j-- > stop;) {
+                    const EventRow r = store.event(h->row(j));
+                    if (r.label() < 0 || r.label_time_ms() >= t) continue;  // not known before t
+                    ++labelled;
+                    fraud += static_cast<uint64_t>(r.label());
+                }
+                w.labels_from = stop;
+                w.fraud = fraud;
+                w.labelled = labelled;
             }
+            const uint64_t fraud = w.fraud, labelled = w.labelled;
             if (op.agg == Aggregate::FraudCount) return static_cast<float>(fraud);
             if (op.agg == Aggregate::LabelledCount) return static_cast<float>(labelled);
             return e == stop ? kNaN : static_cast<float>(static_cast<double>(fraud) / static_cast<double>(e - stop));
@@ -570,6 +577,7 @@ void FeaturePlan::compute(const TemporalStore& store, const fraud_event& ev, flo
         const int64_t stop = minus(ev.time_ms, k.offset_ms);
         ranges[w].end = k.offset_ms ? s.h->lower_bound(stop) : s.end;
         ranges[w].begin = s.h->lower_bound(minus(stop, k.window_ms));
+        ranges[w].labels_from = SIZE_MAX;  // the per-thread buffer keeps the last event's counts
     }
     for (size_t i = 0; i < ops_.size(); ++i) {
         const FeatureOp& op = ops_[i];
