@@ -189,11 +189,18 @@ void Sampler::sample(const TemporalStore& store, const fraud_event& txn,
     const size_t Ft = sh.txn_features;
     txn_features(config_.graph_fields, txn, t, target_x);
 
-    uint32_t idx[kMaxFanout];  // chosen events of one history, newest first
+    // First each hop-1 history and the events chosen from it, prefetching their rows, then the
+    // rows' features: one neighbour's work is long enough that the CPU would otherwise wait for
+    // each row's cache miss in turn (the rows of an entity lie far apart in the table).
+    const EntityHistory* hist[FRAUD_MAX_ENTITY_TYPES];
+    uint32_t taken[FRAUD_MAX_ENTITY_TYPES];
+    uint32_t chosen[FRAUD_MAX_ENTITY_TYPES][kMaxFanout];  // per history, newest first
     for (uint32_t e = 0; e < E; ++e) {
+        taken[e] = 0;
         const int64_t id = txn.entity_id[e];
         if (id < 0) continue;  // absent: padding
         const EntityHistory* h = store.history(e, id);
+        hist[e] = h;
         const size_t end = h ? h->lower_bound(t) : 0;  // events [0, end) are strictly before t
         entity_features(e, E, end, ent1_x + e * Fe);
         ent1_mask[e] = 1.0f;
@@ -203,6 +210,7 @@ void Sampler::sample(const TemporalStore& store, const fraud_event& txn,
         // Rows are uint32_t, so a history has fewer than 2^32 events.
         const auto n = static_cast<uint32_t>(end);
         const uint32_t k_taken = std::min(K, n);
+        uint32_t* idx = chosen[e];
         if (config_.strategy == SampleStrategy::MostRecent || k_taken == n) {
             for (uint32_t k = 0; k < k_taken; ++k) idx[k] = n - 1 - k;
         } else {
@@ -212,9 +220,13 @@ void Sampler::sample(const TemporalStore& store, const fraud_event& txn,
             floyd_sample(key, n, k_taken, idx);
             std::sort(idx, idx + k_taken, std::greater<uint32_t>());
         }
+        taken[e] = k_taken;
+        for (uint32_t k = 0; k < k_taken; ++k) store.prefetch(h->row(idx[k]));
+    }
 
-        for (uint32_t k = 0; k < k_taken; ++k) {
-            const EventRow s = store.event(h->row(idx[k]));
+    for (uint32_t e = 0; e < E; ++e) {
+        for (uint32_t k = 0; k < taken[e]; ++k) {
+            const EventRow s = store.event(hist[e]->row(chosen[e][k]));
             const size_t slot = static_cast<size_t>(e) * K + k;
             txn_features(config_.graph_fields, s, t, txn2_x + slot * Ft);
             txn2_mask[slot] = 1.0f;

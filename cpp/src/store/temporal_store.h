@@ -220,6 +220,9 @@ public:
     // Rows are logical uint32 numbers that wrap modulo 2^32. Precondition: row is retained.
     EventRow event(uint32_t row) const { return EventRow(word(row), &rows_); }
     uint32_t row_at(size_t k) const { return head_row_ + static_cast<uint32_t>(k); }
+    // A hint that a retained row will be read soon: the sampler issues it for every neighbour it
+    // chose before reading any, so their cache misses overlap.
+    void prefetch(uint32_t row) const { __builtin_prefetch(word(row)); }
     // nullptr when the entity has no retained event (or type is out of range, or id is absent).
     const EntityHistory* history(size_t type, int64_t id) const;
     size_t num_entities(size_t type) const;
