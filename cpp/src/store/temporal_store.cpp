@@ -61,12 +61,6 @@ RowLayout::RowLayout(const Schema& s)
     words = meta + 1;
 }
 
-double EventRow::as_double(uint64_t b) {
-    double d;
-    std::memcpy(&d, &b, sizeof d);
-    return d;
-}
-
 void FieldAggregate::add(double x) {
     if (std::isnan(x)) return;
     if (n == 0) {

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <string>
@@ -78,7 +79,12 @@ public:
     double field(int f) const { return f == kAmountField ? amount() : numeric(static_cast<size_t>(f)); }
 
 private:
-    static double as_double(uint64_t b);
+    // Inline: every amount and numeric a scan or the sampler reads passes here.
+    static double as_double(uint64_t b) {
+        double d;
+        std::memcpy(&d, &b, sizeof d);
+        return d;
+    }
     const uint64_t* w_;
     const RowLayout* l_;
 };
