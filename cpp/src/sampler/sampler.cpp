@@ -38,14 +38,15 @@ float log1p_degree(uint64_t d) {
                                            : static_cast<float>(std::log1p(static_cast<double>(d)));
 }
 
-// The fixed transaction node features of an event at time ts, amount, as seen from t >= ts.
-void fixed_txn_features(int64_t ts, double amount, int64_t t, float* o) {
+// The fixed transaction node features of an event at time ts, amount, as seen from t >= ts
+// (log1p_amount: static_cast<float>(std::log1p(amount)), a stored event's is kept in its row).
+void fixed_txn_features(int64_t ts, float log1p_amount, int64_t t, float* o) {
     int64_t ms_of_day = ts % kMsPerDay;
     if (ms_of_day < 0) ms_of_day += kMsPerDay;  // before 1970: floor, not truncation
     const auto hour = static_cast<size_t>(ms_of_day / kMsPerHour);
     // Unsigned: t - ts is in [0, 2^64) even where the signed difference would overflow.
     const uint64_t age_ms = static_cast<uint64_t>(t) - static_cast<uint64_t>(ts);
-    o[0] = static_cast<float>(std::log1p(amount));
+    o[0] = log1p_amount;
     o[1] = kTables.hour_sin[hour];
     o[2] = kTables.hour_cos[hour];
     o[3] = age_ms == 0 ? 0.0f : static_cast<float>(std::log1p(static_cast<double>(age_ms) / 1000.0));
@@ -56,14 +57,14 @@ float graph_value(double v) { return std::isnan(v) ? 0.0f : static_cast<float>(v
 float graph_code(int64_t c) { return c == FRAUD_CODE_MISSING ? 0.0f : static_cast<float>(static_cast<double>(c)); }
 
 void txn_features(const std::vector<FieldRef>& fields, const fraud_event& ev, int64_t t, float* o) {
-    fixed_txn_features(ev.time_ms, ev.amount, t, o);
+    fixed_txn_features(ev.time_ms, static_cast<float>(std::log1p(ev.amount)), t, o);
     for (size_t g = 0; g < fields.size(); ++g)
         o[kFixedTxnFeatures + g] = fields[g].role == FieldRef::Numeric ? graph_value(ev.numeric[fields[g].index])
                                                                        : graph_code(ev.categorical[fields[g].index]);
 }
 
 void txn_features(const std::vector<FieldRef>& fields, const EventRow& r, int64_t t, float* o) {
-    fixed_txn_features(r.time_ms(), r.amount(), t, o);
+    fixed_txn_features(r.time_ms(), r.log1p_amount(), t, o);
     for (size_t g = 0; g < fields.size(); ++g)
         o[kFixedTxnFeatures + g] = fields[g].role == FieldRef::Numeric ? graph_value(r.numeric(fields[g].index))
                                                                        : graph_code(r.categorical(fields[g].index));
