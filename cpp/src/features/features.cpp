@@ -398,12 +398,15 @@ void FeaturePlan::bind(const StoreLayout& layout) {
 namespace {
 
 // h.lower_bound(t) for a t whose answer is at most hi (a window's start, known to be at or before
-// its end): galloping back from hi, then a binary search of the last gap. Windows end near the
-// history's newest events and most start near them too, so this reads a few cache lines at the
-// end of a long history where a binary search over all of it would miss on most probes.
+// its end). Windows end near the history's newest events and short ones start near them too:
+// galloping back from hi for up to 64 events reads a few cache lines there; a window reaching
+// further back is a binary search of the rest (galloping all the way would cost about twice its
+// probes).
 size_t lower_bound_before(const EntityHistory& h, size_t hi, int64_t t) {
+    constexpr size_t kGallop = 64;
     size_t lo = 0;
-    for (size_t step = 1; step <= hi; step <<= 1) {
+    size_t step = 1;
+    for (; step <= hi && step <= kGallop; step <<= 1) {
         const size_t probe = hi - step;
         if (h.ts(probe) < t) {
             lo = probe + 1;
