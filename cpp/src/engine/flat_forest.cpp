@@ -1,0 +1,141 @@
+#include "engine/flat_forest.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "common/error.h"
+
+namespace libfraud {
+namespace {
+
+constexpr uint32_t kMissingLeft = uint32_t{1} << 31;
+
+}  // namespace
+
+FlatForest::FlatForest(const TreeShapTables& t, double base_margin)
+    : num_features_(t.num_features), base_margin_(static_cast<float>(base_margin)) {
+    if (t.n_trees == 0 || t.num_features == 0 || t.num_features >= kMissingLeft || !std::isfinite(base_margin))
+        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "flat forest: no trees, no features or a non-finite base margin");
+    const size_t n_nodes = static_cast<size_t>(t.tree_offsets[t.n_trees]);
+    nodes_.reserve(n_nodes);
+    leaf_value_.reserve(n_nodes);
+    root_.reserve(t.n_trees);
+    depth_.reserve(t.n_trees);
+    // Re-laid out depth-first, left child first, so a left child is always the next node whatever
+    // order the tables use (tree_shap_validate only promises children after their parent).
+    // Preorder with an explicit stack: a right child, when placed, patches its parent's link.
+    std::vector<std::pair<int32_t, size_t>> pending;  // (table node, packed parent or SIZE_MAX)
+    std::vector<uint32_t> depth_of;                   // parallel to pending
+    for (size_t tree = 0; tree < t.n_trees; ++tree) {
+        root_.push_back(static_cast<uint32_t>(nodes_.size()));
+        uint32_t deepest = 0;
+        pending.assign(1, {static_cast<int32_t>(t.tree_offsets[tree]), SIZE_MAX});
+        depth_of.assign(1, 0);
+        while (!pending.empty()) {
+            const auto [n, parent_right] = pending.back();
+            const uint32_t d = depth_of.back();
+            pending.pop_back();
+            depth_of.pop_back();
+            const uint32_t here = static_cast<uint32_t>(nodes_.size());
+            if (parent_right != SIZE_MAX) nodes_[parent_right].right = here;
+            if (t.left[n] < 0) {
+                nodes_.push_back({std::numeric_limits<float>::quiet_NaN(), here, 0});
+                leaf_value_.push_back(static_cast<float>(t.value[n]));
+                deepest = std::max(deepest, d);
+            } else {
+                const uint32_t f = static_cast<uint32_t>(t.feature[n]) | (t.default_left[n] ? kMissingLeft : 0);
+                nodes_.push_back({t.threshold[n], 0, f});
+                leaf_value_.push_back(0.0f);
+                pending.push_back({t.right[n], here});  // patched when the right child is placed
+                depth_of.push_back(d + 1);
+                pending.push_back({t.left[n], SIZE_MAX});  // popped first: the next node
+                depth_of.push_back(d + 1);
+            }
+        }
+        if (deepest > 255)
+            throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "flat forest: tree " + std::to_string(tree) +
+                                                               " is deeper than 255");
+        depth_.push_back(static_cast<uint8_t>(deepest));
+    }
+    if (nodes_.size() != n_nodes || nodes_.size() > std::numeric_limits<uint32_t>::max())
+        throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "flat forest: the tables' trees do not cover their nodes");
+    for (size_t g = 0; g < depth_.size(); g += kGroup)
+        group_depth_.push_back(*std::max_element(depth_.begin() + g, depth_.begin() + std::min(g + kGroup, depth_.size())));
+}
+
+size_t FlatForest::bytes() const {
+    return nodes_.size() * (sizeof(Node) + sizeof(float)) + root_.size() * (sizeof(uint32_t) + 1);
+}
+
+float FlatForest::finish(float sum) const {
+    // TL2cgen's order: the trees' sum, then the base score, then 1 / (1 + exp(-x)) in float32.
+    const float margin = sum + base_margin_;
+    return 1.0f / (1.0f + std::exp(-margin));
+}
+
+namespace {
+
+// One step down: (x < threshold) is false for a NaN x, so NaN takes the missing bit. No branch.
+template <typename Node>
+inline uint32_t step(const Node* nodes, uint32_t i, const float* row) {
+    const Node& n = nodes[i];
+    const float x = row[n.feature & ~kMissingLeft];
+    const bool left = (x < n.threshold) | ((x != x) & ((n.feature >> 31) != 0));
+    return left ? i + 1 : n.right;
+}
+
+}  // namespace
+
+float FlatForest::predict_row(const float* row) const {
+    const Node* nodes = nodes_.data();
+    const float* value = leaf_value_.data();
+    const size_t n_trees = root_.size();
+    float sum = 0.0f;
+    size_t t = 0;
+    for (; t + kGroup <= n_trees; t += kGroup) {
+        uint32_t at[kGroup];
+        for (size_t g = 0; g < kGroup; ++g) at[g] = root_[t + g];
+        for (unsigned s = group_depth_[t / kGroup]; s > 0; --s)
+            for (size_t g = 0; g < kGroup; ++g) at[g] = step(nodes, at[g], row);
+        for (size_t g = 0; g < kGroup; ++g) sum += value[at[g]];  // tree order
+    }
+    for (; t < n_trees; ++t) {
+        uint32_t at = root_[t];
+        for (unsigned s = depth_[t]; s > 0; --s) at = step(nodes, at, row);
+        sum += value[at];
+    }
+    return finish(sum);
+}
+
+void FlatForest::predict_block(const float* rows, size_t n, float* out) const {
+    const Node* nodes = nodes_.data();
+    const float* value = leaf_value_.data();
+    const size_t nf = num_features_;
+    for (size_t b = 0; b < n; b += kBlock) {
+        const size_t m = std::min(kBlock, n - b);
+        const float* block = rows + b * nf;
+        float sum[kBlock] = {};
+        uint32_t at[kBlock];
+        for (size_t t = 0; t < root_.size(); ++t) {
+            const uint32_t root = root_[t];
+            for (size_t r = 0; r < m; ++r) at[r] = root;
+            for (unsigned s = depth_[t]; s > 0; --s)
+                for (size_t r = 0; r < m; ++r) at[r] = step(nodes, at[r], block + r * nf);
+            for (size_t r = 0; r < m; ++r) sum[r] += value[at[r]];
+        }
+        for (size_t r = 0; r < m; ++r) out[b + r] = finish(sum[r]);
+    }
+}
+
+void FlatForest::predict_rows(const float* rows, size_t n, float* out) const {
+    if (n < kBlock / 4) {
+        for (size_t i = 0; i < n; ++i) out[i] = predict_row(rows + i * num_features_);
+        return;
+    }
+    predict_block(rows, n, out);
+}
+
+}  // namespace libfraud
