@@ -117,6 +117,17 @@ def test_kernels_agree_bitwise_on_awkward_sizes(tmp_path, n):
     assert np.array_equal(forest.predict(rows), one_by_one)
 
 
+def test_portable_block_kernel_matches(tmp_path, monkeypatch):
+    # LIBFRAUD_NO_AVX2: the scalar block kernel, which CPUs without AVX2 run; the same bits.
+    booster, X = random_model(11, 6, 30)
+    rows = edge_rows(booster, X, 11)
+    fast = forest_of(booster, tmp_path).predict(rows, kernel="block")
+    monkeypatch.setenv("LIBFRAUD_NO_AVX2", "1")
+    portable = forest_of(booster, tmp_path)
+    assert np.array_equal(portable.predict(rows, kernel="block"), fast)
+    assert np.array_equal(portable.predict(rows, kernel="row"), fast)
+
+
 def test_flat_and_compiled_agree(tmp_path):
     booster, X = random_model(8, 6, 60)
     rows = edge_rows(booster, X, 8)
@@ -201,8 +212,10 @@ def test_bundle_without_reasons_still_carries_node_tables(tmp_path):
 
 def test_engine_chooses_each_layout(forest_bundle, monkeypatch):
     monkeypatch.delenv("LIBFRAUD_TREE_LAYOUT", raising=False)
-    auto = _core._tree_layouts(str(forest_bundle), [1, 15, 16, 1024])
-    # A small model: compiled one row at a time, flat for batches.
+    rows = _core.TREE_FLAT_ROWS
+    auto = _core._tree_layouts(str(forest_bundle), [1, rows - 1, rows, 1024])
+    # A small model: compiled below a batch, flat for batches.
+    assert auto["num_nodes"] <= _core.TREE_ROW_FLAT_MIN_NODES
     assert auto["layouts"] == ["compiled", "compiled", "flat", "flat"] and auto["compiled_loaded"]
     monkeypatch.setenv("LIBFRAUD_TREE_LAYOUT", "flat")
     forced = _core._tree_layouts(str(forest_bundle), [1, 1024])
@@ -215,13 +228,24 @@ def test_engine_chooses_each_layout(forest_bundle, monkeypatch):
 
 
 def test_big_model_is_flat_for_every_call(tmp_path, monkeypatch):
+    from libfraud.export import build_bundle
+
     monkeypatch.delenv("LIBFRAUD_TREE_LAYOUT", raising=False)
     schema, spec = payments()
-    # 12000 nodes is TreePredictor::kCompiledMaxNodes: depth-6 trees on random rows, enough of them.
-    b = random_bundle(tmp_path / "big", schema, spec, rounds=220, explain=False)
+    names = [f["name"] for f in spec["features"]]
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, len(names))).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] + X[:, 2] > 0).astype(np.float32)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 6, "nthread": 1, "min_child_weight": 0.0},
+                        xgb.DMatrix(X, label=y, feature_names=names), num_boost_round=60)
+    b = build_bundle(tmp_path / "big", booster=booster, feature_names=names, schema=schema, spec=spec,
+                     X_holdout=X[:200], threshold=0.5, threshold_rule="fixed", metrics={}, explain=False)
     info = _core._tree_layouts(str(b), [1, 1024])
-    assert info["num_nodes"] > 12000
+    assert info["num_nodes"] > _core.TREE_ROW_FLAT_MIN_NODES
+    # Flat for every call: the compiled library is never loaded.
     assert info["layouts"] == ["flat", "flat"] and not info["compiled_loaded"]
+    engine = _core.Engine(str(b))
+    np.testing.assert_allclose(engine.score_features(X[:100]), booster.inplace_predict(X[:100]), atol=TOL, rtol=0)
 
 
 def test_layouts_score_alike_in_the_engine(forest_bundle, monkeypatch):

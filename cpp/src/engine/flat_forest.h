@@ -34,7 +34,7 @@ public:
     // time, leaves added in tree order in float32, then base margin and the sigmoid.
     float predict_row(const float* row) const;
     // out[i] for rows[i * num_features() ...]: predict_row's arithmetic (same sums, bit for bit),
-    // kBlock rows at a time through each tree.
+    // kBlock rows at a time through each tree (with AVX2 when the CPU has it).
     void predict_block(const float* rows, size_t n, float* out) const;
     // predict_row for n < kBlock / 4 (a block would walk mostly empty slots), else predict_block.
     void predict_rows(const float* rows, size_t n, float* out) const;
@@ -52,6 +52,8 @@ private:
     static_assert(sizeof(Node) == 12, "Node is packed to 12 bytes");
 
     float finish(float sum) const;
+    // sum[r] = the leaves of row r of block (m <= kBlock rows), eight rows per AVX2 instruction.
+    void block_avx2(const float* block, size_t m, float* sum) const;
 
     std::vector<Node> nodes_;
     std::vector<float> leaf_value_;    // per node; read only at the leaf a walk ends on
@@ -60,6 +62,7 @@ private:
     std::vector<uint8_t> group_depth_; // per kGroup trees: their deepest
     size_t num_features_ = 0;
     float base_margin_ = 0.0f;
+    bool avx2_ = false;  // the CPU has AVX2 (checked at run time): predict_block uses block_avx2
 };
 
 }  // namespace libfraud

@@ -28,7 +28,7 @@ TreePredictor::TreePredictor(const std::string& so_path, const std::string& so_s
                          "only its compiled trees can score it");
     if (!flat_ || layout == TreeLayout::Compiled) {
         flat_from_rows_ = SIZE_MAX;
-    } else if (layout == TreeLayout::Flat || flat_->num_nodes() > kCompiledMaxNodes) {
+    } else if (layout == TreeLayout::Flat || flat_->num_nodes() > kRowFlatMinNodes) {
         flat_from_rows_ = 0;
     } else {
         flat_from_rows_ = kFlatRows;

@@ -27,11 +27,12 @@ TreeLayout tree_layout_from_env();
 class TreePredictor {
 public:
     // The auto rule's thresholds, from bench/trees_scaling.py on the project's machines (see
-    // bench/README.md): at or above kFlatRows rows a call goes flat (the block kernel beats the
-    // compiled row loop at every size measured); below, the compiled library scores unless the
-    // model has more than kCompiledMaxNodes nodes, where its code overflows the caches.
+    // bench/README.md "Trees: scaling"): a call of kFlatRows rows or more goes flat (the block
+    // kernel beat or tied the compiled row loop at every size measured, 918 nodes up); a smaller
+    // call is compiled unless the model has more than kRowFlatMinNodes nodes (compiled won one row
+    // by 20% at 918 nodes, lost by 20% at 2382, and by 2x from 46k).
     static constexpr size_t kFlatRows = 16;
-    static constexpr size_t kCompiledMaxNodes = 12000;
+    static constexpr size_t kRowFlatMinNodes = 2048;
 
     // so_path/so_sha256: the compiled library (a bundle's model artifact), loaded only when some
     // call would use it. flat: null for a bundle without node tables (then every call is compiled).
