@@ -124,6 +124,19 @@ float FlatForest::predict_row(const float* row) const {
     return finish(sum);
 }
 
+void FlatForest::prefetch_tree(size_t t) const {
+    // A block walks a tree whose nodes are in L3 or memory once it leaves L2: the next tree's lines
+    // are fetched while this one is walked (misses inside a gather serialise it).
+    if (t >= root_.size()) return;
+    const size_t end = t + 1 < root_.size() ? root_[t + 1] : nodes_.size();
+    const char* first = reinterpret_cast<const char*>(nodes_.data() + root_[t]);
+    const char* last = reinterpret_cast<const char*>(nodes_.data() + end);
+    for (const char* p = first; p < last; p += 64) __builtin_prefetch(p);
+    const char* leaves = reinterpret_cast<const char*>(leaf_value_.data() + root_[t]);
+    const char* leaves_end = reinterpret_cast<const char*>(leaf_value_.data() + end);
+    for (const char* p = leaves; p < leaves_end; p += 64) __builtin_prefetch(p);
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 // The block kernel with AVX2 (chosen at run time; the library itself targets baseline x86-64): eight
 // rows step through a tree per instruction, nodes and row values fetched with gathers. Each lane
@@ -144,6 +157,7 @@ __attribute__((target("avx2"))) void FlatForest::block_avx2(const float* block, 
     const __m256i feature_bits = _mm256_set1_epi32(0x7fffffff);
     __m256i at[kBlock / 8];
     for (size_t t = 0; t < root_.size(); ++t) {
+        prefetch_tree(t + 1);
         for (size_t g = 0; g < lanes; ++g) at[g] = _mm256_set1_epi32(static_cast<int>(root_[t]));
         for (unsigned s = depth_[t]; s > 0; --s) {
             for (size_t g = 0; g < lanes; ++g) {
@@ -191,6 +205,7 @@ void FlatForest::predict_block(const float* rows, size_t n, float* out) const {
         float sum[kBlock] = {};
         uint32_t at[kBlock];
         for (size_t t = 0; t < root_.size(); ++t) {
+            prefetch_tree(t + 1);
             const uint32_t root = root_[t];
             for (size_t r = 0; r < m; ++r) at[r] = root;
             for (unsigned s = depth_[t]; s > 0; --s)

@@ -52,6 +52,7 @@ private:
     static_assert(sizeof(Node) == 12, "Node is packed to 12 bytes");
 
     float finish(float sum) const;
+    void prefetch_tree(size_t t) const;
     // sum[r] = the leaves of row r of block (m <= kBlock rows), eight rows per AVX2 instruction.
     void block_avx2(const float* block, size_t m, float* sum) const;
 
