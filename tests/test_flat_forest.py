@@ -212,11 +212,10 @@ def test_bundle_without_reasons_still_carries_node_tables(tmp_path):
 
 def test_engine_chooses_each_layout(forest_bundle, monkeypatch):
     monkeypatch.delenv("LIBFRAUD_TREE_LAYOUT", raising=False)
-    rows = _core.TREE_FLAT_ROWS
-    auto = _core._tree_layouts(str(forest_bundle), [1, rows - 1, rows, 1024])
-    # A small model: compiled below a batch, flat for batches.
-    assert auto["num_nodes"] <= _core.TREE_ROW_FLAT_MIN_NODES
-    assert auto["layouts"] == ["compiled", "compiled", "flat", "flat"] and auto["compiled_loaded"]
+    auto = _core._tree_layouts(str(forest_bundle), [1, 15, 16, 1024])
+    # A small model: compiled for every call shape (a score never depends on its batch).
+    assert auto["num_nodes"] <= _core.TREE_FLAT_MIN_NODES
+    assert auto["layouts"] == ["compiled"] * 4 and auto["compiled_loaded"]
     monkeypatch.setenv("LIBFRAUD_TREE_LAYOUT", "flat")
     forced = _core._tree_layouts(str(forest_bundle), [1, 1024])
     assert forced["layouts"] == ["flat", "flat"] and not forced["compiled_loaded"]
@@ -241,11 +240,14 @@ def test_big_model_is_flat_for_every_call(tmp_path, monkeypatch):
     b = build_bundle(tmp_path / "big", booster=booster, feature_names=names, schema=schema, spec=spec,
                      X_holdout=X[:200], threshold=0.5, threshold_rule="fixed", metrics={}, explain=False)
     info = _core._tree_layouts(str(b), [1, 1024])
-    assert info["num_nodes"] > _core.TREE_ROW_FLAT_MIN_NODES
+    assert info["num_nodes"] > _core.TREE_FLAT_MIN_NODES
     # Flat for every call: the compiled library is never loaded.
     assert info["layouts"] == ["flat", "flat"] and not info["compiled_loaded"]
     engine = _core.Engine(str(b))
-    np.testing.assert_allclose(engine.score_features(X[:100]), booster.inplace_predict(X[:100]), atol=TOL, rtol=0)
+    batch = np.asarray(engine.score_features(X[:100]))
+    np.testing.assert_allclose(batch, booster.inplace_predict(X[:100]), atol=TOL, rtol=0)
+    # Flat's row and block kernels: a score does not depend on the batch it came in, to the bit.
+    assert np.array_equal(batch, np.concatenate([engine.score_features(X[i:i + 1]) for i in range(100)]))
 
 
 def test_layouts_score_alike_in_the_engine(forest_bundle, monkeypatch):

@@ -124,8 +124,7 @@ void bind_trees(py::module_& m) {
             "'row' (one row at a time), 'block' (FlatForest::kBlock rows through each tree), 'auto' "
             "(what the engine calls). Releases the GIL.");
 
-    m.attr("TREE_FLAT_ROWS") = libfraud::TreePredictor::kFlatRows;
-    m.attr("TREE_ROW_FLAT_MIN_NODES") = libfraud::TreePredictor::kRowFlatMinNodes;
+    m.attr("TREE_FLAT_MIN_NODES") = libfraud::TreePredictor::kFlatMinNodes;
     m.def(
         "_tree_layouts",
         [](const std::string& bundle_dir, const std::vector<size_t>& ns) {

@@ -20,7 +20,7 @@ constexpr uint32_t kMissingLeft = uint32_t{1} << 31;
 }  // namespace
 
 FlatForest::FlatForest(const TreeShapTables& t, double base_margin)
-    : num_features_(t.num_features), base_margin_(static_cast<float>(base_margin)) {
+    : num_features_(t.num_features), base_margin_(base_margin) {
     if (t.n_trees == 0 || t.num_features == 0 || t.num_features >= kMissingLeft || !std::isfinite(base_margin))
         throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "flat forest: no trees, no features or a non-finite base margin");
     const size_t n_nodes = static_cast<size_t>(t.tree_offsets[t.n_trees]);
@@ -81,8 +81,9 @@ size_t FlatForest::bytes() const {
 }
 
 float FlatForest::finish(float sum) const {
-    // TL2cgen's order: the trees' sum, then the base score, then 1 / (1 + exp(-x)) in float32.
-    const float margin = sum + base_margin_;
+    // TL2cgen's order and types: the trees' float32 sum, then `result += <double base score>` (the
+    // sum in double, rounded to float32), then 1 / (1 + exp(-x)) in float32.
+    const float margin = static_cast<float>(static_cast<double>(sum) + base_margin_);
     return 1.0f / (1.0f + std::exp(-margin));
 }
 

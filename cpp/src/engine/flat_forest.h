@@ -62,7 +62,7 @@ private:
     std::vector<uint8_t> depth_;       // per tree: its deepest leaf's depth
     std::vector<uint8_t> group_depth_; // per kGroup trees: their deepest
     size_t num_features_ = 0;
-    float base_margin_ = 0.0f;
+    double base_margin_ = 0.0;
     bool avx2_ = false;  // the CPU has AVX2 (checked at run time): predict_block uses block_avx2
 };
 

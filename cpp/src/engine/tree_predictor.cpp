@@ -28,10 +28,10 @@ TreePredictor::TreePredictor(const std::string& so_path, const std::string& so_s
                          "only its compiled trees can score it");
     if (!flat_ || layout == TreeLayout::Compiled) {
         flat_from_rows_ = SIZE_MAX;
-    } else if (layout == TreeLayout::Flat || flat_->num_nodes() > kRowFlatMinNodes) {
+    } else if (layout == TreeLayout::Flat || flat_->num_nodes() > kFlatMinNodes) {
         flat_from_rows_ = 0;
     } else {
-        flat_from_rows_ = kFlatRows;
+        flat_from_rows_ = SIZE_MAX;  // a small model: compiled for every call
     }
     // A model flat for every call never maps its compiled library: the open skips copying, hashing
     // and relocating megabytes of code (verify_bundle has checked the file's checksum already).
@@ -69,12 +69,15 @@ LoadedTrees load_trees(const Manifest& manifest, TreeLayout layout) {
     loaded.predictor =
         std::make_unique<TreePredictor>(manifest.artifact_path(model), model.sha256, std::move(flat), layout);
     const TreePredictor& p = *loaded.predictor;
-    log(FRAUD_LOG_INFO, std::string("trees: ") +
-                            (!p.flat() ? "compiled for every call (no node tables)"
-                             : !p.compiled() ? "flat for every call (" + std::to_string(nodes) + " nodes)"
-                             : std::string(p.layout_for(SIZE_MAX)) == "compiled"
-                                 ? std::string("compiled for every call (LIBFRAUD_TREE_LAYOUT)")
-                                 : "compiled below " + std::to_string(TreePredictor::kFlatRows) + " rows a call, flat from there"));
+    std::string how;
+    if (!p.flat()) {
+        how = "compiled for every call (no node tables)";
+    } else if (!p.compiled()) {
+        how = "flat for every call (" + std::to_string(nodes) + " nodes)";
+    } else {
+        how = "compiled for every call (" + std::to_string(nodes) + " nodes)";
+    }
+    log(FRAUD_LOG_INFO, "trees: " + how);
     return loaded;
 }
 

@@ -1,7 +1,7 @@
-// The model's trees behind one call, predict_rows, which picks the predictor by the call's row count
-// and the model's size (export/BUNDLE.md "Which predictor scores"): TL2cgen's compiled if-else
-// library (engine/tree_library.h) where its straight-line code fits the instruction cache, the flat
-// node array (engine/flat_forest.h) for batches and for models too big for that.
+// The model's trees behind one call, predict_rows (export/BUNDLE.md "Node tables and which predictor
+// scores"): TL2cgen's compiled if-else library (engine/tree_library.h) for models whose straight-line
+// code fits the caches, the flat node array (engine/flat_forest.h) above that, whose kernel then
+// follows the call's row count (one row at a time, or blocks of rows: the same bits).
 #pragma once
 
 #include <cstddef>
@@ -26,13 +26,12 @@ TreeLayout tree_layout_from_env();
 // Immutable once built; const calls are thread-safe and allocate nothing after a thread's first.
 class TreePredictor {
 public:
-    // The auto rule's thresholds, from bench/trees_scaling.py on the project's machines (see
-    // bench/README.md "Trees: scaling"): a call of kFlatRows rows or more goes flat (the block
-    // kernel beat or tied the compiled row loop at every size measured, 918 nodes up); a smaller
-    // call is compiled unless the model has more than kRowFlatMinNodes nodes (compiled won one row
-    // by 20% at 918 nodes, lost by 20% at 2382, and by 2x from 46k).
-    static constexpr size_t kFlatRows = 16;
-    static constexpr size_t kRowFlatMinNodes = 2048;
+    // The auto rule, from bench/trees_scaling.py on the project's machines (bench/README.md
+    // "Trees: scaling"): flat above kFlatMinNodes nodes (compiled won one row by 20% at 918 nodes,
+    // lost by 20% at 2382 and by 2x from 46k). By model size only, never by call shape: the two
+    // predictors round differently in the last bit (TL2cgen adds double literals), and a
+    // transaction's score must not depend on the batch it came in. Flat's kernels agree bit for bit.
+    static constexpr size_t kFlatMinNodes = 2048;
 
     // so_path/so_sha256: the compiled library (a bundle's model artifact), loaded only when some
     // call would use it. flat: null for a bundle without node tables (then every call is compiled).
