@@ -242,7 +242,8 @@ def align_spec(spec: Mapping, names: Sequence[str], gnn_outputs: Sequence[str] =
 
 
 NODE_TABLES_PARITY = "node_tables"  # the flat predictor's entry in the manifest's `parity`
-NODE_TABLES_SUM = "leaves in tree order in float32, then base_margin, then 1 / (1 + exp(-x)) in float32"
+NODE_TABLES_SUM = ("leaves in tree order in float32, then base_margin (added in float64, rounded to float32), "
+                   "then 1 / (1 + exp(-x)) in float32")
 
 
 def _node_tables(booster) -> tuple[ShapTables | None, str | None]:

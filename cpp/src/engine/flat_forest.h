@@ -31,7 +31,8 @@ public:
     size_t bytes() const;
 
     // The probability of one row of num_features() floats (NaN = missing): trees walked kGroup at a
-    // time, leaves added in tree order in float32, then base margin and the sigmoid.
+    // time, leaves added in tree order in float32, then the base margin (in double, rounded to
+    // float32, as TL2cgen's code does) and the sigmoid in float32.
     float predict_row(const float* row) const;
     // out[i] for rows[i * num_features() ...]: predict_row's arithmetic (same sums, bit for bit),
     // kBlock rows at a time through each tree (with AVX2 when the CPU has it).
