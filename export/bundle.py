@@ -23,9 +23,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 from ..calibration import Calibrator
-from .explanation import SHAP_ARTIFACT, check_served_contributions, prepare_explanation
-from .parity import ParityError, check_missing_value, check_tree_parity
-from .shap_tables import ShapTablesError
+from .explanation import SHAP_ARTIFACT, check_served_contributions, prepare_explanation, write_node_tables
+from .parity import ParityError, check_flat_parity, check_missing_value, check_tree_parity
+from .shap_tables import ShapTables, ShapTablesError, shap_tables
 from .trees import compile_trees
 
 __all__ = [
@@ -241,14 +241,40 @@ def align_spec(spec: Mapping, names: Sequence[str], gnn_outputs: Sequence[str] =
     return {**spec, "features": [by_name[n] for n in core_names]}
 
 
-def _explanation(booster, names: list[str], aligned: dict, gnn: dict | None, X_holdout):
+NODE_TABLES_PARITY = "node_tables"  # the flat predictor's entry in the manifest's `parity`
+NODE_TABLES_SUM = ("leaves in tree order in float32, then base_margin (added in float64, rounded to float32), "
+                   "then 1 / (1 + exp(-x)) in float32")
+
+
+def _node_tables(booster) -> tuple[ShapTables | None, str | None]:
+    """The booster's node tables, or None and why when it has none (categorical splits, another
+    objective): such a bundle is served by its compiled trees alone, and carries no reasons."""
+    try:
+        return shap_tables(booster), None
+    except ShapTablesError as e:
+        return None, str(e)
+
+
+def _explanation(booster, names: list[str], aligned: dict, gnn: dict | None, X_holdout,
+                 tables: ShapTables | None, why_not: str | None):
+    if tables is None:
+        warnings.warn(f"the bundle carries no reasons: {why_not}", stacklevel=3)
+        return None
     gnn_outputs = list((gnn or {}).get("output_features", ()))
     try:
         return prepare_explanation(booster, names, aligned["features"], X_holdout, gnn_outputs=gnn_outputs,
-                                   declared_reasons=aligned.get("reasons", ()))
+                                   declared_reasons=aligned.get("reasons", ()), tables=tables)
     except ShapTablesError as e:
         warnings.warn(f"the bundle carries no reasons: {e}", stacklevel=3)
         return None
+
+
+def _parity_entry(report, missing: float, **more) -> dict:
+    parity = {k: v for k, v in report.to_dict().items()
+              if k in ("reference", "rows", "rows_with_missing", "max_abs_diff", "tolerance", "passed")}
+    if not math.isnan(missing):  # parity held with rows carrying the training's sentinel
+        parity["missing_value"] = missing
+    return {**parity, **more}
 
 
 def _check_served(bundle: Path, booster, X_holdout, calibrator: Calibrator | None = None,
@@ -485,14 +511,22 @@ def build_bundle(
             })
         gnn_section, gnn_parity = (_add_gnn_artifacts(gnn, tmp, artifacts) if gnn is not None
                                    else (None, {}))
-        explanation = _explanation(booster, names, aligned, gnn, X_holdout) if explain else None
-        if explanation is not None:
-            artifacts.append(explanation.write(tmp))
+        # The node tables serve the flat predictor (and reasons): written whenever the booster has
+        # them, and checked against xgboost on the trees' parity rows before anything else uses them.
+        tables, why_not = _node_tables(booster)
+        node_tables, flat_parity = None, None
+        if tables is not None:
+            if tables.num_features != compiled.num_features:
+                raise ParityError(f"the node tables read {tables.num_features} features, the compiled trees "
+                                  f"{compiled.num_features}")
+            artifacts.append(write_node_tables(tables, tmp))
+            flat_parity = check_flat_parity(booster, tmp / artifacts[-1]["path"], tables.base_margin, X_holdout,
+                                            missing_value=missing).require()
+            node_tables = {"artifact": SHAP_ARTIFACT, "base_margin": tables.base_margin, "sum": NODE_TABLES_SUM}
+        explanation = (_explanation(booster, names, aligned, gnn, X_holdout, tables, why_not)
+                       if explain else None)
         best_iteration, scale_pos_weight = _booster_facts(booster)
-        parity = {k: v for k, v in report.to_dict().items()
-                  if k in ("reference", "rows", "rows_with_missing", "max_abs_diff", "tolerance", "passed")}
-        if not math.isnan(missing):  # parity held with rows carrying the training's sentinel
-            parity["missing_value"] = missing
+        parity = _parity_entry(report, missing)
         manifest = {
             "format": BUNDLE_FORMAT,
             # 3 with a calibration section (older cores must refuse it, not ignore it), else 2.
@@ -508,6 +542,7 @@ def build_bundle(
                 "n_trees": compiled.n_trees,
                 "best_iteration": best_iteration,
                 "scale_pos_weight": scale_pos_weight,
+                **({"node_tables": node_tables} if node_tables is not None else {}),
                 **model_provenance,
             },
             **({"calibration": calibrator.to_manifest()} if calibrator is not None else {}),
@@ -515,6 +550,8 @@ def build_bundle(
             "threshold_rule": threshold_rule,
             "artifacts": artifacts,
             "parity": {TREES_ARTIFACT: parity, **gnn_parity,
+                       **({NODE_TABLES_PARITY: _parity_entry(flat_parity, missing, kernels=["row", "block"])}
+                          if flat_parity is not None else {}),
                        **({SHAP_ARTIFACT: explanation.parity} if explanation is not None else {})},
             **({"explanation": explanation.section} if explanation is not None else {}),
             **({"gnn": gnn_section} if gnn_section else {}),
@@ -671,6 +708,16 @@ def verify_bundle(path: str | os.PathLike) -> list[str]:
     parity = (manifest.get("parity") or {}).get(artifact)
     if not isinstance(parity, dict) or parity.get("passed") is not True:
         problems.append(f"parity[{artifact!r}] missing or not passed")
+    node_tables = model.get("node_tables") if isinstance(model, dict) else None
+    if node_tables is not None:
+        by_name = {a.get("name"): a for a in artifacts if isinstance(a, dict)}
+        target = (by_name.get((node_tables or {}).get("artifact")) or {}).get("target") \
+            if isinstance(node_tables, dict) else None
+        if target != "libfraud-tree-shap":
+            problems.append(f"model.node_tables must name an artifact of target 'libfraud-tree-shap', got {node_tables!r}")
+        elif not isinstance(node_tables.get("base_margin"), (int, float)) or isinstance(node_tables.get("base_margin"), bool) \
+                or not math.isfinite(node_tables["base_margin"]):
+            problems.append(f"model.node_tables.base_margin must be a finite number, got {node_tables.get('base_margin')!r}")
     order = (manifest.get("features") or {}).get("order")
     if not isinstance(order, list) or len(order) != model.get("num_features"):
         problems.append("features.order length differs from model.num_features")

@@ -19,7 +19,7 @@ from .parity import ParityError, _holdout_matrix, _with_missing_rows
 from .shap_tables import ShapTables, ShapTablesError, shap_tables
 
 __all__ = ["EXPLANATION_FORMAT", "SHAP_ARTIFACT", "SHAP_TARGET", "PARITY_ROWS", "TOLERANCE",
-           "Explanation", "check_served_contributions", "prepare_explanation"]
+           "Explanation", "check_served_contributions", "prepare_explanation", "write_node_tables"]
 
 EXPLANATION_FORMAT = "libfraud-reasons"
 SHAP_ARTIFACT = "shap_tables"
@@ -47,12 +47,18 @@ class Explanation:
 
     def write(self, bundle_dir: Path) -> dict:
         """Write the tables file into the bundle being built; its artifact entry."""
-        path = bundle_dir / SHAP_PATH
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.tables.to_bytes()
-        path.write_bytes(data)
-        return {"name": SHAP_ARTIFACT, "path": SHAP_PATH, "target": SHAP_TARGET, "precision": "float64",
-                "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        return write_node_tables(self.tables, bundle_dir)
+
+
+def write_node_tables(tables: ShapTables, bundle_dir: Path) -> dict:
+    """The node tables file (BUNDLE.md "Node tables": the trees for the flat predictor and for
+    TreeSHAP, one file) written into the bundle being built; its artifact entry."""
+    path = bundle_dir / SHAP_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = tables.to_bytes()
+    path.write_bytes(data)
+    return {"name": SHAP_ARTIFACT, "path": SHAP_PATH, "target": SHAP_TARGET, "precision": "float64",
+            "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
 def _diffs(ours: np.ndarray, theirs: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,12 +110,14 @@ def _parity(booster, tables: ShapTables, X: np.ndarray) -> tuple[dict, dict[str,
 
 def prepare_explanation(booster, feature_names: Sequence[str], features: Sequence[Mapping],
                         X_holdout, *, gnn_outputs: Sequence[str] = (),
-                        declared_reasons: Sequence[Mapping] = (), seed: int = 0) -> Explanation:
+                        declared_reasons: Sequence[Mapping] = (), seed: int = 0,
+                        tables: ShapTables | None = None) -> Explanation:
     """Tables, families and parity for ``booster``. ``features``: the spec's features (JSON form) in
     the model's order. ShapTablesError for a booster the tables cannot describe; ParityError when
     the core's contributions differ from XGBoost's by more than TOLERANCE (per feature, or a row's
-    sum against its margin): no bundle should carry them then."""
-    tables = shap_tables(booster)
+    sum against its margin): no bundle should carry them then. ``tables``: shap_tables(booster)
+    when the caller has them already."""
+    tables = shap_tables(booster) if tables is None else tables
     if tables.num_features != len(feature_names):
         raise ShapTablesError(f"the booster reads {tables.num_features} features, feature_names has "
                               f"{len(feature_names)}")

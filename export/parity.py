@@ -1,7 +1,8 @@
 """Parity of a compiled tree library against XGBoost, on held-out rows with missing values.
 
 The compiled side is scored through ``_core.TreeLibrary``, the loader the serving engine uses, so
-the check covers the missing-value flag and the zeroed output buffer, not only the generated C.
+the check covers the missing-value flag and the zeroed output buffer, not only the generated C; the
+flat predictor through ``_core.FlatForest``, built from the bundle's node tables as the engine does.
 
 The core's one missing marker is NaN. A model trained with another (``DMatrix(missing=-999)``)
 treats that value as missing, the core as a value: xgboost does not record it in the model, so it
@@ -20,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ParityError", "ParityReport", "check_missing_value", "check_tree_parity", "MIN_MISSING_FRACTION"]
+__all__ = ["ParityError", "ParityReport", "check_flat_parity", "check_missing_value", "check_tree_parity",
+           "MIN_MISSING_FRACTION"]
 
 REFERENCE = "xgboost inplace_predict"
 # Below this fraction of rows with a NaN, copies of held-out rows with NaNs are added.
@@ -121,6 +123,43 @@ def _with_missing_rows(X: np.ndarray, seed: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([X, _missing_copies(X, seed, np.nan)]))
 
 
+def _parity_rows(booster, X_holdout, seed: int, missing: float) -> np.ndarray:
+    """The rows every predictor is compared on: held-out rows, NaN copies when too few have one,
+    and copies carrying a declared sentinel."""
+    held_out = _holdout_matrix(X_holdout, booster)
+    X = _with_missing_rows(held_out, seed)
+    if not math.isnan(missing):
+        X = np.ascontiguousarray(np.concatenate([X, _missing_copies(held_out, seed + 1, missing)]))
+    return X
+
+
+def _compare(reference: np.ndarray, compiled: np.ndarray, X: np.ndarray, missing: float,
+             tolerance: float) -> ParityReport:
+    if reference.shape != compiled.shape:
+        raise ParityError(f"reference gave shape {reference.shape}, compiled {compiled.shape}")
+    diff = np.abs(reference - compiled)
+    diff[~(np.isfinite(reference) & np.isfinite(compiled))] = np.inf
+    worst = int(np.argmax(diff))
+    max_abs_diff = float(diff[worst])
+    return ParityReport(
+        reference=REFERENCE,
+        rows=int(X.shape[0]),
+        rows_with_missing=int((np.isnan(X) | (X == missing)).any(axis=1).sum()),
+        max_abs_diff=max_abs_diff,
+        worst_row=worst,
+        tolerance=float(tolerance),
+        passed=bool(max_abs_diff <= tolerance),
+        worst_reference=float(reference[worst]),
+        worst_compiled=float(compiled[worst]),
+        missing_value=missing,
+    )
+
+
+def _checked_tolerance(tolerance: Any) -> None:
+    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+
+
 def check_tree_parity(
     booster,
     so_path: str | os.PathLike,
@@ -141,33 +180,35 @@ def check_tree_parity(
     """
     from libfraud import _core
 
-    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
-        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    _checked_tolerance(tolerance)
     missing = check_missing_value(missing_value)
-    held_out = _holdout_matrix(X_holdout, booster)
-    X = _with_missing_rows(held_out, seed)
-    if not math.isnan(missing):
-        X = np.ascontiguousarray(np.concatenate([X, _missing_copies(held_out, seed + 1, missing)]))
-
+    X = _parity_rows(booster, X_holdout, seed, missing)
     reference = np.asarray(booster.inplace_predict(X, missing=missing), dtype=np.float64)
     library = _core.TreeLibrary(os.fspath(so_path))
     compiled = np.asarray(library.predict(X), dtype=np.float64)
-    if reference.shape != compiled.shape:
-        raise ParityError(f"reference gave shape {reference.shape}, compiled {compiled.shape}")
+    return _compare(reference, compiled, X, missing, tolerance)
 
-    diff = np.abs(reference - compiled)
-    diff[~(np.isfinite(reference) & np.isfinite(compiled))] = np.inf
-    worst = int(np.argmax(diff))
-    max_abs_diff = float(diff[worst])
-    return ParityReport(
-        reference=REFERENCE,
-        rows=int(X.shape[0]),
-        rows_with_missing=int((np.isnan(X) | (X == missing)).any(axis=1).sum()),
-        max_abs_diff=max_abs_diff,
-        worst_row=worst,
-        tolerance=float(tolerance),
-        passed=bool(max_abs_diff <= tolerance),
-        worst_reference=float(reference[worst]),
-        worst_compiled=float(compiled[worst]),
-        missing_value=missing,
-    )
+
+def check_flat_parity(
+    booster,
+    tables_path: str | os.PathLike,
+    base_margin: float,
+    X_holdout: Any,
+    *,
+    tolerance: float = 1e-5,
+    seed: int = 0,
+    missing_value: float = math.nan,
+) -> ParityReport:
+    """``check_tree_parity`` for the core's flat predictor (``_core.FlatForest``) over the node
+    tables at ``tables_path``: both of its kernels, one row at a time and in blocks of rows, each on
+    the same rows; the report is the worse of the two."""
+    from libfraud import _core
+
+    _checked_tolerance(tolerance)
+    missing = check_missing_value(missing_value)
+    X = _parity_rows(booster, X_holdout, seed, missing)
+    reference = np.asarray(booster.inplace_predict(X, missing=missing), dtype=np.float64)
+    forest = _core.FlatForest(os.fspath(tables_path), float(base_margin))
+    reports = [_compare(reference, np.asarray(forest.predict(X, kernel=k), dtype=np.float64), X, missing, tolerance)
+               for k in ("row", "block")]
+    return max(reports, key=lambda r: r.max_abs_diff)

@@ -242,6 +242,18 @@ void read_explanation_section(const json& e, Manifest& m) {
     }
 }
 
+void read_node_tables(const json& n, Manifest& m) {
+    if (!n.is_object()) invalid("'model.node_tables' must be an object, got " + shown(n));
+    NodeTablesRef& t = m.node_tables;
+    t.present = true;
+    t.artifact = get_as<std::string>(n, "artifact", "model.node_tables.");
+    const ArtifactEntry& artifact = m.artifact(t.artifact);  // listed, so checksummed
+    if (artifact.target != "libfraud-tree-shap")
+        invalid("model.node_tables artifact '" + t.artifact + "' has target '" + artifact.target +
+                "'; expected 'libfraud-tree-shap'");
+    t.base_margin = finite_number(require(n, "base_margin", "model.node_tables."), "model.node_tables.base_margin");
+}
+
 json parse_manifest_json(const std::string& text) {
     json doc;
     JsonParseError error;
@@ -397,6 +409,7 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
     if (doc.contains("gnn")) read_gnn_section(doc.at("gnn"), m);
     if (doc.contains("calibration")) read_calibration_section(doc.at("calibration"), m);
     if (doc.contains("explanation")) read_explanation_section(doc.at("explanation"), m);
+    if (model.contains("node_tables")) read_node_tables(model.at("node_tables"), m);
     // `model` may carry provenance (name, version, data_fingerprint...): information, not read here.
     return m;
 }

@@ -71,6 +71,14 @@ struct ExplanationSection {
     std::vector<int32_t> feature_family;  // per features.order entry: an index into families
 };
 
+// The optional `model.node_tables` (export/BUNDLE.md "Node tables"): the trees as data, the artifact
+// the flat predictor (engine/flat_forest.h) is built from, and the base score it adds.
+struct NodeTablesRef {
+    bool present = false;
+    std::string artifact;      // an artifact of target "libfraud-tree-shap"
+    double base_margin = 0.0;  // log-odds added to the trees' sum before the sigmoid
+};
+
 struct Manifest {
     std::string bundle_dir;
     int64_t format_version = 0;  // 2 (no calibration) or 3 (calibration present): export/BUNDLE.md
@@ -78,6 +86,7 @@ struct Manifest {
     std::string spec_json;    // `features.spec`
     std::vector<std::string> feature_order;
     std::string model_artifact;  // the artifact that scores
+    NodeTablesRef node_tables;
     double threshold = 0.5;
     std::vector<ArtifactEntry> artifacts;
     GnnSection gnn;

@@ -209,7 +209,8 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, c
         gnn_backend_ = gnn_->backend;
     }
     // Every loader re-checks the sha256 of the very bytes it uses (no swap between check and load).
-    trees_ = std::make_unique<TreeLibrary>(manifest_.artifact_path(model), model.sha256);
+    LoadedTrees loaded = load_trees(manifest_, tree_layout_from_env());
+    trees_ = std::move(loaded.predictor);
     if (trees_->num_features() != num_features())
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
                          "tree library reads " + std::to_string(trees_->num_features()) +
@@ -218,8 +219,13 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, c
         const ArtifactEntry& tables = manifest_.artifact(manifest_.explanation.artifact);
         const size_t budget = params.explain_table_bytes ? static_cast<size_t>(params.explain_table_bytes)
                                                          : kDefaultExplainTableBytes;
-        explainer_ = std::make_unique<Explainer>(manifest_.artifact_path(tables), tables.sha256,
-                                                 manifest_.explanation, num_features(), budget);
+        if (loaded.tables && manifest_.node_tables.artifact == tables.name) {  // read once for both
+            explainer_ = std::make_unique<Explainer>(std::move(*loaded.tables), manifest_.artifact_path(tables),
+                                                     manifest_.explanation, num_features(), budget);
+        } else {
+            explainer_ = std::make_unique<Explainer>(manifest_.artifact_path(tables), tables.sha256,
+                                                     manifest_.explanation, num_features(), budget);
+        }
     }
 }
 

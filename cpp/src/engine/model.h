@@ -9,7 +9,7 @@
 
 #include "backends/backend_registry.h"
 #include "engine/manifest.h"
-#include "engine/tree_library.h"
+#include "engine/tree_predictor.h"
 #include "explain/explainer.h"
 #include "features/features.h"
 #include "libfraud/fraud.h"
@@ -81,6 +81,8 @@ public:
 
     // Null for a bundle without explanation data.
     const Explainer* explainer() const { return explainer_.get(); }
+    // The trees' predictor (which layout serves a call of n rows: trees().layout_for(n)).
+    const TreePredictor& trees() const { return *trees_; }
     // The explainer, or NO_EXPLANATION naming the bundle; with check_k, also INVALID_ARGUMENT
     // unless k is 1..the family count. `what` names the calling function in the message.
     const Explainer& require_explainer(const char* what, bool check_k = false, size_t k = 0) const;
@@ -95,7 +97,7 @@ private:
     StoreLayout layout_;
     std::unique_ptr<GnnStage> gnn_;
     std::string gnn_backend_ = "none";
-    std::unique_ptr<TreeLibrary> trees_;
+    std::unique_ptr<TreePredictor> trees_;
     std::unique_ptr<Explainer> explainer_;
 };
 

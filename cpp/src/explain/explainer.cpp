@@ -3,6 +3,8 @@
 #include "common/error.h"
 #include "common/log.h"
 
+#include <utility>
+
 namespace libfraud {
 namespace {
 
@@ -30,7 +32,11 @@ ExplainScratch& scratch() {
 
 Explainer::Explainer(const std::string& tables_path, const std::string& expected_sha256,
                      const ExplanationSection& section, size_t num_features, size_t table_bytes)
-    : tables_(read_shap_tables(tables_path, expected_sha256)),
+    : Explainer(read_shap_tables(tables_path, expected_sha256), tables_path, section, num_features, table_bytes) {}
+
+Explainer::Explainer(ShapTablesFile tables, const std::string& tables_path, const ExplanationSection& section,
+                     size_t num_features, size_t table_bytes)
+    : tables_(std::move(tables)),
       view_(tables_.view()),
       families_(section.families),
       feature_family_(section.feature_family),

@@ -24,6 +24,10 @@ public:
     // runs the recursive tree_shap.
     Explainer(const std::string& tables_path, const std::string& expected_sha256, const ExplanationSection& section,
               size_t num_features, size_t table_bytes);
+    // The same from tables already read by read_shap_tables (the engine reads the bundle's node
+    // tables once for the trees and the reasons); tables_path names them in messages.
+    Explainer(ShapTablesFile tables, const std::string& tables_path, const ExplanationSection& section,
+              size_t num_features, size_t table_bytes);
 
     // Which kernel serves: "tables" (FastTreeShap, and the memory it holds) or "recursive".
     const char* kernel() const { return fast_ ? "tables" : "recursive"; }
