@@ -22,6 +22,7 @@
 
 #include "libfraud/fraud.h"
 #include "schema/schema.h"
+#include "store/entity_history.h"
 #include "store/flat_map.h"
 
 namespace libfraud {
@@ -81,116 +82,6 @@ private:
     static double as_double(uint64_t b);
     const uint64_t* w_;
     const RowLayout* l_;
-};
-
-// Aggregates of a history field over a range of events; NaN values are skipped.
-struct FieldAggregate {
-    uint64_t n = 0;  // non-missing values
-    double sum = 0, sum_sq = 0;
-    double min = 0, max = 0;  // valid when n > 0
-    void add(double x);
-};
-
-// Count, sum and sum of squares alone (what sum, mean, std, ratios and z-scores need).
-struct RangeSums {
-    uint64_t n = 0;
-    double sum = 0, sum_sq = 0;
-};
-
-// Per-block aggregates of a long history (built once it reaches 2 * kBlock events), per field, as
-// arrays [block - first][field], and running totals over the whole history while nothing has
-// been dropped from its front since they started.
-struct HistoryBlocks {
-    uint64_t first = 0;  // block number of the arrays' first entry
-    bool extremes = true;  // min and max kept (else empty)
-    std::vector<uint32_t> n;
-    std::vector<double> sum, sum_sq, min, max;
-    bool totals_valid = true;
-    std::vector<uint64_t> total_n;  // per field
-    std::vector<double> total_sum, total_sq;
-    // While totals_valid: the running totals as they stood at each super-block's start
-    // ([super][field]), so a range from the history's first event sums to exactly the sequential
-    // total at any end (the rest of the way one value at a time).
-    std::vector<uint64_t> prefix_n;
-    std::vector<double> prefix_sum, prefix_sq;
-    // Whether any field may be missing: only then are the non-missing counts (n, n2) kept.
-    bool counts = true;
-    // The second level: super-blocks of kSuper blocks ([super - first2][field]), so a long window
-    // merges at most 2 * (kSuper - 1) blocks plus its super-blocks.
-    uint64_t first2 = 0;
-    std::vector<uint32_t> n2;
-    std::vector<double> sum2, sum_sq2;
-    size_t bytes() const;
-};
-
-// One entity's retained events, in append order (so time-ordered): one allocation holding the
-// header and its arrays (times, rows, one value array per history field), grown by a sixteenth at
-// a time. Range aggregates sum raw values directly at the ends and whole blocks of kBlock events
-// in the middle (per-block aggregates, kept once a history is long): the result depends only on
-// the values inside the range, so no value — however large — disturbs a window it is not in (no
-// running prefix sums). Whole-history sums come from running totals while the history has lost
-// nothing from its front (then they are the plain sequential sum). Only the store changes one;
-// readers get a const pointer, valid until the store's next append.
-class EntityHistory {
-public:
-    static constexpr uint32_t kBlock = 16;
-    static constexpr uint32_t kSuper = 16;  // blocks per super-block
-
-    size_t size() const { return size_; }
-    int64_t ts(size_t i) const { return ts_data()[i]; }
-    const int64_t* ts_data() const { return reinterpret_cast<const int64_t*>(this + 1) + begin_; }
-    uint32_t row(size_t i) const { return rows_base()[begin_ + i]; }
-    double value(size_t f, size_t i) const { return vals_base()[f * capacity_ + begin_ + i]; }
-    // Index of the first event with ts >= t (so [0, result) are the events strictly before t).
-    size_t lower_bound(int64_t t) const;
-    // Aggregates of history field f (its index in StoreLayout::history_fields) over events [b, e).
-    FieldAggregate aggregate(size_t f, size_t b, size_t e) const;
-    // squares = false leaves sum_sq 0 (cheaper, for sums and means); nan_free: the field has no
-    // missing values (the amount), so the loops skip the check.
-    RangeSums sums(size_t f, size_t b, size_t e, bool squares = true, bool nan_free = false) const;
-    // Events ever dropped from the front (blocks are aligned to this count, kept by snapshots).
-    uint64_t dropped() const { return dropped_; }
-    size_t heap_bytes() const;
-
-    EntityHistory(const EntityHistory&) = delete;
-    EntityHistory& operator=(const EntityHistory&) = delete;
-
-private:
-    friend class TemporalStore;
-    struct Free {
-        void operator()(EntityHistory* h) const;
-    };
-    using Ptr = std::unique_ptr<EntityHistory, Free>;
-
-    EntityHistory(uint32_t capacity, uint32_t fields) : capacity_(capacity), fields_(fields) {}
-    static Ptr make(uint32_t capacity, uint32_t fields);
-    // Appends one event (values: fields_ of them); may move the history (h is updated).
-    static void push(Ptr& h, int64_t ts, uint32_t row, const double* values, bool extremes, bool counts);
-    // Drops the oldest event (size() > 0); may move it to a smaller allocation.
-    static void pop_front(Ptr& h);
-    static void reallocate(Ptr& h, uint32_t capacity);
-    // Arrays of capacity_ slots after the header: times, then fields_ value arrays, then rows.
-    int64_t* ts_base() { return reinterpret_cast<int64_t*>(this + 1); }
-    const int64_t* ts_base() const { return reinterpret_cast<const int64_t*>(this + 1); }
-    double* vals_base() { return reinterpret_cast<double*>(ts_base() + capacity_); }
-    const double* vals_base() const { return reinterpret_cast<const double*>(ts_base() + capacity_); }
-    uint32_t* rows_base() { return reinterpret_cast<uint32_t*>(vals_base() + size_t(fields_) * capacity_); }
-    const uint32_t* rows_base() const {
-        return reinterpret_cast<const uint32_t*>(vals_base() + size_t(fields_) * capacity_);
-    }
-    uint32_t* rows_mut() { return rows_base() + begin_; }
-    void build_blocks(bool extremes, bool counts);
-    void add_to_blocks(size_t i);
-    // Whole blocks of [b, e) (absolute block numbers [from, to)) added into a.
-    void merge_blocks(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const;
-    void merge_level1(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const;
-
-    uint32_t size_ = 0;
-    uint32_t capacity_ = 0;
-    uint32_t begin_ = 0;  // evicted slots at the front of the arrays
-    uint32_t fields_ = 0;
-    uint64_t dropped_ = 0;
-    std::unique_ptr<HistoryBlocks> blocks_;  // null while short
 };
 
 // Not thread-safe for writers: append() and label() must not run concurrently with anything else;
