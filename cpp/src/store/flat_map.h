@@ -114,8 +114,11 @@ public:
     }
 
     // Room for n keys: a table that fits one segment gets it at once (no growth until n); a larger
-    // one is split up front into segments of full size, so growth starts only near n.
+    // one is split up front into segments of full size, so growth starts only near n. A hint for
+    // a table still in one segment; later ones do nothing (growth is bounded per insert anyway,
+    // and splitting many segments at once would be the stall the segments avoid).
     void reserve(size_t n) {
+        if (segs_.size() > 1) return;
         if (segs_.empty()) init(kMinSegmentSlots);
         if (segs_.size() == 1 && 5 * n <= 4 * kMaxSegmentSlots) {
             size_t cap = segs_[0].mask + 1;
@@ -167,7 +170,9 @@ private:
         size_t home(uint64_t h) const { return static_cast<size_t>(h >> 32) & mask; }
     };
 
-    // MurmurHash3's finaliser: sequential ids spread over the whole table.
+public:
+    // MurmurHash3's finaliser: sequential ids spread over the whole table. Its low bits pick the
+    // segment: keys batched by them touch few segments at a time.
     static uint64_t hash(int64_t key) {
         uint64_t x = static_cast<uint64_t>(key);
         x ^= x >> 33;
@@ -177,6 +182,8 @@ private:
         x ^= x >> 33;
         return x;
     }
+
+private:
 
     static Segment make_segment(size_t cap, uint32_t depth, size_t bits) {
         Segment s;

@@ -114,8 +114,8 @@ uint64_t* TemporalStore::push_row(const fraud_event& ev, uint32_t* row_out) {
         throw FraudError(FRAUD_STATUS_INTERNAL, "temporal store is full (2^32 - 1 retained events); rows are uint32_t");
     }
     const size_t pos = head_pos_ + size_;
-    if (pos / kChunkRows >= chunks_.size())
-        chunks_.push_back(std::make_unique<uint64_t[]>(size_t(kChunkRows) * rows_.words));
+    if (pos / kChunkRows >= chunks_.size())  // every word of a row is written below: no zeroing
+        chunks_.push_back(std::unique_ptr<uint64_t[]>(new uint64_t[size_t(kChunkRows) * rows_.words]));
     uint64_t* w = chunks_[pos / kChunkRows].get() + (pos % kChunkRows) * rows_.words;
     const uint32_t row = head_row_ + static_cast<uint32_t>(size_);
     ids_.try_emplace(ev.event_id).first->value = row;  // before the row counts, so a throw leaves it unseen
@@ -148,9 +148,10 @@ void TemporalStore::pop_row() {
     ++head_row_;
     if (++head_pos_ % kChunkRows == 0) {
         chunks_[head_pos_ / kChunkRows - 1].reset();  // wholly behind the head
-        if (head_pos_ == 8 * size_t{kChunkRows}) {
-            chunks_.erase(chunks_.begin(), chunks_.begin() + 8);
-            head_pos_ = 0;
+        const size_t behind = head_pos_ / kChunkRows;
+        if (behind >= 8 && 4 * behind >= chunks_.size()) {
+            chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<ptrdiff_t>(behind));
+            head_pos_ -= behind * kChunkRows;
         }
     }
 }
@@ -175,6 +176,7 @@ void TemporalStore::push_history(EntityHistory::Ptr& h, const fraud_event& ev, u
     }
     EntityHistory::push(h, ev.time_ms, row, v, layout_.extremes, layout_has_missing_);
 }
+
 
 void TemporalStore::drop_from_history(size_t e, int64_t id) {
     HistorySlot* s = histories_[e].find(id);
@@ -297,12 +299,52 @@ void TemporalStore::restore_append(const fraud_event& ev, const uint32_t* degree
     set_mask(w, history_mask);
     if (label >= 0) apply_label(row, label, label_time_ms);
     if (history_mask == 0) ++dead_rows_;
+    histories_pending_ = true;
+}
+
+void TemporalStore::build_restored_histories() {
+    // Per type: its (entity, event) edges bucketed by the entity's hash (its low bits: the
+    // index's own segment bits), stably, with what a push needs copied beside them; then pushed
+    // bucket by bucket. Each pass over the table is sequential and a bucket's pushes reach few
+    // index segments and histories, so the restore is not one cache miss after another; each
+    // history still gets its events in row order: the same histories as pushing row by row.
+    size_t buckets = 1;
+    while (buckets < 65536 && buckets * 2048 < size_) buckets *= 2;
+    auto bucket = [&](int64_t id) { return static_cast<size_t>(FlatMap<int>::hash(id)) & (buckets - 1); };
+    struct Edge {
+        int64_t id, ts;
+        uint32_t row;
+    };
+    const size_t F = layout_.history_fields.size();
+    std::vector<size_t> at(buckets + 1);
+    std::vector<Edge> edges;
+    std::vector<double> values;
     for (uint32_t e = 0; e < rows_.E; ++e) {
-        if (history_mask & (1u << e)) push_history(history_for_append(e, ev.entity_id[e]), ev, row);
+        std::fill(at.begin(), at.end(), 0);
+        for (size_t k = 0; k < size_; ++k) {
+            const EventRow r = event(row_at(k));
+            if (r.history_mask() & (1u << e)) ++at[bucket(r.entity(e)) + 1];
+        }
+        for (size_t b = 0; b < buckets; ++b) at[b + 1] += at[b];
+        edges.resize(at[buckets]);
+        values.resize(at[buckets] * F);
+        for (size_t k = 0; k < size_; ++k) {
+            const EventRow r = event(row_at(k));
+            if (!(r.history_mask() & (1u << e))) continue;
+            const size_t i = at[bucket(r.entity(e))]++;
+            edges[i] = Edge{r.entity(e), r.time_ms(), row_at(k)};
+            for (size_t f = 0; f < F; ++f) values[i * F + f] = r.field(layout_.history_fields[f]);
+        }
+        for (size_t i = 0; i < edges.size(); ++i) {
+            EntityHistory::push(history_for_append(e, edges[i].id), edges[i].ts, edges[i].row, values.data() + i * F,
+                                layout_.extremes, layout_has_missing_);
+        }
     }
+    histories_pending_ = false;
 }
 
 void TemporalStore::restore_finish(int64_t watermark_ms, uint64_t evicted, uint64_t appended_total) {
+    if (histories_pending_) build_restored_histories();
     for (auto& m : histories_) {  // dropped counts of entities that got no event: a corrupt snapshot
         m.for_each([](const HistorySlot& s) {
             if (s.value->size() == 0)
