@@ -45,11 +45,12 @@ void FieldAggregate::add(double x) {
 }
 
 size_t HistoryBlocks::bytes() const {
-    return malloc_bytes(sizeof(HistoryBlocks)) + malloc_bytes(n.capacity() * sizeof(uint32_t)) +
-           malloc_bytes((sum.capacity() + sum_sq.capacity() + min.capacity() + max.capacity()) * sizeof(double)) +
+    size_t paged = 0;
+    for (const auto* a : {&n, &n2}) paged += malloc_bytes(a->capacity_bytes());
+    for (const auto* a : {&sum, &sum_sq, &min, &max, &sum2, &sum_sq2}) paged += malloc_bytes(a->capacity_bytes());
+    return malloc_bytes(sizeof(HistoryBlocks)) + paged +
            malloc_bytes(total_n.capacity() * 8) + malloc_bytes((total_sum.capacity() + total_sq.capacity()) * 8) +
-           malloc_bytes((prefix_n.capacity() + prefix_sum.capacity() + prefix_sq.capacity()) * 8) +
-           malloc_bytes(n2.capacity() * 4) + malloc_bytes((sum2.capacity() + sum_sq2.capacity()) * 8);
+           malloc_bytes((prefix_n.capacity() + prefix_sum.capacity() + prefix_sq.capacity()) * 8);
 }
 
 void EntityHistory::Free::operator()(EntityHistory* h) const {
@@ -176,18 +177,18 @@ void EntityHistory::add_to_blocks(size_t i) {
         B.prefix_sq.insert(B.prefix_sq.end(), B.total_sq.begin(), B.total_sq.end());
     }
     if (cells > B.sum.size()) {
-        if (B.counts) B.n.resize(cells, 0);
-        B.sum.resize(cells, 0.0);
-        B.sum_sq.resize(cells, 0.0);
+        if (B.counts) B.n.grow(cells, 0);
+        B.sum.grow(cells, 0.0);
+        B.sum_sq.grow(cells, 0.0);
         if (extremes) {
-            B.min.resize(cells, std::numeric_limits<double>::infinity());
-            B.max.resize(cells, -std::numeric_limits<double>::infinity());
+            B.min.grow(cells, std::numeric_limits<double>::infinity());
+            B.max.grow(cells, -std::numeric_limits<double>::infinity());
         }
     }
     if ((slot2 + 1) * fields_ > B.sum2.size()) {
-        if (B.counts) B.n2.resize((slot2 + 1) * fields_, 0);
-        B.sum2.resize((slot2 + 1) * fields_, 0.0);
-        B.sum_sq2.resize((slot2 + 1) * fields_, 0.0);
+        if (B.counts) B.n2.grow((slot2 + 1) * fields_, 0);
+        B.sum2.grow((slot2 + 1) * fields_, 0.0);
+        B.sum_sq2.grow((slot2 + 1) * fields_, 0.0);
     }
     for (uint32_t f = 0; f < fields_; ++f) {
         const double x = value(f, i);
@@ -251,18 +252,18 @@ void EntityHistory::pop_front(Ptr& h) {
         // Blocks wholly behind the front are never read again: drop them sixteen at a time.
         if (x.dropped_ / kBlock >= B.first + 16) {
             const size_t drop = static_cast<size_t>(x.dropped_ / kBlock - B.first);
-            const auto cells = static_cast<ptrdiff_t>(drop * x.fields_);
-            if (!B.n.empty()) B.n.erase(B.n.begin(), B.n.begin() + cells);
+            const size_t cells = drop * x.fields_;
+            if (!B.n.empty()) B.n.erase_front(cells);
             for (auto* v : {&B.sum, &B.sum_sq, &B.min, &B.max})
-                if (!v->empty()) v->erase(v->begin(), v->begin() + cells);
+                if (!v->empty()) v->erase_front(cells);
             B.first += drop;
             const uint64_t front2 = x.dropped_ / (uint64_t{kBlock} * kSuper);
             if (front2 > B.first2) {
                 const size_t drop2 = static_cast<size_t>(front2 - B.first2);
-                const auto cells2 = static_cast<ptrdiff_t>(drop2 * x.fields_);
-                if (!B.n2.empty()) B.n2.erase(B.n2.begin(), B.n2.begin() + cells2);
-                B.sum2.erase(B.sum2.begin(), B.sum2.begin() + cells2);
-                B.sum_sq2.erase(B.sum_sq2.begin(), B.sum_sq2.begin() + cells2);
+                const size_t cells2 = drop2 * x.fields_;
+                if (!B.n2.empty()) B.n2.erase_front(cells2);
+                B.sum2.erase_front(cells2);
+                B.sum_sq2.erase_front(cells2);
                 B.first2 = front2;
             }
         }

@@ -8,6 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include "store/paged_array.h"
+
 namespace libfraud {
 
 // glibc malloc: an 8-byte header, 16-byte granules, 32 bytes at least (the stores' accounting).
@@ -28,13 +30,13 @@ struct RangeSums {
 };
 
 // Per-block aggregates of a long history (built once it reaches 2 * kBlock events), per field, as
-// arrays [block - first][field], and running totals over the whole history while nothing has
+// arrays [block - first][field] (paged: growing or trimming one never copies the whole), and running totals over the whole history while nothing has
 // been dropped from its front since they started.
 struct HistoryBlocks {
     uint64_t first = 0;  // block number of the arrays' first entry
     bool extremes = true;  // min and max kept (else empty)
-    std::vector<uint32_t> n;
-    std::vector<double> sum, sum_sq, min, max;
+    PagedArray<uint32_t> n;
+    PagedArray<double> sum, sum_sq, min, max;
     bool totals_valid = true;
     std::vector<uint64_t> total_n;  // per field
     std::vector<double> total_sum, total_sq;
@@ -48,8 +50,8 @@ struct HistoryBlocks {
     // The second level: super-blocks of kSuper blocks ([super - first2][field]), so a long window
     // merges at most 2 * (kSuper - 1) blocks plus its super-blocks.
     uint64_t first2 = 0;
-    std::vector<uint32_t> n2;
-    std::vector<double> sum2, sum_sq2;
+    PagedArray<uint32_t> n2;
+    PagedArray<double> sum2, sum_sq2;
     size_t bytes() const;
 };
 
