@@ -59,6 +59,30 @@ def test_both_backends_give_the_same_scores(small_demo):
     assert np.max(np.abs(scores["native"] - scores["aoti"])) <= 1e-4
 
 
+def test_batches_score_as_one_by_one(small_demo):
+    # A batch samples event by event (each seeing the ones before it stored) and runs the GNN and
+    # the trees once per block of 64: sizes around the block edge, native bitwise, scores alike.
+    _, out = small_demo
+    history, live = _live(out)
+    part = live.iloc[:130]
+    for backend in ("native", "aoti", "torchscript"):
+        single, batched = (Scorer(out / "bundle", gnn_backend=backend) for _ in range(2))
+        single.ingest(history)
+        batched.ingest(history)
+        one_by_one = np.concatenate([single.score_and_ingest(part.iloc[i:i + 1]) for i in range(len(part))])
+        got = np.concatenate([batched.score_and_ingest(part.iloc[a:b])
+                              for a, b in ((0, 1), (1, 64), (64, 129), (129, 130))])
+        scored = batched.score(live.iloc[130:330])  # score: a batch of 200 against the same store
+        alone = np.concatenate([batched.score(live.iloc[i:i + 1]) for i in range(130, 330)])
+        if backend == "native":
+            np.testing.assert_array_equal(got, one_by_one)
+            np.testing.assert_array_equal(scored, alone)
+        else:  # a batched matmul may round differently from a batch of one
+            np.testing.assert_allclose(got, one_by_one, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(scored, alone, rtol=0, atol=1e-6)
+        assert batched.store_size == single.store_size
+
+
 def test_gnn_features_are_what_the_trees_read(small_demo):
     _, out = small_demo
     history, live = _live(out)

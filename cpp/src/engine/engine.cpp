@@ -91,9 +91,10 @@ Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
 void Engine::append_validated(const fraud_event* txns, size_t n, const Model* scorer, float* scores,
                               const ReasonRequest* reasons) {
     if (log_) log_->append(txns, n);
-    for (size_t i = 0; i < n; ++i) {
-        if (scorer) scores[i] = scorer->score(store_, txns[i], reasons, i);
-        store_.append(txns[i]);
+    if (scorer) {
+        scorer->score_batch(store_, txns, n, scores, reasons, [&](size_t i) { store_.append(txns[i]); });
+    } else {
+        for (size_t i = 0; i < n; ++i) store_.append(txns[i]);
     }
     ingested_.fetch_add(n, std::memory_order_relaxed);
 }
@@ -154,7 +155,7 @@ void Engine::score(const fraud_event* txns, size_t n, float* scores, const Reaso
     }
     {
         std::shared_lock lock(mutex_);
-        for (size_t i = 0; i < n; ++i) scores[i] = model->score(store_, txns[i], reasons, i);
+        model->score_batch(store_, txns, n, scores, reasons, {});
     }
     count_scored(n, now_ns() - start);
 }

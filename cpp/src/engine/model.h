@@ -66,6 +66,13 @@ public:
     float score(const TemporalStore& store, const fraud_event& event, const ReasonRequest* reasons = nullptr,
                 size_t index = 0) const;
     void score_rows(const float* rows, size_t n, float* scores) const;
+    // scores[i] = score(store, events[i], reasons, i) for each event in order, where event i sees
+    // the store as it stands after after_each(j) ran for every j < i (score_and_ingest appends
+    // there; an empty function: the store as it is). Rows and neighbourhoods are computed event by
+    // event, the GNN and the trees run once per block of events: the same scores, bitwise, for
+    // backends whose rows do not depend on the batch (native; the trees always).
+    void score_batch(const TemporalStore& store, const fraud_event* events, size_t n, float* scores,
+                     const ReasonRequest* reasons, const std::function<void(size_t)>& after_each) const;
 
     // The sampled neighbours that raised the score most (fraud.h fraud_engine_explain_neighbours):
     // each left out once, the GNN and trees rerun; up to m, largest log-odds fall first. The caller
@@ -80,6 +87,7 @@ public:
 
 private:
     void run_gnn(const NeighbourhoodBuffers& buffers, float* gnn_out) const;
+    float finish_score(float p, const float* row, const ReasonRequest* reasons, size_t index) const;
 
     Manifest manifest_;
     Schema schema_;

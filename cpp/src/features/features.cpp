@@ -397,6 +397,31 @@ void FeaturePlan::bind(const StoreLayout& layout) {
 
 namespace {
 
+// h.lower_bound(t) for a t whose answer is at most hi (a window's start, known to be at or before
+// its end): galloping back from hi, then a binary search of the last gap. Windows end near the
+// history's newest events and most start near them too, so this reads a few cache lines at the
+// end of a long history where a binary search over all of it would miss on most probes.
+size_t lower_bound_before(const EntityHistory& h, size_t hi, int64_t t) {
+    size_t lo = 0;
+    for (size_t step = 1; step <= hi; step <<= 1) {
+        const size_t probe = hi - step;
+        if (h.ts(probe) < t) {
+            lo = probe + 1;
+            break;
+        }
+        hi = probe;
+    }
+    while (lo < hi) {  // the answer is in [lo, hi]
+        const size_t mid = lo + (hi - lo) / 2;
+        if (h.ts(mid) < t) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
 // Distinct present values of `of` among events [b, e) of h: an open-addressing set on the stack
 // for the usual scan lengths (no sort, no allocation), a sorted per-thread buffer beyond.
 size_t count_distinct(const FieldRef& of, const TemporalStore& store, const EntityHistory& h, size_t b, size_t e) {
@@ -494,7 +519,7 @@ inline float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& 
         case FeatureKind::AmountVsHistory: {
             const double x = value_of(op.field, ev);
             if (end == 0 || std::isnan(x)) return kNaN;
-            const size_t b = op.window_ms ? h->lower_bound(minus(t, op.window_ms)) : 0;
+            const size_t b = op.window_ms ? lower_bound_before(*h, end, minus(t, op.window_ms)) : 0;
             const size_t slot = static_cast<size_t>(op.history_slot);
             const RangeSums a = h->sums(slot, b, end, op.stat == HistoryStat::ZScore, op.field.role == FieldRef::Amount);
             if (a.n == 0) return kNaN;
@@ -524,15 +549,22 @@ inline float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& 
             return of_value(op.of, store.event(h->row(end - 1))) != of_value(op.of, ev) ? 1.0f : 0.0f;
         case FeatureKind::Label: {
             if (!h) return op.agg == Aggregate::FraudRate ? kNaN : 0.0f;
-            const size_t e = windows[op.window].end, b = windows[op.window].begin;
+            const WindowRange& w = windows[op.window];
+            const size_t e = w.end, b = w.begin;
             const size_t stop = e - b > op.max_scan ? e - op.max_scan : b;
-            uint64_t fraud = 0, labelled = 0;
-            for (size_t j = e; j-- > stop;) {
-                const EventRow r = store.event(h->row(j));
-                if (r.label() < 0 || r.label_time_ms() >= t) continue;  // not known before t
-                ++labelled;
-                fraud += static_cast<uint64_t>(r.label());
+            if (w.labels_from != stop) {
+                uint64_t fraud = 0, labelled = 0;
+                for (size_t j = e; j-- > stop;) {
+                    const EventRow r = store.event(h->row(j));
+                    if (r.label() < 0 || r.label_time_ms() >= t) continue;  // not known before t
+                    ++labelled;
+                    fraud += static_cast<uint64_t>(r.label());
+                }
+                w.labels_from = stop;
+                w.fraud = fraud;
+                w.labelled = labelled;
             }
+            const uint64_t fraud = w.fraud, labelled = w.labelled;
             if (op.agg == Aggregate::FraudCount) return static_cast<float>(fraud);
             if (op.agg == Aggregate::LabelledCount) return static_cast<float>(labelled);
             return e == stop ? kNaN : static_cast<float>(static_cast<double>(fraud) / static_cast<double>(e - stop));
@@ -568,8 +600,9 @@ void FeaturePlan::compute(const TemporalStore& store, const fraud_event& ev, flo
             continue;
         }
         const int64_t stop = minus(ev.time_ms, k.offset_ms);
-        ranges[w].end = k.offset_ms ? s.h->lower_bound(stop) : s.end;
-        ranges[w].begin = s.h->lower_bound(minus(stop, k.window_ms));
+        ranges[w].end = k.offset_ms ? lower_bound_before(*s.h, s.end, stop) : s.end;
+        ranges[w].begin = lower_bound_before(*s.h, ranges[w].end, minus(stop, k.window_ms));
+        ranges[w].labels_from = SIZE_MAX;  // the per-thread buffer keeps the last event's counts
     }
     for (size_t i = 0; i < ops_.size(); ++i) {
         const FeatureOp& op = ops_[i];

@@ -80,6 +80,10 @@ struct WindowKey {
 // Event indices [begin, end) of a window in its entity's history.
 struct WindowRange {
     size_t begin = 0, end = 0;
+    // A label scan's counts over [labels_from, end), kept for the window's other label features
+    // (fraud_count, fraud_rate and labelled_count read the same rows).
+    mutable size_t labels_from = SIZE_MAX;
+    mutable uint64_t fraud = 0, labelled = 0;
 };
 
 class FeaturePlan {

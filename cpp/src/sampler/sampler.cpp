@@ -38,14 +38,15 @@ float log1p_degree(uint64_t d) {
                                            : static_cast<float>(std::log1p(static_cast<double>(d)));
 }
 
-// The fixed transaction node features of an event at time ts, amount, as seen from t >= ts.
-void fixed_txn_features(int64_t ts, double amount, int64_t t, float* o) {
+// The fixed transaction node features of an event at time ts, amount, as seen from t >= ts
+// (log1p_amount: static_cast<float>(std::log1p(amount)), a stored event's is kept in its row).
+void fixed_txn_features(int64_t ts, float log1p_amount, int64_t t, float* o) {
     int64_t ms_of_day = ts % kMsPerDay;
     if (ms_of_day < 0) ms_of_day += kMsPerDay;  // before 1970: floor, not truncation
     const auto hour = static_cast<size_t>(ms_of_day / kMsPerHour);
     // Unsigned: t - ts is in [0, 2^64) even where the signed difference would overflow.
     const uint64_t age_ms = static_cast<uint64_t>(t) - static_cast<uint64_t>(ts);
-    o[0] = static_cast<float>(std::log1p(amount));
+    o[0] = log1p_amount;
     o[1] = kTables.hour_sin[hour];
     o[2] = kTables.hour_cos[hour];
     o[3] = age_ms == 0 ? 0.0f : static_cast<float>(std::log1p(static_cast<double>(age_ms) / 1000.0));
@@ -56,14 +57,14 @@ float graph_value(double v) { return std::isnan(v) ? 0.0f : static_cast<float>(v
 float graph_code(int64_t c) { return c == FRAUD_CODE_MISSING ? 0.0f : static_cast<float>(static_cast<double>(c)); }
 
 void txn_features(const std::vector<FieldRef>& fields, const fraud_event& ev, int64_t t, float* o) {
-    fixed_txn_features(ev.time_ms, ev.amount, t, o);
+    fixed_txn_features(ev.time_ms, static_cast<float>(std::log1p(ev.amount)), t, o);
     for (size_t g = 0; g < fields.size(); ++g)
         o[kFixedTxnFeatures + g] = fields[g].role == FieldRef::Numeric ? graph_value(ev.numeric[fields[g].index])
                                                                        : graph_code(ev.categorical[fields[g].index]);
 }
 
 void txn_features(const std::vector<FieldRef>& fields, const EventRow& r, int64_t t, float* o) {
-    fixed_txn_features(r.time_ms(), r.amount(), t, o);
+    fixed_txn_features(r.time_ms(), r.log1p_amount(), t, o);
     for (size_t g = 0; g < fields.size(); ++g)
         o[kFixedTxnFeatures + g] = fields[g].role == FieldRef::Numeric ? graph_value(r.numeric(fields[g].index))
                                                                        : graph_code(r.categorical(fields[g].index));
@@ -189,11 +190,18 @@ void Sampler::sample(const TemporalStore& store, const fraud_event& txn,
     const size_t Ft = sh.txn_features;
     txn_features(config_.graph_fields, txn, t, target_x);
 
-    uint32_t idx[kMaxFanout];  // chosen events of one history, newest first
+    // First each hop-1 history and the events chosen from it, prefetching their rows, then the
+    // rows' features: one neighbour's work is long enough that the CPU would otherwise wait for
+    // each row's cache miss in turn (the rows of an entity lie far apart in the table).
+    const EntityHistory* hist[FRAUD_MAX_ENTITY_TYPES];
+    uint32_t taken[FRAUD_MAX_ENTITY_TYPES];
+    uint32_t chosen[FRAUD_MAX_ENTITY_TYPES][kMaxFanout];  // per history, newest first
     for (uint32_t e = 0; e < E; ++e) {
+        taken[e] = 0;
         const int64_t id = txn.entity_id[e];
         if (id < 0) continue;  // absent: padding
         const EntityHistory* h = store.history(e, id);
+        hist[e] = h;
         const size_t end = h ? h->lower_bound(t) : 0;  // events [0, end) are strictly before t
         entity_features(e, E, end, ent1_x + e * Fe);
         ent1_mask[e] = 1.0f;
@@ -203,6 +211,7 @@ void Sampler::sample(const TemporalStore& store, const fraud_event& txn,
         // Rows are uint32_t, so a history has fewer than 2^32 events.
         const auto n = static_cast<uint32_t>(end);
         const uint32_t k_taken = std::min(K, n);
+        uint32_t* idx = chosen[e];
         if (config_.strategy == SampleStrategy::MostRecent || k_taken == n) {
             for (uint32_t k = 0; k < k_taken; ++k) idx[k] = n - 1 - k;
         } else {
@@ -212,9 +221,13 @@ void Sampler::sample(const TemporalStore& store, const fraud_event& txn,
             floyd_sample(key, n, k_taken, idx);
             std::sort(idx, idx + k_taken, std::greater<uint32_t>());
         }
+        taken[e] = k_taken;
+        for (uint32_t k = 0; k < k_taken; ++k) store.prefetch(h->row(idx[k]));
+    }
 
-        for (uint32_t k = 0; k < k_taken; ++k) {
-            const EventRow s = store.event(h->row(idx[k]));
+    for (uint32_t e = 0; e < E; ++e) {
+        for (uint32_t k = 0; k < taken[e]; ++k) {
+            const EventRow s = store.event(hist[e]->row(chosen[e][k]));
             const size_t slot = static_cast<size_t>(e) * K + k;
             txn_features(config_.graph_fields, s, t, txn2_x + slot * Ft);
             txn2_mask[slot] = 1.0f;

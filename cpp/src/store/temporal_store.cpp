@@ -37,14 +37,8 @@ RowLayout::RowLayout(const Schema& s)
     numeric = entity + E;
     categorical = numeric + N;
     degrees = categorical + C;
-    meta = degrees + (E + 1) / 2;  // history mask (16 bits), label (8 bits)
+    meta = degrees + (E + 1) / 2;  // history mask (16 bits), label (8 bits), log1p(amount) (bits 32..63)
     words = meta + 1;
-}
-
-double EventRow::as_double(uint64_t b) {
-    double d;
-    std::memcpy(&d, &b, sizeof d);
-    return d;
 }
 
 TemporalStore::TemporalStore(StoreLayout layout, StoreConfig config)
@@ -128,7 +122,10 @@ uint64_t* TemporalStore::push_row(const fraud_event& ev, uint32_t* row_out) {
     for (uint32_t i = 0; i < rows_.N; ++i) w[rows_.numeric + i] = double_bits(ev.numeric[i]);
     for (uint32_t i = 0; i < rows_.C; ++i) w[rows_.categorical + i] = static_cast<uint64_t>(ev.categorical[i]);
     for (uint32_t d = rows_.degrees; d < rows_.meta; ++d) w[d] = 0;
-    w[rows_.meta] = kUnlabelledMeta;
+    const float log1p_amount = static_cast<float>(std::log1p(EventRow(w, &rows_).amount()));
+    uint32_t log1p_bits;
+    std::memcpy(&log1p_bits, &log1p_amount, sizeof log1p_bits);
+    w[rows_.meta] = kUnlabelledMeta | (uint64_t{log1p_bits} << 32);  // meta: bits 32..63 (see log1p_amount)
     if (ev.time_ms > watermark_ms_) watermark_ms_ = ev.time_ms;
     ++appended_total_;
     *row_out = row;
