@@ -105,6 +105,7 @@ void EntityHistory::reallocate(Ptr& h, uint32_t capacity) {
     n->size_ = h->size_;
     n->dropped_ = h->dropped_;
     n->blocks_ = std::move(h->blocks_);
+    n->labels_ = std::move(h->labels_);
     h = std::move(n);
 }
 
@@ -121,6 +122,7 @@ void EntityHistory::to_chunks(Ptr& h) {
     }
     n->dropped_ = h->dropped_;
     n->blocks_ = std::move(h->blocks_);
+    n->labels_ = std::move(h->labels_);
     h = std::move(n);
 }
 
@@ -267,6 +269,14 @@ void EntityHistory::pop_front(Ptr& h) {
                 B.first2 = front2;
             }
         }
+    }
+    if (x.labels_ && x.dropped_ / kBlock >= x.labels_->first + 16) {  // as the blocks: sixteen at a time
+        LabelBlocks& L = *x.labels_;
+        const size_t drop = static_cast<size_t>(x.dropped_ / kBlock - L.first);
+        L.known.erase_front(drop);
+        L.fraud.erase_front(drop);
+        L.latest.erase_front(drop);
+        L.first += drop;
     }
     if (x.chunked()) {
         // Back to one array once a quarter chunk is left (a copy of at most kChunk / 4 events).
@@ -459,8 +469,30 @@ FieldAggregate EntityHistory::aggregate(size_t f, size_t b, size_t e) const {
     return a;
 }
 
+size_t LabelBlocks::bytes() const {
+    return malloc_bytes(sizeof(LabelBlocks)) + malloc_bytes(known.capacity_bytes()) + malloc_bytes(fraud.capacity_bytes()) +
+           malloc_bytes(latest.capacity_bytes());
+}
+
+void EntityHistory::extend_label_blocks(size_t i) {
+    LabelBlocks& L = *labels_;
+    const size_t slot = static_cast<size_t>((dropped_ + i) / kBlock - L.first);
+    if (slot < L.known.size()) return;
+    L.known.grow(slot + 1, 0);
+    L.fraud.grow(slot + 1, 0);
+    L.latest.grow(slot + 1, std::numeric_limits<int64_t>::min());
+}
+
+void EntityHistory::add_label(size_t i, int label, int64_t label_time_ms) {
+    LabelBlocks& L = *labels_;
+    const size_t slot = static_cast<size_t>((dropped_ + i) / kBlock - L.first);
+    ++L.known[slot];
+    L.fraud[slot] = static_cast<uint8_t>(L.fraud[slot] + (label > 0 ? 1 : 0));
+    L.latest[slot] = std::max(L.latest[slot], label_time_ms);
+}
+
 size_t EntityHistory::heap_bytes() const {
-    const size_t blocks = blocks_ ? blocks_->bytes() : 0;
+    const size_t blocks = (blocks_ ? blocks_->bytes() : 0) + (labels_ ? labels_->bytes() : 0);
     if (!chunked()) return malloc_bytes(block_bytes(capacity_, fields_)) + blocks;
     return malloc_bytes(sizeof(EntityHistory) + sizeof(Chunks)) + malloc_bytes(chunks().capacity() * sizeof(void*)) +
            chunks().size() * malloc_bytes(chunk_words(fields_) * sizeof(int64_t)) + blocks;

@@ -55,6 +55,23 @@ struct HistoryBlocks {
     size_t bytes() const;
 };
 
+// Label counts per block of kBlock events (absolute event numbers, as HistoryBlocks'), kept for a
+// long history when the store's plan reads labels: how many of a block's events have a label, how
+// many of those are fraud, and the latest label time among them. A label scan over a block whose
+// every label was known before t adds two counts instead of reading 16 rows from the table;
+// labels are only ever added, so the counts never go stale.
+struct LabelBlocks {
+    uint64_t first = 0;  // block number of the arrays' first entry
+    PagedArray<uint8_t> known, fraud;
+    PagedArray<int64_t> latest;  // INT64_MIN: no label in the block yet
+    size_t bytes() const;
+};
+
+// Events with a label known strictly before some t, and how many of them are fraud.
+struct LabelCounts {
+    uint64_t labelled = 0, fraud = 0;
+};
+
 // One entity's retained events, in append order (so time-ordered). A short history (up to about
 // kChunk events) is one allocation holding the header and its arrays (times, rows, one value
 // array per history field), grown by a sixteenth at a time; a longer one is a list of chunks of
@@ -98,6 +115,42 @@ public:
     // Kept as chunks (a long history) rather than one array.
     bool chunked() const { return capacity_ == 0; }
     size_t heap_bytes() const;
+    // Events [b, e) whose label was known strictly before t (label_time < t). row_label(i) returns
+    // {label (1, 0, or -1 for none), label_time_ms} of event i from the table: read for the
+    // range's ends, and for every event when the history keeps no label blocks; whole blocks
+    // whose latest label is before t are taken from the blocks. The same counts as reading
+    // every row.
+    template <class RowLabel>
+    LabelCounts label_counts(size_t b, size_t e, int64_t t, RowLabel&& row_label) const {
+        LabelCounts c;
+        auto scan = [&](size_t from, size_t to) {
+            for (size_t j = from; j < to; ++j) {
+                const auto [label, time] = row_label(j);
+                if (label < 0 || time >= t) continue;  // not known before t
+                ++c.labelled;
+                c.fraud += static_cast<uint64_t>(label);
+            }
+        };
+        if (!labels_ || e - b < 2 * kBlock) {
+            scan(b, e);
+            return c;
+        }
+        const uint64_t whole_from = (dropped_ + b + kBlock - 1) / kBlock, whole_to = (dropped_ + e) / kBlock;
+        scan(b, static_cast<size_t>(whole_from * kBlock - dropped_));
+        const LabelBlocks& L = *labels_;
+        for (uint64_t k = whole_from; k < whole_to; ++k) {
+            const size_t s = static_cast<size_t>(k - L.first);
+            if (L.latest[s] < t) {
+                c.labelled += L.known[s];
+                c.fraud += L.fraud[s];
+            } else {
+                scan(static_cast<size_t>(k * kBlock - dropped_), static_cast<size_t>((k + 1) * kBlock - dropped_));
+            }
+        }
+        scan(static_cast<size_t>(whole_to * kBlock - dropped_), e);
+        return c;
+    }
+    bool has_label_blocks() const { return labels_ != nullptr; }
 
     EntityHistory(const EntityHistory&) = delete;
     EntityHistory& operator=(const EntityHistory&) = delete;
@@ -161,6 +214,21 @@ private:
         }
     }
     void build_blocks(bool extremes, bool counts);
+    // Label blocks over every event, label_of(i) -> {label, label_time_ms} (the table's rows).
+    template <class LabelOf>
+    void build_label_blocks(LabelOf&& label_of) {
+        labels_ = std::make_unique<LabelBlocks>();
+        labels_->first = dropped_ / kBlock;
+        for (size_t i = 0; i < size_; ++i) {
+            const auto [label, time] = label_of(i);
+            extend_label_blocks(i);
+            if (label >= 0) add_label(i, label, time);
+        }
+    }
+    // Room for event i (the newest) in the label blocks.
+    void extend_label_blocks(size_t i);
+    // Event i got a label (i retained, so its block is kept).
+    void add_label(size_t i, int label, int64_t label_time_ms);
     void add_to_blocks(size_t i);
     // Whole blocks of [b, e) (absolute block numbers [from, to)) added into a.
     void merge_blocks(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const;
@@ -172,6 +240,7 @@ private:
     uint32_t fields_ = 0;
     uint64_t dropped_ = 0;
     std::unique_ptr<HistoryBlocks> blocks_;  // null while short
+    std::unique_ptr<LabelBlocks> labels_;    // null while short, or when the store reads no labels
 };
 
 }  // namespace libfraud

@@ -172,6 +172,23 @@ void TemporalStore::push_history(EntityHistory::Ptr& h, const fraud_event& ev, u
         v[f] = field == kAmountField ? ev.amount : ev.numeric[field];
     }
     EntityHistory::push(h, ev.time_ms, row, v, layout_.extremes, layout_has_missing_);
+    track_labels(*h);
+}
+
+void TemporalStore::track_labels(EntityHistory& h) {
+    if (!layout_.labels) return;
+    auto label_of = [&](size_t i) {
+        const EventRow r = event(h.row(i));
+        return std::pair<int, int64_t>{r.label(), r.label_time_ms()};
+    };
+    if (h.labels_) {
+        const size_t i = h.size() - 1;
+        h.extend_label_blocks(i);
+        const auto [label, time] = label_of(i);
+        if (label >= 0) h.add_label(i, label, time);
+    } else if (h.size() >= 2 * EntityHistory::kBlock) {  // long enough that scans span whole blocks
+        h.build_label_blocks(label_of);
+    }
 }
 
 
@@ -219,6 +236,25 @@ bool TemporalStore::apply_label(uint32_t row, int label, int64_t label_time_ms) 
     w[3] = static_cast<uint64_t>(label_time_ms);
     w[rows_.meta] = (w[rows_.meta] & ~(uint64_t{0xff} << 16)) | (uint64_t(uint8_t(label)) << 16);
     ++labelled_;
+    if (!layout_.labels || histories_pending_) return true;  // a restore builds the blocks from the rows
+    const EventRow r(w, &rows_);
+    const uint32_t mask = r.history_mask();
+    for (uint32_t e = 0; e < rows_.E; ++e) {
+        if (!(mask & (1u << e))) continue;
+        EntityHistory& h = *histories_[e].find(r.entity(e))->value;
+        if (!h.labels_) continue;
+        // Its position: a history's rows increase with their offset in the table.
+        size_t lo = 0, hi = h.size();
+        while (lo < hi) {
+            const size_t mid = lo + (hi - lo) / 2;
+            if (offset(h.row(mid)) < offset(row)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        h.add_label(lo, label, label_time_ms);
+    }
     return true;
 }
 
@@ -294,9 +330,9 @@ void TemporalStore::restore_append(const fraud_event& ev, const uint32_t* degree
     uint64_t* w = push_row(ev, &row);
     for (uint32_t e = 0; e < rows_.E; ++e) w[rows_.degrees + e / 2] |= uint64_t(degrees[e]) << (32 * (e % 2));
     set_mask(w, history_mask);
+    histories_pending_ = true;  // before the label: restore_finish builds the histories and their label blocks
     if (label >= 0) apply_label(row, label, label_time_ms);
     if (history_mask == 0) ++dead_rows_;
-    histories_pending_ = true;
 }
 
 void TemporalStore::build_restored_histories() {
@@ -333,8 +369,10 @@ void TemporalStore::build_restored_histories() {
             for (size_t f = 0; f < F; ++f) values[i * F + f] = r.field(layout_.history_fields[f]);
         }
         for (size_t i = 0; i < edges.size(); ++i) {
-            EntityHistory::push(history_for_append(e, edges[i].id), edges[i].ts, edges[i].row, values.data() + i * F,
-                                layout_.extremes, layout_has_missing_);
+            EntityHistory::Ptr& h = history_for_append(e, edges[i].id);
+            EntityHistory::push(h, edges[i].ts, edges[i].row, values.data() + i * F, layout_.extremes,
+                                layout_has_missing_);
+            track_labels(*h);
         }
     }
     histories_pending_ = false;

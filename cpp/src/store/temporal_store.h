@@ -42,6 +42,9 @@ struct StoreLayout {
     // Keep per-block min/max too (a plan with windowed min/max needs them); 20 bytes a block less
     // without.
     bool extremes = true;
+    // Keep label counts per block in long histories (a plan with label features reads them; a
+    // store without them gives the same features by reading rows). Not part of key().
+    bool labels = false;
     // Equal keys: a store of one serves a model of the other (hot swap, restore).
     std::string key() const;
 };
@@ -180,6 +183,8 @@ private:
     EntityHistory::Ptr& history_for_append(size_t e, int64_t id);
     void push_history(EntityHistory::Ptr& h, const fraud_event& event, uint32_t row);
     void build_restored_histories();
+    // After a push to h (its newest event's row already written): its label blocks, when kept.
+    void track_labels(EntityHistory& h);
     void drop_from_history(size_t e, int64_t id);
     void evict();
     void compact();
