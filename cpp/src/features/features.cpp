@@ -368,6 +368,7 @@ FeaturePlan::FeaturePlan(const Schema& schema, const std::string& spec_json, con
                 history_fields_.push_back(hf);
         }
         if (op.kind == FeatureKind::Window && (op.agg == Aggregate::Min || op.agg == Aggregate::Max)) needs_extremes_ = true;
+        if (op.kind == FeatureKind::Label) needs_labels_ = true;
         names_.push_back(op.name);
         ops_.push_back(std::move(op));
     }
@@ -556,16 +557,13 @@ inline float FeaturePlan::compute_one(const FeatureOp& op, const TemporalStore& 
             const size_t e = w.end, b = w.begin;
             const size_t stop = e - b > op.max_scan ? e - op.max_scan : b;
             if (w.labels_from != stop) {
-                uint64_t fraud = 0, labelled = 0;
-                for (size_t j = e; j-- > stop;) {
+                const LabelCounts c = h->label_counts(stop, e, t, [&](size_t j) {
                     const EventRow r = store.event(h->row(j));
-                    if (r.label() < 0 || r.label_time_ms() >= t) continue;  // not known before t
-                    ++labelled;
-                    fraud += static_cast<uint64_t>(r.label());
-                }
+                    return std::pair<int, int64_t>{r.label(), r.label_time_ms()};
+                });
                 w.labels_from = stop;
-                w.fraud = fraud;
-                w.labelled = labelled;
+                w.fraud = c.fraud;
+                w.labelled = c.labelled;
             }
             const uint64_t fraud = w.fraud, labelled = w.labelled;
             if (op.agg == Aggregate::FraudCount) return static_cast<float>(fraud);

@@ -98,7 +98,7 @@ public:
     // Whether a windowed min or max is among the features (the store then keeps block extremes).
     bool needs_extremes() const { return needs_extremes_; }
     // The layout of a store for this plan.
-    StoreLayout store_layout() const { return StoreLayout{schema_, history_fields_, needs_extremes_}; }
+    StoreLayout store_layout() const { return StoreLayout{schema_, history_fields_, needs_extremes_, needs_labels_}; }
     // Points the plan at a store's layout: every field it aggregates must be among the layout's
     // history fields (BUNDLE_INVALID naming it otherwise; a hot swap to such a bundle is refused).
     void bind(const StoreLayout& layout);
@@ -122,6 +122,7 @@ private:
     std::vector<std::string> names_;
     std::vector<int> history_fields_;
     bool needs_extremes_ = false;
+    bool needs_labels_ = false;  // a label feature: the store keeps label blocks (StoreLayout::labels)
 };
 
 }  // namespace libfraud

@@ -329,6 +329,7 @@ TemporalStore read_impl(const std::string& path, const StoreLayout& layout, cons
             }
             store.restore_entity_dropped(type, id, get<uint64_t>(b + 16));
         }
+        store.reserve(n_rows);  // n_rows matches the payload's size (checked above)
         std::vector<int64_t> ents(E), cats(C);
         std::vector<double> nums(N);
         std::vector<uint32_t> deg(E);

@@ -23,6 +23,7 @@
 
 #include "libfraud/fraud.h"
 #include "schema/schema.h"
+#include "store/entity_history.h"
 #include "store/flat_map.h"
 
 namespace libfraud {
@@ -41,6 +42,9 @@ struct StoreLayout {
     // Keep per-block min/max too (a plan with windowed min/max needs them); 20 bytes a block less
     // without.
     bool extremes = true;
+    // Keep label counts per block in long histories (a plan with label features reads them; a
+    // store without them gives the same features by reading rows). Not part of key().
+    bool labels = false;
     // Equal keys: a store of one serves a model of the other (hot swap, restore).
     std::string key() const;
 };
@@ -97,116 +101,6 @@ private:
     const RowLayout* l_;
 };
 
-// Aggregates of a history field over a range of events; NaN values are skipped.
-struct FieldAggregate {
-    uint64_t n = 0;  // non-missing values
-    double sum = 0, sum_sq = 0;
-    double min = 0, max = 0;  // valid when n > 0
-    void add(double x);
-};
-
-// Count, sum and sum of squares alone (what sum, mean, std, ratios and z-scores need).
-struct RangeSums {
-    uint64_t n = 0;
-    double sum = 0, sum_sq = 0;
-};
-
-// Per-block aggregates of a long history (built once it reaches 2 * kBlock events), per field, as
-// arrays [block - first][field], and running totals over the whole history while nothing has
-// been dropped from its front since they started.
-struct HistoryBlocks {
-    uint64_t first = 0;  // block number of the arrays' first entry
-    bool extremes = true;  // min and max kept (else empty)
-    std::vector<uint32_t> n;
-    std::vector<double> sum, sum_sq, min, max;
-    bool totals_valid = true;
-    std::vector<uint64_t> total_n;  // per field
-    std::vector<double> total_sum, total_sq;
-    // While totals_valid: the running totals as they stood at each super-block's start
-    // ([super][field]), so a range from the history's first event sums to exactly the sequential
-    // total at any end (the rest of the way one value at a time).
-    std::vector<uint64_t> prefix_n;
-    std::vector<double> prefix_sum, prefix_sq;
-    // Whether any field may be missing: only then are the non-missing counts (n, n2) kept.
-    bool counts = true;
-    // The second level: super-blocks of kSuper blocks ([super - first2][field]), so a long window
-    // merges at most 2 * (kSuper - 1) blocks plus its super-blocks.
-    uint64_t first2 = 0;
-    std::vector<uint32_t> n2;
-    std::vector<double> sum2, sum_sq2;
-    size_t bytes() const;
-};
-
-// One entity's retained events, in append order (so time-ordered): one allocation holding the
-// header and its arrays (times, rows, one value array per history field), grown by a sixteenth at
-// a time. Range aggregates sum raw values directly at the ends and whole blocks of kBlock events
-// in the middle (per-block aggregates, kept once a history is long): the result depends only on
-// the values inside the range, so no value — however large — disturbs a window it is not in (no
-// running prefix sums). Whole-history sums come from running totals while the history has lost
-// nothing from its front (then they are the plain sequential sum). Only the store changes one;
-// readers get a const pointer, valid until the store's next append.
-class EntityHistory {
-public:
-    static constexpr uint32_t kBlock = 16;
-    static constexpr uint32_t kSuper = 16;  // blocks per super-block
-
-    size_t size() const { return size_; }
-    int64_t ts(size_t i) const { return ts_data()[i]; }
-    const int64_t* ts_data() const { return reinterpret_cast<const int64_t*>(this + 1) + begin_; }
-    uint32_t row(size_t i) const { return rows_base()[begin_ + i]; }
-    double value(size_t f, size_t i) const { return vals_base()[f * capacity_ + begin_ + i]; }
-    // Index of the first event with ts >= t (so [0, result) are the events strictly before t).
-    size_t lower_bound(int64_t t) const;
-    // Aggregates of history field f (its index in StoreLayout::history_fields) over events [b, e).
-    FieldAggregate aggregate(size_t f, size_t b, size_t e) const;
-    // squares = false leaves sum_sq 0 (cheaper, for sums and means); nan_free: the field has no
-    // missing values (the amount), so the loops skip the check.
-    RangeSums sums(size_t f, size_t b, size_t e, bool squares = true, bool nan_free = false) const;
-    // Events ever dropped from the front (blocks are aligned to this count, kept by snapshots).
-    uint64_t dropped() const { return dropped_; }
-    size_t heap_bytes() const;
-
-    EntityHistory(const EntityHistory&) = delete;
-    EntityHistory& operator=(const EntityHistory&) = delete;
-
-private:
-    friend class TemporalStore;
-    struct Free {
-        void operator()(EntityHistory* h) const;
-    };
-    using Ptr = std::unique_ptr<EntityHistory, Free>;
-
-    EntityHistory(uint32_t capacity, uint32_t fields) : capacity_(capacity), fields_(fields) {}
-    static Ptr make(uint32_t capacity, uint32_t fields);
-    // Appends one event (values: fields_ of them); may move the history (h is updated).
-    static void push(Ptr& h, int64_t ts, uint32_t row, const double* values, bool extremes, bool counts);
-    // Drops the oldest event (size() > 0); may move it to a smaller allocation.
-    static void pop_front(Ptr& h);
-    static void reallocate(Ptr& h, uint32_t capacity);
-    // Arrays of capacity_ slots after the header: times, then fields_ value arrays, then rows.
-    int64_t* ts_base() { return reinterpret_cast<int64_t*>(this + 1); }
-    const int64_t* ts_base() const { return reinterpret_cast<const int64_t*>(this + 1); }
-    double* vals_base() { return reinterpret_cast<double*>(ts_base() + capacity_); }
-    const double* vals_base() const { return reinterpret_cast<const double*>(ts_base() + capacity_); }
-    uint32_t* rows_base() { return reinterpret_cast<uint32_t*>(vals_base() + size_t(fields_) * capacity_); }
-    const uint32_t* rows_base() const {
-        return reinterpret_cast<const uint32_t*>(vals_base() + size_t(fields_) * capacity_);
-    }
-    uint32_t* rows_mut() { return rows_base() + begin_; }
-    void build_blocks(bool extremes, bool counts);
-    void add_to_blocks(size_t i);
-    // Whole blocks of [b, e) (absolute block numbers [from, to)) added into a.
-    void merge_blocks(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const;
-    void merge_level1(size_t f, uint64_t from, uint64_t to, bool squares, bool count, RangeSums& a) const;
-
-    uint32_t size_ = 0;
-    uint32_t capacity_ = 0;
-    uint32_t begin_ = 0;  // evicted slots at the front of the arrays
-    uint32_t fields_ = 0;
-    uint64_t dropped_ = 0;
-    std::unique_ptr<HistoryBlocks> blocks_;  // null while short
-};
-
 // Not thread-safe for writers: append() and label() must not run concurrently with anything else;
 // const members may run from many threads at once. Movable.
 class TemporalStore {
@@ -254,8 +148,10 @@ public:
     // were new.
     size_t apply_labels(const fraud_label* labels, size_t n);
 
-    // Snapshot restore only: an entity's dropped count, set before its first restored event, and
-    // an event with its fixed degrees, history mask and label.
+    // Snapshot restore only, into an empty store: an entity's dropped count, set before its first
+    // restored event, and an event with its fixed degrees, history mask and label. The histories
+    // are built in restore_finish, entity by entity in batches of nearby hash (cache-friendly:
+    // an event's rows are read once in order, each history and index segment while it is warm).
     void restore_entity_dropped(size_t type, int64_t id, uint64_t dropped);
     void restore_append(const fraud_event& event, const uint32_t* degrees, uint32_t history_mask,
                         int label, int64_t label_time_ms);
@@ -272,7 +168,9 @@ public:
 
 private:
     using HistorySlot = FlatKeyValue<EntityHistory::Ptr>;
-    static constexpr uint32_t kChunkRows = 1024;
+    // Rows per table chunk: small enough that one append touches little fresh memory (a page
+    // fault costs microseconds here), large enough that the chunk list stays short.
+    static constexpr uint32_t kChunkRows = 256;
     size_t offset(uint32_t row) const { return static_cast<uint32_t>(row - head_row_); }
     const uint64_t* word(uint32_t row) const {
         const size_t pos = head_pos_ + offset(row);
@@ -284,6 +182,9 @@ private:
     void set_mask(uint64_t* w, uint32_t mask);
     EntityHistory::Ptr& history_for_append(size_t e, int64_t id);
     void push_history(EntityHistory::Ptr& h, const fraud_event& event, uint32_t row);
+    void build_restored_histories();
+    // After a push to h (its newest event's row already written): its label blocks, when kept.
+    void track_labels(EntityHistory& h);
     void drop_from_history(size_t e, int64_t id);
     void evict();
     void compact();
@@ -294,13 +195,15 @@ private:
     StoreConfig config_;
     // The table: rows in append (time) order, kChunkRows per chunk; row head_row_ + k is at
     // position head_pos_ + k of the chunk sequence. Chunks behind the head are freed at once and
-    // their (null) slots erased eight at a time. A vector, not a deque: a row's address is two
+    // their (null) slots erased once they are a quarter of the list (amortised O(1), and one
+    // erase moves at most the list: 40k pointers at 10M rows). A vector, not a deque: a row's address is two
     // shifts and two loads on the scans' path.
     std::vector<std::unique_ptr<uint64_t[]>> chunks_;
     size_t head_pos_ = 0;
     size_t size_ = 0;
     uint32_t head_row_ = 0;
     size_t dead_rows_ = 0;
+    bool histories_pending_ = false;  // restored rows whose histories restore_finish builds
     std::vector<FlatMap<EntityHistory::Ptr>> histories_;  // per entity type; values never null
     FlatMap<uint32_t> ids_;                               // event id -> row
     int64_t watermark_ms_ = INT64_MIN;
