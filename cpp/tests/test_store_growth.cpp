@@ -279,15 +279,16 @@ void check_against_reference(const TemporalStore& s, const std::vector<generic::
 }
 
 void test_chunked_histories() {
-    const auto evs = stream(12000, 1);
+    // 40k events of the hot customer: 2500 blocks of 2 fields, past one page of block aggregates.
+    const auto evs = stream(50000, 1);
     TemporalStore s(layout());
     bool saw_chunked = false;
     for (size_t i = 0; i < evs.size(); ++i) {
         s.append(evs[i].ev());
-        if (i == 900 || i == 1300 || i == 2600) check_against_reference(s, evs, i + 1, {}, "growing");
+        if (i == 900 || i == 1300 || i == 2600 || i == 21000) check_against_reference(s, evs, i + 1, {}, "growing");
         if (const EntityHistory* h = s.history(0, 1)) saw_chunked |= h->chunked();
     }
-    CHECK(saw_chunked && s.history(0, 1)->size() > 8 * kChunk);
+    CHECK(saw_chunked && s.history(0, 1)->size() > PagedArray<double>::kPage * EntityHistory::kBlock / 2);
     check_against_reference(s, evs, evs.size(), {}, "grown");
 }
 
@@ -303,6 +304,15 @@ void test_caps_eviction_compaction() {
         CHECK(s.history(0, 1)->chunked() && s.history(0, 1)->size() == cap);
         CHECK(s.size() < evs.size());  // compaction dropped dead rows
         check_against_reference(s, evs, evs.size(), c, "capped");
+    }
+    {  // a cap on paged block aggregates: whole pages trimmed from the front
+        const auto many = stream(100000, 6);
+        StoreConfig c;
+        c.max_history_per_entity = 36000;
+        TemporalStore s(layout(), c);
+        for (const auto& e : many) s.append(e.ev());
+        CHECK(s.history(0, 1)->size() == 36000 && s.history(0, 1)->dropped() > PagedArray<double>::kPage * EntityHistory::kBlock / 2);
+        check_against_reference(s, many, many.size(), c, "capped, paged");
     }
     // Retention by time: the hot histories shrink from chunks back to one array.
     StoreConfig c;
