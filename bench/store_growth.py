@@ -103,7 +103,7 @@ def table(rows: list[dict]) -> str:
         out.append(f"| {r['events']:,} | {r['hot_events']:,} | {r['max_us'] / 1000:.2f} | {r['p9999_us']:.0f} | "
                    f"{r['p99_us']:.1f} | {r['p50_us']:.2f} | {r['calls_over_1ms']} | {r['cpu_max_us'] / 1000:.2f} | "
                    f"{r['cpu_p9999_us']:.0f} | {r['cpu_calls_over_1ms']} | {r.get('cpu_calls_over_1ms_without_fault', '-')} | "
-                   f"{r['cpu_max_without_fault_us'] / 1000 if 'cpu_max_without_fault_us' in r else float('nan'):.2f} | "
+                   f"{format(r['cpu_max_without_fault_us'] / 1000, '.2f') if 'cpu_max_without_fault_us' in r else '-'} | "
                    f"{r['restore_s']:.2f} | "
                    f"{r['bytes_per_edge']:.1f} |")
     return "\n".join(out)

@@ -74,6 +74,37 @@ void test_segmented_table() {
     CHECK(set.capacity() <= 2 * cap);  // it grew at most a little past its reserve
 }
 
+// The inverse of FlatTable's hash (MurmurHash3's fmix64): keys with chosen hashes.
+int64_t key_of_hash(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0x9cb4b2f8129337dbULL;
+    x ^= x >> 33;
+    x *= 0x4f74430c22a54005ULL;
+    x ^= x >> 33;
+    return static_cast<int64_t>(x);
+}
+
+void test_crafted_keys() {
+    // 30k keys whose hashes share their low 28 bits: no split separates them, so past the
+    // directory's depth cap their segment doubles instead; every key is still found.
+    FlatSet s;
+    bool ok = true;
+    std::vector<int64_t> keys;
+    for (uint64_t i = 1; i <= 30000; ++i) {
+        const int64_t k = key_of_hash(i << 28);
+        ok &= FlatSet::hash(k) == (i << 28);
+        if (k == kFlatEmptyKey) continue;
+        keys.push_back(k);
+        ok &= s.try_emplace(k).second;
+    }
+    CHECK(ok);
+    for (int64_t k : keys) ok &= s.contains(k);
+    for (size_t i = 0; i < keys.size(); i += 2) ok &= s.erase(keys[i]);
+    for (size_t i = 0; i < keys.size(); ++i) ok &= s.contains(keys[i]) == (i % 2 == 1);
+    CHECK(ok && s.size() == keys.size() / 2);
+    CHECK(s.capacity() < 4 * 30000 * 4);  // the directory did not blow up with the segment count
+}
+
 constexpr size_t kChunk = EntityHistory::kChunk;
 
 // A history's reference: its retained events in order, with the absolute position of the first.
@@ -279,15 +310,16 @@ void check_against_reference(const TemporalStore& s, const std::vector<generic::
 }
 
 void test_chunked_histories() {
-    const auto evs = stream(12000, 1);
+    // 40k events of the hot customer: 2500 blocks of 2 fields, past one page of block aggregates.
+    const auto evs = stream(50000, 1);
     TemporalStore s(layout());
     bool saw_chunked = false;
     for (size_t i = 0; i < evs.size(); ++i) {
         s.append(evs[i].ev());
-        if (i == 900 || i == 1300 || i == 2600) check_against_reference(s, evs, i + 1, {}, "growing");
+        if (i == 900 || i == 1300 || i == 2600 || i == 21000) check_against_reference(s, evs, i + 1, {}, "growing");
         if (const EntityHistory* h = s.history(0, 1)) saw_chunked |= h->chunked();
     }
-    CHECK(saw_chunked && s.history(0, 1)->size() > 8 * kChunk);
+    CHECK(saw_chunked && s.history(0, 1)->size() > PagedArray<double>::kPage * EntityHistory::kBlock / 2);
     check_against_reference(s, evs, evs.size(), {}, "grown");
 }
 
@@ -303,6 +335,15 @@ void test_caps_eviction_compaction() {
         CHECK(s.history(0, 1)->chunked() && s.history(0, 1)->size() == cap);
         CHECK(s.size() < evs.size());  // compaction dropped dead rows
         check_against_reference(s, evs, evs.size(), c, "capped");
+    }
+    {  // a cap on paged block aggregates: whole pages trimmed from the front
+        const auto many = stream(100000, 6);
+        StoreConfig c;
+        c.max_history_per_entity = 36000;
+        TemporalStore s(layout(), c);
+        for (const auto& e : many) s.append(e.ev());
+        CHECK(s.history(0, 1)->size() == 36000 && s.history(0, 1)->dropped() > PagedArray<double>::kPage * EntityHistory::kBlock / 2);
+        check_against_reference(s, many, many.size(), c, "capped, paged");
     }
     // Retention by time: the hot histories shrink from chunks back to one array.
     StoreConfig c;
@@ -361,6 +402,7 @@ void test_snapshot_round_trip() {
 int main() {
     try {
         test_segmented_table();
+        test_crafted_keys();
         test_chunked_histories();
         test_caps_eviction_compaction();
         test_snapshot_round_trip();

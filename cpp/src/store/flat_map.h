@@ -39,6 +39,10 @@ class FlatTable {
 public:
     static constexpr size_t kMinSegmentSlots = 16;
     static constexpr size_t kMaxSegmentSlots = 8192;
+    // Past this many directory bits (a 4 MiB directory; 10M keys need about 11) a full segment
+    // doubles instead of splitting: keys crafted to share their hash's low bits cannot blow the
+    // directory up, they only lose the bound on one insert's work.
+    static constexpr uint32_t kMaxDepth = 20;
 
     size_t size() const { return size_ + (has_empty_key_ ? 1 : 0); }
     size_t capacity() const { return slots_total_; }
@@ -128,7 +132,7 @@ public:
         }
         // Enough segments that n keys leave each at 2/3 load on average (room for the spread).
         size_t want = 1;
-        while (3 * n > 2 * want * kMaxSegmentSlots) want *= 2;
+        while (3 * n > 2 * want * kMaxSegmentSlots && want < (size_t{1} << kMaxDepth)) want *= 2;
         for (size_t k = 0; k < segs_.size(); ++k)
             if (segs_[k].mask + 1 < kMaxSegmentSlots) rebuild(k, kMaxSegmentSlots);
         while (dir_.size() < want || segs_.size() < want) {
@@ -208,7 +212,7 @@ private:
     }
 
     void grow(uint32_t k) {
-        if (segs_[k].mask + 1 < kMaxSegmentSlots) rebuild(k, 2 * (segs_[k].mask + 1));
+        if (segs_[k].mask + 1 < kMaxSegmentSlots || segs_[k].depth >= kMaxDepth) rebuild(k, 2 * (segs_[k].mask + 1));
         else split(k);
     }
 

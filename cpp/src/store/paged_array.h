@@ -1,8 +1,8 @@
 // A growable array whose growth and front trimming move a bounded amount: up to kPage elements
-// it is one contiguous buffer grown by doubling; past that, a list of pages of kPage elements,
-// so a push_back or a trim never copies more than one page (and touches at most one page of
-// fresh memory), whatever its length. For the per-block aggregates of long histories
-// (store/entity_history.h), which readers index directly.
+// it is a plain std::vector (grown and trimmed as one, so a short array costs what a vector
+// does); past that, a list of pages of kPage elements, so a grow or a trim never copies more
+// than one page (nor touches more than one page of fresh memory), whatever its length. For the
+// per-block aggregates of long histories (store/entity_history.h), which readers index directly.
 #pragma once
 
 #include <algorithm>
@@ -18,62 +18,71 @@ public:
     static constexpr size_t kPageShift = 12;
     static constexpr size_t kPage = size_t{1} << kPageShift;  // elements (32 KiB of doubles)
 
-    size_t size() const { return size_; }
-    bool empty() const { return size_ == 0; }
+    size_t size() const { return paged_ ? paged_->size : small_.size(); }
+    bool empty() const { return size() == 0; }
     const T& operator[](size_t i) const {
-        const size_t p = front_ + i;
-        return pages_.empty() ? small_[p] : pages_[p >> kPageShift][p & (kPage - 1)];
+        if (!paged_) return small_[i];
+        const size_t p = paged_->front + i;
+        return paged_->pages[p >> kPageShift][p & (kPage - 1)];
     }
     T& operator[](size_t i) { return const_cast<T&>(static_cast<const PagedArray&>(*this)[i]); }
 
     // Grows to n elements (n >= size()), the new ones set to fill.
     void grow(size_t n, const T& fill) {
-        while (size_ < n) {
-            const size_t p = front_ + size_;
-            if (pages_.empty()) {
-                if (p < kPage) {
-                    if (p == small_.size()) small_.resize(std::min(kPage, std::max<size_t>(4, 2 * small_.size())));
-                    small_[p] = fill;
-                    ++size_;
-                    continue;
-                }
-                to_pages();
+        if (!paged_) {
+            if (n <= kPage) {
+                small_.resize(n, fill);
+                return;
             }
-            if ((p >> kPageShift) == pages_.size()) pages_.push_back(std::unique_ptr<T[]>(new T[kPage]));
-            pages_[p >> kPageShift][p & (kPage - 1)] = fill;
-            ++size_;
+            to_pages();
+        }
+        Paged& g = *paged_;
+        for (; g.size < n; ++g.size) {
+            const size_t p = g.front + g.size;
+            if ((p >> kPageShift) == g.pages.size()) g.pages.push_back(std::unique_ptr<T[]>(new T[kPage]));
+            g.pages[p >> kPageShift][p & (kPage - 1)] = fill;
         }
     }
 
     // Drops the first n elements (n <= size()).
     void erase_front(size_t n) {
-        size_ -= n;
-        front_ += n;
-        if (pages_.empty()) {  // one buffer of at most kPage: slide down
-            for (size_t i = 0; i < size_; ++i) small_[i] = small_[front_ + i];
-            front_ = 0;
+        if (!paged_) {  // at most kPage elements
+            small_.erase(small_.begin(), small_.begin() + static_cast<ptrdiff_t>(n));
             return;
         }
-        const size_t whole = front_ >> kPageShift;  // pages wholly behind the front
+        Paged& g = *paged_;
+        g.size -= n;
+        g.front += n;
+        const size_t whole = g.front >> kPageShift;  // pages wholly behind the front
         if (whole > 0) {
-            pages_.erase(pages_.begin(), pages_.begin() + static_cast<ptrdiff_t>(whole));
-            front_ -= whole * kPage;
+            g.pages.erase(g.pages.begin(), g.pages.begin() + static_cast<ptrdiff_t>(whole));
+            g.front -= whole * kPage;
         }
     }
 
-    size_t capacity_bytes() const { return (small_.capacity() + pages_.size() * kPage) * sizeof(T) + pages_.capacity() * sizeof(void*); }
-
-private:
-    void to_pages() {
-        pages_.push_back(std::unique_ptr<T[]>(new T[kPage]));
-        for (size_t i = 0; i < size_; ++i) pages_[0][front_ + i] = small_[front_ + i];
-        std::vector<T>().swap(small_);
+    size_t capacity_bytes() const {
+        if (!paged_) return small_.capacity() * sizeof(T);
+        return sizeof(Paged) + paged_->pages.size() * kPage * sizeof(T) + paged_->pages.capacity() * sizeof(void*);
     }
 
-    std::vector<T> small_;  // while no pages
-    std::vector<std::unique_ptr<T[]>> pages_;
-    size_t front_ = 0;  // trimmed elements at the front (of small_ or of the first page)
-    size_t size_ = 0;
+private:
+    struct Paged {
+        std::vector<std::unique_ptr<T[]>> pages;
+        size_t front = 0;  // trimmed elements at the front of the first page
+        size_t size = 0;
+    };
+
+    void to_pages() {
+        auto g = std::make_unique<Paged>();
+        g->pages.push_back(std::unique_ptr<T[]>(new T[kPage]));
+        std::copy(small_.begin(), small_.end(), g->pages[0].get());
+        g->size = small_.size();
+        std::vector<T>().swap(small_);
+        paged_ = std::move(g);
+    }
+
+    std::vector<T> small_;  // while short (paged_ null)
+    std::unique_ptr<Paged> paged_;
 };
 
 }  // namespace libfraud
