@@ -97,7 +97,9 @@ def scaling_bundle(cfg: dict, rebuild: bool) -> Path:
     if (bundle / "manifest.json").is_file() and not rebuild:
         try:
             m = read_manifest(bundle)
-            if m["tools"].get("libfraud") == libfraud.__version__ and m["model"]["n_trees"] == TREES:
+            # Kept only when built by this libfraud with node tables (the flat predictor serves it).
+            if (m["tools"].get("libfraud") == libfraud.__version__ and m["model"]["n_trees"] == TREES
+                    and m["model"].get("node_tables")):
                 log(f"reusing bundle {bundle}")
                 return bundle
         except BundleError:
