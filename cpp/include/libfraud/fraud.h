@@ -346,7 +346,9 @@ FRAUD_API fraud_status fraud_engine_swap_bundle(fraud_engine* engine, const char
  * names (FRAUD_STATUS_INVALID_ARGUMENT without a state_dir); a crash at any point loses nothing.
  * Should an fsync or a rename fail after the snapshot is in place (FRAUD_STATUS_IO_ERROR),
  * ingests are refused until the engine is opened again, which finishes the switch to the new log.
- * Exclusive, like ingest. */
+ * Exclusive, like ingest, for its whole length: every score and ingest waits for it (about 6 s for
+ * 9M events on a 2-core VM, bench/README.md "Fast at every size"). A maintenance call: run it
+ * off-peak or on a replica. */
 FRAUD_API fraud_status fraud_engine_snapshot(fraud_engine* engine);
 
 /* Fills *out (out->struct_size must be set). Safe from many threads. */
