@@ -244,9 +244,9 @@ const Explainer& Model::require_explainer(const char* what, bool check_k, size_t
     return *explainer_;
 }
 
-void Model::run_gnn(const NeighbourhoodBuffers& buffers, float* gnn_out) const {
+void Model::run_gnn(const NeighbourhoodBuffers& buffers, size_t batch, float* logits, float* embeddings) const {
     const NeighbourhoodShape shape = gnn_->sampler.shape();
-    fraud_gnn_inputs inputs{1,
+    fraud_gnn_inputs inputs{static_cast<int64_t>(batch),
                             static_cast<int64_t>(shape.fanout),
                             static_cast<int64_t>(shape.entity_types),
                             static_cast<int64_t>(shape.txn_features),
@@ -257,7 +257,11 @@ void Model::run_gnn(const NeighbourhoodBuffers& buffers, float* gnn_out) const {
                             buffers.txn2_mask,
                             buffers.ent3_x,
                             buffers.ent3_mask};
-    gnn_->model->run(inputs, gnn_out, gnn_out + 1);  // [logit, embedding...]
+    gnn_->model->run(inputs, logits, embeddings);
+}
+
+void Model::run_gnn(const NeighbourhoodBuffers& buffers, float* gnn_out) const {
+    run_gnn(buffers, 1, gnn_out, gnn_out + 1);  // one event: [logit, embedding...] in its row
 }
 
 void Model::row(const TemporalStore& store, const fraud_event& txn, float* row) const {
@@ -356,18 +360,7 @@ void Model::score_batch(const TemporalStore& store, const fraud_event* events, s
             if (after_each) after_each(start + j);
         }
         if (gnn_) {
-            fraud_gnn_inputs inputs{static_cast<int64_t>(m),
-                                    static_cast<int64_t>(shape.fanout),
-                                    static_cast<int64_t>(shape.entity_types),
-                                    static_cast<int64_t>(shape.txn_features),
-                                    buffers.target_x,
-                                    buffers.ent1_x,
-                                    buffers.ent1_mask,
-                                    buffers.txn2_x,
-                                    buffers.txn2_mask,
-                                    buffers.ent3_x,
-                                    buffers.ent3_mask};
-            gnn_->model->run(inputs, s.logits.data(), s.embeddings.data());
+            run_gnn(buffers, m, s.logits.data(), s.embeddings.data());
             for (size_t j = 0; j < m; ++j) {  // [logit, embedding...] after the features
                 float* out = rows + j * F + P;
                 out[0] = s.logits[j];

@@ -88,6 +88,8 @@ public:
     const Explainer& require_explainer(const char* what, bool check_k = false, size_t k = 0) const;
 
 private:
+    // The GNN on `batch` neighbourhoods: logits [batch], embeddings [batch, D].
+    void run_gnn(const NeighbourhoodBuffers& buffers, size_t batch, float* logits, float* embeddings) const;
     void run_gnn(const NeighbourhoodBuffers& buffers, float* gnn_out) const;
     float finish_score(float p, const float* row, const ReasonRequest* reasons, size_t index) const;
 
