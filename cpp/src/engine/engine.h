@@ -31,7 +31,7 @@ public:
     // Whether fraud_txn (the payments preset's record) converts to this engine's events.
     bool payments_layout() const { return payments_layout_; }
     void ingest(const fraud_event* events, size_t n);
-    // With `reasons` (k, min_score and buffers; Model::score), each event is also explained from
+    // With `reasons` (k, min_score and buffers; Model::score_batch), each event is also explained from
     // the row it was scored on; the request is checked against the serving model before anything
     // is scored or stored.
     void score(const fraud_event* events, size_t n, float* scores, const ReasonRequest* reasons = nullptr) const;

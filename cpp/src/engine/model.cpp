@@ -328,16 +328,6 @@ float Model::finish_score(float p, const float* row, const ReasonRequest* reason
     return score;
 }
 
-float Model::score(const TemporalStore& store, const fraud_event& txn, const ReasonRequest* reasons,
-                   size_t index) const {
-    Scratch& s = scratch();
-    s.fit(num_features(), nullptr);
-    row(store, txn, s.row.data());
-    float p = 0.0f;
-    trees_->predict_rows(s.row.data(), 1, &p);
-    return finish_score(p, s.row.data(), reasons, index);
-}
-
 void Model::score_batch(const TemporalStore& store, const fraud_event* events, size_t n, float* scores,
                         const ReasonRequest* reasons, const std::function<void(size_t)>& after_each) const {
     // A block's rows and neighbourhoods stay in L2 (~4 KB of neighbourhood an event at fanout 10).

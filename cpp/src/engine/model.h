@@ -60,13 +60,10 @@ public:
 
     // The model's input row for txn against the store (the caller holds the store's read lock).
     void row(const TemporalStore& store, const fraud_event& event, float* out) const;
-    // The trees' probability, then the bundle's calibration when it has one (every score the C
-    // API returns passes here).
-    // With `reasons`, event i of the request (`index`) is also explained from the same row.
-    float score(const TemporalStore& store, const fraud_event& event, const ReasonRequest* reasons = nullptr,
-                size_t index = 0) const;
     void score_rows(const float* rows, size_t n, float* scores) const;
-    // scores[i] = score(store, events[i], reasons, i) for each event in order, where event i sees
+    // scores[i] = the trees' probability for event i's row, then the bundle's calibration when it
+    // has one (every score the C API returns passes here); with `reasons`, event i is also
+    // explained from the same row. Events in order, where event i sees
     // the store as it stands after after_each(j) ran for every j < i (score_and_ingest appends
     // there; an empty function: the store as it is). Rows and neighbourhoods are computed event by
     // event, the GNN and the trees run once per block of events: the same scores, bitwise, for
