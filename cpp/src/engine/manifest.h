@@ -92,6 +92,9 @@ struct Manifest {
     GnnSection gnn;
     Calibration calibration;  // threshold is on its scale when present
     ExplanationSection explanation;
+    // The optional `decision` section (export/BUNDLE.md "decision") as JSON text, "" when absent:
+    // parsed by DecisionPolicy::from_manifest against the model's names.
+    std::string decision_json;
     std::string text;  // manifest.json's bytes exactly as read and parsed (what a signature covers)
 
     const ArtifactEntry& artifact(const std::string& name) const;

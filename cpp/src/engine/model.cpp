@@ -199,6 +199,9 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, c
       layout_(features_.store_layout()) {
     if (store) layout_ = *store;
     features_.bind(layout_);
+    // Rules name features and fields: resolved before any artifact is loaded.
+    decision_ = DecisionPolicy::from_manifest(manifest_.decision_json, manifest_.threshold, manifest_.feature_order,
+                                              schema_);
     const ArtifactEntry& model = manifest_.artifact(manifest_.model_artifact);
     if (model.target != "tl2cgen-c-shared")
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,

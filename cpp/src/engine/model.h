@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backends/backend_registry.h"
+#include "engine/decision_policy.h"
 #include "engine/manifest.h"
 #include "engine/tree_predictor.h"
 #include "explain/explainer.h"
@@ -57,6 +58,8 @@ public:
     // On the calibrated scale when the bundle carries a calibrator (BUNDLE.md "calibration").
     double threshold() const { return manifest_.threshold; }
     const std::string& gnn_backend() const { return gnn_backend_; }
+    // Score bands and rules (the manifest's `decision` section; bands from the threshold without one).
+    const DecisionPolicy& decision_policy() const { return decision_; }
 
     // The model's input row for txn against the store (the caller holds the store's read lock).
     void row(const TemporalStore& store, const fraud_event& event, float* out) const;
@@ -98,6 +101,7 @@ private:
     std::string gnn_backend_ = "none";
     std::unique_ptr<TreePredictor> trees_;
     std::unique_ptr<Explainer> explainer_;
+    DecisionPolicy decision_;
 };
 
 }  // namespace libfraud
