@@ -499,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quarantine_flag(p)
     p.set_defaults(run=_label)
 
+    from .service.serve_cli import add_serve_parser
+    add_serve_parser(sub, [])
+
     p = sub.add_parser("bench", help="the side-by-side latency and accuracy report (from the repo root)")
     p.add_argument("--mode", choices=("smoke", "quick", "full"), default="quick")
     p.add_argument("--out", help="results folder (default bench/results)")
