@@ -361,6 +361,18 @@ def test_fast_json_path_equals_the_loader():
     slow_path, _ = decoder.events({"events": text})  # text numbers: the loader's path, same values
     for a, b in zip(slow_path.args(), decoder.events({"events": events_json(5, seed=1)})[0].args()):
         np.testing.assert_array_equal(a, b)
+    # the payments preset: -1 is "absent" for optional int entities and "missing" for int codes
+    from libfraud.data.declared import load_preset
+    pay = EventDecoder(load_preset("payments")[0], 100)
+    rng = np.random.default_rng(0)
+    evs = [{"txn_id": i, "timestamp_ms": T0 + i, "amount": float(rng.random() * 100), "card_id": int(rng.integers(5)),
+            "device_id": int(rng.integers(-1, 3)), "merchant_id": 1, "ip_id": None if i % 3 else -1,
+            "country": int(rng.integers(-1, 2)), "mcc": None} for i in range(50)]
+    ids = [e["txn_id"] for e in evs]
+    assert pay._fast(evs, ids) is not None
+    slow = load_events(pd.DataFrame.from_records(evs, columns=pay._columns), pay.schema, labels=False)[0]
+    for a, b in zip(pay.events({"events": evs})[0].args(), slow.args()):
+        np.testing.assert_array_equal(a, b)
     with pytest.raises(RequestError) as e:
         decoder.events({"events": [dict(events_json(1, seed=1)[0], total=math.inf)]})
     assert e.value.loc == ["body", "events", 0, "total"]

@@ -140,7 +140,7 @@ class EventDecoder:
             amount = np.array(a, np.float64)
         ent = np.empty((n, len(self._entities)), np.int64)
         for k, s in enumerate(self._entities):
-            ent[:, k] = self._ids([r.get(s.column) for r in records], s.kind, 0 if s.required else None)
+            ent[:, k] = self._ids([r.get(s.column) for r in records], s.kind, 0 if s.required else ABSENT)
         num = np.empty((n, len(self._numeric)))
         for k, c in enumerate(self._numeric):
             col = [r.get(c) for r in records]
@@ -149,14 +149,14 @@ class EventDecoder:
             num[:, k] = [math.nan if v is None else v for v in col]
         cat = np.empty((n, len(self._categorical)), np.int64)
         for k, s in enumerate(self._categorical):
-            cat[:, k] = self._ids([r.get(s.column) for r in records], s.kind, None, missing=MISSING_CODE)
+            cat[:, k] = self._ids([r.get(s.column) for r in records], s.kind, MISSING_CODE, missing=MISSING_CODE)
         return EventArrays.make(event_id, time_ms, amount, ent, num, cat)
 
     @staticmethod
-    def _ids(values: list, kind: str, least, missing: int = ABSENT) -> np.ndarray:
-        """int64 ids or codes: ints >= 0 (``least`` 0) or strings to hash; None = ``missing``
-        where allowed (``least`` None)."""
-        if least is not None and any(v is None for v in values):
+    def _ids(values: list, kind: str, least: int, missing: int = ABSENT) -> np.ndarray:
+        """int64 ids or codes: ints >= ``least`` (0 when required; -1, the "absent" or "missing"
+        value, when not) or strings to hash; None = ``missing`` where allowed (``least`` < 0)."""
+        if least >= 0 and any(v is None for v in values):
             raise _Slow
         if kind == "string":
             if not all(v is None or (type(v) is str and v.strip()) for v in values):
@@ -164,7 +164,7 @@ class EventDecoder:
             given = [v for v in values if v is not None]
             hashed = iter(hash_ids(given).tolist())
             return np.array([missing if v is None else next(hashed) for v in values], np.int64)
-        if not all(v is None or (_is_int(v) and v >= 0) for v in values):
+        if not all(v is None or (_is_int(v) and v >= least) for v in values):
             raise _Slow
         return np.array([missing if v is None else v for v in values], np.int64)
 
