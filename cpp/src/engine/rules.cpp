@@ -345,7 +345,21 @@ private:
         return parse_comparison();
     }
 
+    // Which orders of x against y (order_of) make x <cmp> y hold.
+    static uint8_t truth_of(Cmp c) {
+        switch (c) {
+            case Cmp::Lt: return 1;
+            case Cmp::Gt: return 2;
+            case Cmp::Eq: return 4;
+            case Cmp::Le: return 1 | 4;
+            case Cmp::Ge: return 2 | 4;
+            case Cmp::Ne: return 1 | 2;
+        }
+        return 0;
+    }
+
     int32_t leaf(Test t, size_t pos) {
+        t.truth = truth_of(t.cmp);
         if (leaves_.size() >= kMaxConditionTests)
             fail(pos, "more than " + std::to_string(kMaxConditionTests) + " tests in one condition");
         if (t.a.source == Source::Feature || (t.kind == TestKind::CompareNames && t.b.source == Source::Feature))
@@ -653,16 +667,12 @@ void CompiledRules::add(const std::string& when, const std::string& label) {
 
 namespace {
 
-inline bool compare(double x, Cmp c, double y) {
-    switch (c) {
-        case Cmp::Lt: return x < y;
-        case Cmp::Le: return x <= y;
-        case Cmp::Gt: return x > y;
-        case Cmp::Ge: return x >= y;
-        case Cmp::Eq: return x == y;
-        case Cmp::Ne: return x != y;
-    }
-    return false;
+// x against y as one of four orders: 0 less, 1 greater, 2 equal, 3 unordered (a NaN): a test
+// holds when bit order_of(x, y) of its truth mask is set, with no branch on the operator (it
+// mispredicts: every rule's tests share the one evaluation loop).
+inline unsigned order_of(double x, double y) {
+    return static_cast<unsigned>(x > y) | static_cast<unsigned>(x == y) << 1 |
+           static_cast<unsigned>(std::isunordered(x, y)) * 3u;
 }
 
 inline double number_of(const CompiledRules::Operand& o, const float* row, const fraud_event& e, float score) {
@@ -692,13 +702,11 @@ uint64_t CompiledRules::evaluate(const float* row, const fraud_event& event, flo
             bool holds = false;
             switch (t.kind) {
                 case TestKind::CompareConst: {
-                    const double x = number_of(t.a, row, event, score);
-                    holds = !std::isnan(x) && compare(x, t.cmp, t.number);
+                    holds = t.truth >> order_of(number_of(t.a, row, event, score), t.number) & 1u;
                     break;
                 }
                 case TestKind::CompareNames: {
-                    const double x = number_of(t.a, row, event, score), y = number_of(t.b, row, event, score);
-                    holds = !std::isnan(x) && !std::isnan(y) && compare(x, t.cmp, y);
+                    holds = t.truth >> order_of(number_of(t.a, row, event, score), number_of(t.b, row, event, score)) & 1u;
                     break;
                 }
                 case TestKind::CodeConst: {

@@ -44,6 +44,7 @@ public:
         TestKind kind = TestKind::IsMissing;
         Cmp cmp = Cmp::Eq;
         bool negated = false;  // `not in`
+        uint8_t truth = 0;     // CompareConst/Names: bit o holds for the order o (rules.cpp: order_of)
         Operand a, b;
         double number = 0;     // CompareConst
         int64_t code = 0;      // CodeConst
