@@ -123,10 +123,12 @@ DecisionPolicy DecisionPolicy::from_json(const std::string& decision_json, doubl
         r.only_known(j, key, {"code", "name", "when", "action", "mode", "description"});
         if (!j.contains("code")) r.invalid(key, "missing key 'code'");
         const json& code = j.at("code");
-        if (!code.is_number_integer() || code.get<int64_t>() < 1 || (code.is_number_unsigned() && code.get<uint64_t>() > INT32_MAX) ||
-            code.get<int64_t>() > INT32_MAX)
+        int64_t c = 0;  // 0: not an integer in range (nlohmann keeps integers >= 0 as unsigned)
+        if (code.is_number_unsigned()) c = code.get<uint64_t>() <= INT32_MAX ? static_cast<int64_t>(code.get<uint64_t>()) : 0;
+        else if (code.is_number_integer()) c = code.get<int64_t>();
+        if (c < 1 || c > INT32_MAX)
             r.invalid(key + ".code", "must be an integer from 1 to 2147483647, got " + Reader::shown(code));
-        rule.code = static_cast<int32_t>(code.get<int64_t>());
+        rule.code = static_cast<int32_t>(c);
         const std::string action = r.string(j, "action", key);
         if (action == "review") rule.action = Decision::Review;
         else if (action == "decline") rule.action = Decision::Decline;
