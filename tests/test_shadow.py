@@ -17,7 +17,7 @@ import pytest
 from libfraud import FraudError, Scorer
 from libfraud.data.declared import load_preset
 
-from bundles import random_bundle
+from bundles import payments, random_bundle, spec_json
 
 BATCHES = (1, 63, 65, 130)  # around the core's block of 64
 
@@ -25,6 +25,16 @@ BATCHES = (1, 63, 65, 130)  # around the core's block of 64
 @pytest.fixture(scope="module")
 def streams(small_transactions):
     return small_transactions.iloc[:4_000], small_transactions.iloc[4_000:4_000 + sum(BATCHES)]
+
+
+@pytest.fixture(scope="module")
+def reversed_bundle(tmp_path_factory):
+    """The payments schema with some of its features in reverse order: rows unlike small_bundle's
+    in every slot, so a challenger sharing the champion's buffers would show."""
+    schema, spec = payments()
+    features = list(reversed(spec["features"]))[::3]
+    return random_bundle(tmp_path_factory.mktemp("reversed") / "bundle", schema, spec_json(schema, features),
+                         rounds=8)
 
 
 def one_by_one(bundle, history, live, backend: str = "") -> np.ndarray:
@@ -41,17 +51,22 @@ def in_batches(fn, live) -> list:
     return out
 
 
-def test_champion_and_challenger_score_as_each_alone(small_bundle, other_bundle, streams):
+@pytest.mark.parametrize("pair", ["other", "reversed", "reversed_champion"])
+def test_champion_and_challenger_score_as_each_alone(pair, small_bundle, other_bundle, reversed_bundle, streams):
     history, live = streams
-    scorer = Scorer(small_bundle)
+    champion_bundle, challenger_bundle = {"other": (small_bundle, other_bundle),
+                                          "reversed": (small_bundle, reversed_bundle),
+                                          "reversed_champion": (reversed_bundle, small_bundle)}[pair]
+    scorer = Scorer(champion_bundle)
     scorer.ingest(history)
-    scorer.set_challenger(other_bundle)
+    scorer.set_challenger(challenger_bundle)
     frame = pd.concat(in_batches(scorer.score_and_ingest_decide, live))
-    champion, challenger = one_by_one(small_bundle, history, live), one_by_one(other_bundle, history, live)
+    champion = one_by_one(champion_bundle, history, live)
+    challenger = one_by_one(challenger_bundle, history, live)
     np.testing.assert_array_equal(frame["score"].to_numpy(), champion)
     np.testing.assert_array_equal(frame["challenger_score"].to_numpy(), challenger)
     assert np.max(np.abs(champion - challenger)) > 1e-3
-    threshold_b = Scorer(other_bundle).threshold
+    threshold_b = Scorer(challenger_bundle).threshold
     np.testing.assert_array_equal(frame["challenger_decision"].to_numpy(),
                                   np.where(challenger >= threshold_b, "review", "allow").astype(object))
     s = scorer.stats()
@@ -219,6 +234,7 @@ def test_no_call_fails_or_mixes_bundles_while_promoting(small_bundle, other_bund
     assert scorer.stats()["bundle_swaps"] == 30
 
 
+@pytest.mark.slow
 def test_a_gnn_champion_and_a_tree_challenger_score_as_each_alone(small_demo, small_bundle):
     # The champion's GNN neighbourhoods and rows live in its own scratch: the challenger, staged
     # event by event in the same pass, must not overwrite them (and the other way round).
