@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -252,3 +254,23 @@ def test_a_gnn_champion_and_a_tree_challenger_score_as_each_alone(small_demo, sm
                                       one_by_one(champion, history, live, backend[champion]))
         np.testing.assert_array_equal(frame["challenger_score"].to_numpy(),
                                       one_by_one(challenger, history, live, backend[challenger]))
+
+
+def test_cli_scores_with_a_challenger_and_a_decision_log(small_bundle, other_bundle, small_transactions_csv,
+                                                         tmp_path):
+    out, log = tmp_path / "scores.csv", tmp_path / "decisions.jsonl"
+    run = subprocess.run([sys.executable, "-m", "libfraud", "-q", "score", str(small_bundle),
+                          str(small_transactions_csv), "--out", str(out), "--challenger", str(other_bundle),
+                          "--decision-log", str(log)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    frame, df = pd.read_csv(out), pd.read_csv(small_transactions_csv)
+    reference = Scorer(small_bundle)
+    reference.set_challenger(other_bundle)
+    expected = reference.score_and_ingest_decide(df)
+    np.testing.assert_array_equal(frame["score"].to_numpy(np.float32), expected["score"].to_numpy())
+    np.testing.assert_array_equal(frame["challenger_score"].to_numpy(np.float32),
+                                  expected["challenger_score"].to_numpy())
+    assert list(frame["decision"]) == list(expected["decision"])
+    assert list(frame["challenger_decision"]) == list(expected["challenger_decision"])
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["event_id"] for r in records] == list(df[reference.schema.event_id.column])

@@ -102,8 +102,8 @@ class Scorer:
 
     def swap_bundle(self, bundle: str | os.PathLike, *, gnn_backend: str = "",
                     plugin_dir: str | os.PathLike = "") -> None:
-        """Load and verify another bundle, then serve with it; the store is kept. On failure the
-        current bundle keeps serving and FraudError says why."""
+        """Load and verify another bundle, then serve with it; the store (and the challenger, if
+        any) is kept. On failure the current bundle keeps serving and FraudError says why."""
         schema = _bundle_schema(bundle)  # before the swap: a bundle whose manifest cannot be read stays out
         self._engine.swap_bundle(os.fspath(bundle), gnn_backend, os.fspath(plugin_dir))
         self.bundle = os.fspath(bundle)
@@ -227,7 +227,10 @@ class Scorer:
         self._engine.snapshot()
 
     def stats(self) -> dict:
-        """Counters: scored, ingested, rejected (by status), swaps, store size, recent p50/p99 us."""
+        """Counters: scored, ingested, rejected (by status), swaps, store size, recent p50/p99 us;
+        the challenger's since it was set (challenger_set, _scored, _decision_disagreements,
+        _score_abs_diff_sum/_mean, _latency_p50_us/_p99_us, _failures); decision_records and
+        decision_log_errors."""
         return self._engine.stats()
 
     def ingest(self, transactions) -> None:
