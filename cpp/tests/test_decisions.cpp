@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "check.h"
+#include "count_allocations.h"
 #include "engine/sha256.h"
 #include "libfraud/fraud.h"
 #include "payments.h"
@@ -107,7 +108,9 @@ void on_records(const fraud_decision_record* records, size_t n, void* user) {
     seen.nested = fraud_engine_decide_events(seen.engine, nullptr, 0, 0, 0.0f, &o, nullptr, nullptr);
 }
 
-void check_outcomes_and_callback(const std::string& a, const std::string& b) {
+void count_calls(const fraud_decision_record*, size_t n, void* user) { *static_cast<size_t*>(user) += n; }
+
+void check_outcomes_and_callback(const std::string& a, const std::string& b, const std::string& log_path) {
     fraud_engine* served = open(a);
     fraud_engine* alone_a = open(a);
     fraud_engine* alone_b = open(b);
@@ -202,6 +205,20 @@ void check_outcomes_and_callback(const std::string& a, const std::string& b) {
     size_t rules = 9;
     CHECK(fraud_engine_rule_count(served, &rules) == FRAUD_STATUS_OK && rules == 0);
     CHECK(fraud_engine_rule(served, 0, nullptr, nullptr, nullptr, nullptr, nullptr) == FRAUD_STATUS_INVALID_ARGUMENT);
+
+    // Once warmed up, a decide call with a challenger, the log and a callback allocates nothing.
+    size_t recorded = 0;
+    CHECK(fraud_engine_set_decision_callback(served, &count_calls, &recorded) == FRAUD_STATUS_OK);
+    CHECK(fraud_engine_set_decision_log(served, log_path.c_str()) == FRAUD_STATUS_OK);
+    for (int i = 0; i < 3; ++i)
+        CHECK(fraud_engine_decide_events(served, live.data(), 100, 0, 0.0f, out.data(), nullptr, nullptr) ==
+              FRAUD_STATUS_OK);
+    const long allocations = g_allocations;
+    CHECK(fraud_engine_decide_events(served, live.data(), 100, 0, 0.0f, out.data(), nullptr, nullptr) ==
+          FRAUD_STATUS_OK);
+    CHECK(g_allocations == allocations && recorded == 400);
+    CHECK(fraud_engine_set_decision_log(served, nullptr) == FRAUD_STATUS_OK);
+    CHECK(fraud_engine_set_decision_callback(served, nullptr, nullptr) == FRAUD_STATUS_OK);
 
     // Promotion: B serves, no challenger; a challenger that does not load leaves it so.
     CHECK(fraud_engine_promote_challenger(served) == FRAUD_STATUS_OK);
@@ -304,7 +321,7 @@ int main() {
     const std::string dir = scratch_dir("libfraud_decisions", "bundles");
     const std::string a = make_bundle(dir + "/a", kThresholdA, nullptr);
     const std::string b = make_bundle(dir + "/b", kThresholdB, "{\"method\": \"platt\", \"a\": 1.5, \"b\": 0.1}");
-    check_outcomes_and_callback(a, b);
+    check_outcomes_and_callback(a, b, dir + "/warm.jsonl");
     check_concurrent_serving(a, b, dir + "/decisions.jsonl");
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
