@@ -599,9 +599,11 @@ FRAUD_API fraud_status fraud_engine_set_decision_callback(fraud_engine* engine, 
  * decision ("allow", "review", "decline"), rule_hits (the codes of the rules that held), reasons
  * ([{code, name, contribution, feature, value}]; value null when missing), latency_us and, with a
  * challenger, challenger_sha256, challenger_score, challenger_decision, challenger_rule_hits.
- * Scores are written as the shortest decimal that reads back as the same float. A write that
- * fails never fails the decide call: it is logged and counted (decision_log_errors). NULL or ""
- * closes the file. FRAUD_STATUS_IO_ERROR when it cannot be opened (the previous file stays).
+ * Concurrent calls' batches land in the order the calls finish (which may differ from the order
+ * they were stored in; time_ms orders events). Scores are written as the shortest decimal that
+ * reads back as the same float. A write that fails never fails the decide call: it is logged and
+ * counted (decision_log_errors). NULL or "" closes the file. FRAUD_STATUS_IO_ERROR when it cannot
+ * be opened (the previous file stays). Safe to call while other threads score.
  */
 FRAUD_API fraud_status fraud_engine_set_decision_log(fraud_engine* engine, const char* path);
 
