@@ -4,6 +4,7 @@ stuck worker), metrics parse as Prometheus text, a hot swap under load drops no 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -73,8 +74,22 @@ def bundles(tmp_path_factory):
     d = tmp_path_factory.mktemp("service")
     schema = Schema.from_json(SCHEMA).to_json()
     spec = spec_json(schema, FEATURES)
-    return (random_bundle(d / "a", schema, spec, seed=1, explain=True),
+    return (random_bundle(d / "a", schema, spec, seed=1, explain=True, decision=DECISION),
             random_bundle(d / "b", schema, spec, seed=2, rounds=6))
+
+
+DECISION = {"review_from": 0.5, "decline_from": 0.9, "rules": [
+    {"code": 1001, "name": "big_and_busy", "when": "amount > 100 and cust_count_1h >= 2", "action": "decline"},
+    {"code": 1002, "name": "web_channel", "when": 'channel == "web"', "action": "review", "mode": "shadow"}]}
+
+
+def reference_decision(event: dict, features: dict, score: float) -> tuple[str, list, list]:
+    """The bands and rules of DECISION, written out: (decision, active codes held, shadow codes held)."""
+    active = [1001] if event["total"] > 100 and features["cust_count_1h"] >= 2 else []
+    shadow = [1002] if event["chan"] == "web" else []
+    band = "decline" if score >= 0.9 else "review" if score >= 0.5 else "allow"
+    decision = "decline" if active else band
+    return decision, active, shadow
 
 
 def free_port() -> int:
@@ -152,6 +167,73 @@ def test_score_and_ingest_equal_the_core(server, bundles):
     assert requests.get(server.url + "/readyz").json()["store_events"] == 120
 
 
+def test_decisions_rules_and_the_decision_log(bundles, tmp_path):
+    log = tmp_path / "decisions.jsonl"
+    s = Server(bundles[0], tmp_path, "--decision-log", str(log))
+    try:
+        evs = events_json(80, seed=13)
+        for e in evs[::3]:
+            e["cust"] = 3  # a busy customer, so the decline rule holds for some
+        ref = Scorer(bundles[0])
+        got = []
+        for start in range(0, 80, 20):
+            r = s.post("/score_and_ingest", {"events": evs[start:start + 20]})
+            assert r.status_code == 200, r.text
+            got += r.json()["results"]
+        held = 0
+        for e, res in zip(evs, got):
+            f = ref.features(pd.DataFrame([e])).iloc[0]
+            score = ref.score_and_ingest(pd.DataFrame([e]))[0]
+            assert np.float32(res["score"]) == score
+            decision, active, shadow = reference_decision(e, f, float(score))
+            assert (res["decision"], res["rules"], res.get("shadow_rules", [])) == (decision, active, shadow), (e, res)
+            held += bool(active)
+        assert 0 < held < 80 and any("shadow_rules" in r for r in got)
+        lines = [json.loads(x) for x in log.read_text().splitlines()]
+        assert len(lines) == 80 and lines[0]["bundle_sha256"] == hashlib.sha256(
+            (bundles[0] / "manifest.json").read_bytes()).hexdigest()
+        assert [np.float32(x["score"]) for x in lines] == [np.float32(r["score"]) for r in got]
+        ready = requests.get(s.url + "/readyz").json()
+        assert [r["code"] for r in ready["rules"]] == [1001, 1002] and ready["decision_bands"]["decline_from"] == 0.9
+    finally:
+        s.close()
+
+
+def test_shadow_challenger_then_promote(bundles, tmp_path):
+    s = Server(bundles[0], tmp_path, "--challenger", str(bundles[1]))
+    try:
+        evs = events_json(30, seed=14)
+        r = s.post("/score_and_ingest", {"events": evs[:20]})
+        assert r.status_code == 200, r.text
+        champion, challenger = Scorer(bundles[0]), Scorer(bundles[1])
+        want_a = champion.score_and_ingest(pd.DataFrame(evs[:20]))
+        want_b = challenger.score_and_ingest(pd.DataFrame(evs[:20]))
+        res = r.json()["results"]
+        np.testing.assert_array_equal(np.float32([x["score"] for x in res]), want_a)
+        np.testing.assert_array_equal(np.float32([x["challenger"]["score"] for x in res]), want_b)
+        text = requests.get(s.url + "/metrics").text
+        scored = [x for f in prom_parser.text_string_to_metric_families(text) if f.name == "libfraud_challenger_scored"
+                  for x in f.samples]
+        assert scored and scored[0].value == 20
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        p = s.post("/admin/promote", {}, headers=auth)
+        assert p.status_code == 200, p.text
+        assert p.json()["bundle_sha256"] == hashlib.sha256((bundles[1] / "manifest.json").read_bytes()).hexdigest()
+        after = s.post("/score_and_ingest", {"events": evs[20:]}).json()
+        np.testing.assert_array_equal(np.float32([x["score"] for x in after["results"]]),
+                                      challenger.score_and_ingest(pd.DataFrame(evs[20:])))
+        assert "challenger" not in after["results"][0] and after["bundle_sha256"] == p.json()["bundle_sha256"]
+        assert s.post("/admin/promote", {}, headers=auth).status_code == 409  # nothing left to promote
+        bad = s.post("/admin/challenger", {"bundle": str(tmp_path)}, headers=auth)
+        assert bad.status_code == 422, bad.text
+        assert s.post("/admin/challenger", {"bundle": str(bundles[0])}, headers=auth).status_code == 200
+        assert "challenger" in s.post("/score", evs[0]).json()["results"][0]
+        assert s.post("/admin/challenger", {"bundle": None}, headers=auth).status_code == 200
+        assert "challenger" not in s.post("/score", evs[0]).json()["results"][0]
+    finally:
+        s.close()
+
+
 def test_explain_gives_the_cores_reasons(server, bundles):
     evs = events_json(5, seed=4)
     r = server.post("/explain", {"events": evs, "k": 2})
@@ -168,7 +250,6 @@ def test_labels_reach_label_aware_features(server, bundles):
     for e in evs:
         e["cust"] = 7
     assert server.post("/score_and_ingest", {"events": evs[:20]}).status_code == 200
-    before = server.post("/score", {"events": evs[20:21]}).json()["results"][0]["score"]
     r = server.post("/label", {"labels": [{"order_ref": e["order_ref"], "is_fraud": 1, "ts": e["ts"]}
                                          for e in evs[:20]]})
     assert r.status_code == 200 and r.json() == {"applied": 20}, r.text
@@ -178,7 +259,6 @@ def test_labels_reach_label_aware_features(server, bundles):
     after = server.post("/score", {"events": evs[20:21]}).json()["results"][0]["score"]
     assert np.float32(after) == ref.score(pd.DataFrame(evs[20:21]))[0]
     assert ref.features(pd.DataFrame(evs[20:21]))["cust_fraud_7d"].iloc[0] == 20
-    del before
     unknown = server.post("/label", {"labels": [{"order_ref": "nope", "is_fraud": 1, "ts": T0}]})
     assert unknown.status_code == 404 and "FRAUD_STATUS_UNKNOWN_EVENT" in unknown.text
 
@@ -303,7 +383,7 @@ def test_swap_under_load_drops_no_request(server, bundles, tmp_path):
         trees = next(p for p in (tampered / "trees").iterdir() if p.is_file())
         trees.write_bytes(trees.read_bytes() + b"x")
         refused = server.post("/admin/swap", {"bundle": str(tampered)}, headers=auth)
-        assert refused.status_code == 422 and refused.json()["status"] == "FRAUD_STATUS_BUNDLE_CHECKSUM", refused.text
+        assert refused.status_code == 422 and "FRAUD_STATUS_BUNDLE_CHECKSUM" in refused.text, refused.text
         r = server.post("/admin/swap", {"bundle": str(bundles[1])}, headers=auth)
         assert r.status_code == 200, r.text
         time.sleep(0.3)

@@ -10,6 +10,7 @@ thread is used, so a slow or oversized client costs a connection, never a scorin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -50,8 +51,8 @@ _HTTP_STATUS = {
 
 
 class _HttpError(Exception):
-    def __init__(self, code: int, detail, headers: dict | None = None):
-        self.code, self.detail, self.headers = code, detail, headers
+    def __init__(self, code: int, detail, headers: dict | None = None, status: str = ""):
+        self.code, self.detail, self.headers, self.status = code, detail, headers, status
 
 
 def _json(payload, code: int = 200, headers: dict | None = None) -> Response:
@@ -77,6 +78,8 @@ class Service:
         self.decoder: EventDecoder | None = None
         self.bundle_path = config.bundle
         self.bundle_sha256 = ""
+        self.rules: list[dict] = []
+        self.generation = 0  # even: stable; odd: a swap or promotion is running
         self.error: str | None = None
         self.ready = threading.Event()
         self.metrics = ServiceMetrics(self)
@@ -91,8 +94,12 @@ class Service:
                             trusted_public_key=c.trusted_public_key, max_ahead_ms=c.max_ahead_ms,
                             gnn_backend=c.gnn_backend)
             self.decoder = EventDecoder(scorer.schema, c.max_batch)
-            self.bundle_sha256 = manifest_sha256(c.bundle)
+            if c.challenger:
+                scorer.set_challenger(c.challenger)
+            if c.decision_log:
+                scorer.decision_log(c.decision_log)
             self.scorer = scorer
+            self.serving_changed()
             for path in c.history:
                 from ..data.input_file import read_table
                 log.info("replaying history %s", path)
@@ -103,6 +110,23 @@ class Service:
         except Exception as e:  # reported by /readyz and every route; the process stays up to say so
             self.error = f"{type(e).__name__}: {e}"
             log.error("cannot serve: %s", self.error)
+
+    @contextlib.contextmanager
+    def changing(self):
+        """Around a swap or promotion: the generation is odd while the serving bundle may change."""
+        self.generation += 1
+        try:
+            yield
+        finally:
+            self.serving_changed()
+            self.generation += 1
+
+    def serving_changed(self) -> None:
+        """After an open, swap or promotion: what responses and /metrics name."""
+        s = self.scorer
+        self.rules = s.rules
+        self.bundle_sha256 = s.bundle_sha256
+        self.bundle_path = s.bundle
 
     def require_ready(self) -> Scorer:
         if self.error:
@@ -152,6 +176,13 @@ async def _read_json(request: Request, config: ServiceConfig):
                            "json_invalid") from None
 
 
+def _min_score(body) -> float:
+    v = body.get("min_score", 0.0) if isinstance(body, dict) else 0.0
+    if type(v) not in (int, float) or not math.isfinite(v):
+        raise RequestError(["body", "min_score"], f"min_score must be a number, got {v!r}")
+    return float(v)
+
+
 def _k(body, default: int) -> int:
     k = body.get("k", default) if isinstance(body, dict) else default
     if type(k) is not int or not 1 <= k <= 64:
@@ -159,7 +190,37 @@ def _k(body, default: int) -> int:
     return k
 
 
-def _results(ids: list, scores: np.ndarray, reasons: dict | None = None) -> list[dict]:
+_DECISIONS = ("allow", "review", "decline")
+
+
+def _decided(ids: list, raw: tuple, rules: list[dict] | None, challenger: bool, reasons: list | None) -> list[dict]:
+    """One result per event from the core's decide arrays: score, decision, the codes of the active
+    rules that held (and of the shadow ones, apart), the challenger's score and decision."""
+    scores, ch_scores, decisions, ch_decisions, hits = (np.asarray(raw[i]).tolist() for i in range(5))
+    out = []
+    for i, event_id in enumerate(ids):
+        r = {"event_id": event_id, "score": _finite(scores[i]), "decision": _DECISIONS[decisions[i]]}
+        if rules is None:
+            r["rules"] = None
+            r["rules_note"] = "a bundle swap ran during this request: the decision record names the rules"
+        elif hits[i]:
+            held = [rule for j, rule in enumerate(rules) if hits[i] >> j & 1]
+            r["rules"] = [x["code"] for x in held if not x["shadow"]]
+            shadow = [x["code"] for x in held if x["shadow"]]
+            if shadow:
+                r["shadow_rules"] = shadow
+        else:
+            r["rules"] = []
+        if challenger:
+            r["challenger"] = {"score": _finite(ch_scores[i]),
+                               "decision": _DECISIONS[ch_decisions[i]] if ch_decisions[i] >= 0 else None}
+        if reasons is not None:
+            r["reasons"] = reasons[i]
+        out.append(r)
+    return out
+
+
+def _results(ids: list, scores: np.ndarray, reasons: list | None = None) -> list[dict]:
     out = [{"event_id": i, "score": _finite(s)} for i, s in zip(ids, scores.tolist())]
     if reasons is not None:
         for r, rs in zip(out, reasons):
@@ -168,8 +229,9 @@ def _results(ids: list, scores: np.ndarray, reasons: dict | None = None) -> list
 
 
 def _reason_lists(scorer: Scorer, raw: tuple) -> list[list[dict]]:
-    """The core's reason arrays as one list of {code, family, text, contribution, feature, value} per event."""
-    scores, codes, families, contributions, features, values, counts = raw
+    """The core's reason arrays (codes, families, contributions, features, values, counts) as one
+    list of {code, family, text, contribution, feature, value} per event."""
+    codes, families, contributions, features, values, counts = raw
     fam = scorer.reason_families
     names = scorer.feature_names
     out = []
@@ -231,7 +293,7 @@ def create_app(config: ServiceConfig, *, open_now: bool = False) -> FastAPI:
             return _json({"detail": e.detail()}, 422)
         except _HttpError as e:
             code = e.code
-            return _json({"detail": e.detail}, e.code, e.headers)
+            return _json({"detail": e.detail, **({"status": e.status} if e.status else {})}, e.code, e.headers)
         except _core.FraudError as e:
             code = _HTTP_STATUS.get(getattr(e, "status", ""), 500)
             return _json({"detail": str(e), "status": getattr(e, "status", "")}, code)
@@ -248,24 +310,30 @@ def create_app(config: ServiceConfig, *, open_now: bool = False) -> FastAPI:
             if ingest and config.read_only:
                 raise _HttpError(403, "this service is --read-only: it scores, it does not store")
             events, ids = service.decoder.events(body)
-            want = isinstance(body, dict) and "k" in body
-            if want:
-                k = _k(body, 3)
-                args = dict(k=k, min_score=float(body.get("min_score", 0.0)))
-                raw = scorer._engine.explain(*events.args(), **args, ingest=ingest)
-                return {"results": _results(ids, np.asarray(raw[0]), _reason_lists(scorer, raw)),
-                        "bundle_sha256": service.bundle_sha256}, len(ids)
-            scores = (scorer._engine.score_and_ingest if ingest else scorer._engine.score)(*events.args())
-            return {"results": _results(ids, np.asarray(scores)), "bundle_sha256": service.bundle_sha256}, len(ids)
+            k = _k(body, 3) if isinstance(body, dict) and "k" in body else 0
+            min_score = _min_score(body)
+            # Every served score goes through decide: bands, rules, the challenger, the decision log.
+            # Rule hits are bits of the serving bundle's rule list: if a swap ran during the call,
+            # which list applies is unknown, so a score is asked again and an ingest says so.
+            for _ in range(3):
+                before, rules, sha = service.generation, service.rules, service.bundle_sha256
+                raw = scorer._engine.decide(*events.args(), k=k, min_score=min_score, ingest=ingest)
+                if service.generation == before and before % 2 == 0:
+                    break
+                if ingest:
+                    rules = rules if rules == service.rules else None
+                    break
+            reasons = _reason_lists(scorer, raw[6:]) if k else None
+            results = _decided(ids, raw, rules, scorer.challenger is not None, reasons)
+            return {"results": results, "bundle_sha256": sha}, len(ids)
         return work
 
     def explain_work(body):
         scorer = service.require_ready()
         events, ids = service.decoder.events(body)
         k = _k(body, 3)
-        raw = scorer._engine.explain(*events.args(), k=k, min_score=float(body.get("min_score", 0.0))
-                                     if isinstance(body, dict) else 0.0)
-        return {"results": _results(ids, np.asarray(raw[0]), _reason_lists(scorer, raw)),
+        raw = scorer._engine.explain(*events.args(), k=k, min_score=_min_score(body))
+        return {"results": _results(ids, np.asarray(raw[0]), _reason_lists(scorer, raw[1:])),
                 "bundle_sha256": service.bundle_sha256}, len(ids)
 
     def label_work(body):
@@ -281,17 +349,48 @@ def create_app(config: ServiceConfig, *, open_now: bool = False) -> FastAPI:
         bundle = body.get("bundle") if isinstance(body, dict) else None
         if not isinstance(bundle, str) or not bundle:
             raise RequestError(["body", "bundle"], "'bundle' must be the path of a bundle directory on the server")
-        if config.workers > 1:
-            raise _HttpError(409, "this service runs several worker processes; a swap would reach one of "
-                                  "them: restart it on the new bundle instead")
+        _single_worker("a swap")
         with service._admin:
-            try:
-                scorer.swap_bundle(bundle)
-            except (OSError, ValueError, KeyError) as e:  # no manifest, or one whose schema is unreadable
-                raise RequestError(["body", "bundle"], f"cannot swap to {bundle}: {e}") from None
-            service.bundle_path, service.bundle_sha256 = bundle, manifest_sha256(bundle)
+            with service.changing():
+                try:
+                    scorer.swap_bundle(bundle)
+                except (OSError, ValueError, KeyError) as e:  # no manifest, or an unreadable schema
+                    raise RequestError(["body", "bundle"], f"cannot swap to {bundle}: {e}") from None
+                except _core.FraudError as e:
+                    raise _bundle_refused(e, "swap to", bundle) from None
         log.info("swapped to %s (sha256 %s)", bundle, service.bundle_sha256)
         return {"bundle": bundle, "bundle_sha256": service.bundle_sha256}, 0
+
+    def challenger_work(body):
+        scorer = service.require_ready()
+        bundle = body.get("bundle") if isinstance(body, dict) else None
+        if bundle is not None and (not isinstance(bundle, str) or not bundle):
+            raise RequestError(["body", "bundle"], "'bundle' must be a bundle directory on the server, or null "
+                                                   "to stop shadow scoring")
+        _single_worker("setting a challenger")
+        with service._admin:
+            try:
+                scorer.set_challenger(bundle)
+            except (OSError, ValueError, KeyError) as e:
+                raise RequestError(["body", "bundle"], f"cannot shadow with {bundle}: {e}") from None
+            except _core.FraudError as e:
+                raise _bundle_refused(e, "shadow with", bundle) from None
+        return {"challenger": bundle}, 0
+
+    def promote_work(body):
+        scorer = service.require_ready()
+        if scorer.challenger is None:
+            raise _HttpError(409, "no challenger to promote: POST /admin/challenger first")
+        _single_worker("a promotion")
+        with service._admin, service.changing():
+            scorer.promote_challenger()
+        log.info("promoted the challenger %s (sha256 %s)", service.bundle_path, service.bundle_sha256)
+        return {"bundle": service.bundle_path, "bundle_sha256": service.bundle_sha256}, 0
+
+    def _single_worker(what: str) -> None:
+        if config.workers > 1:
+            raise _HttpError(409, f"this service runs several worker processes; {what} would reach one of them: "
+                                  f"restart it instead")
 
     def snapshot_work(body):
         scorer = service.require_ready()
@@ -320,6 +419,14 @@ def create_app(config: ServiceConfig, *, open_now: bool = False) -> FastAPI:
     async def swap(request: Request):
         return await serve(request, "admin_swap", swap_work, admin=True)
 
+    @app.post("/admin/challenger", summary="Shadow-score every event with another bundle ({\"bundle\": null} stops)")
+    async def challenger(request: Request):
+        return await serve(request, "admin_challenger", challenger_work, admin=True)
+
+    @app.post("/admin/promote", summary="The challenger becomes the serving bundle (a hot swap)")
+    async def promote(request: Request):
+        return await serve(request, "admin_promote", promote_work, admin=True)
+
     @app.post("/admin/snapshot", summary="Snapshot the durable store (a maintenance call)")
     async def snapshot(request: Request):
         return await serve(request, "admin_snapshot", snapshot_work, admin=True)
@@ -336,13 +443,24 @@ def create_app(config: ServiceConfig, *, open_now: bool = False) -> FastAPI:
             return _json({"ready": False, "status": "warming up"}, 503)
         s = service.scorer
         return _json({"ready": True, "bundle": service.bundle_path, "bundle_sha256": service.bundle_sha256,
-                      "gnn_backend": s.gnn_backend, "store_events": s.store_size})
+                      "challenger": s.challenger, "gnn_backend": s.gnn_backend, "store_events": s.store_size,
+                      "decision_bands": {k: _finite(v) for k, v in s.decision_bands.items()},
+                      "rules": service.rules})
 
     @app.get("/metrics", summary="Prometheus text format")
     async def metrics():
         return Response(service.metrics.text(), media_type=CONTENT_TYPE)
 
     return app
+
+
+def _bundle_refused(e, what: str, bundle: str) -> Exception:
+    """A bundle named by an admin request and refused by the core: the request's fault (422), the
+    serving bundle unchanged. Other statuses keep their own mapping."""
+    status = getattr(e, "status", "")
+    if status == "FRAUD_STATUS_IO_ERROR" or _HTTP_STATUS.get(status) == 422:
+        return _HttpError(422, f"cannot {what} {bundle}: {e} (the serving bundle is unchanged)", status=status)
+    return e
 
 
 def _check_token(request: Request, config: ServiceConfig) -> None:

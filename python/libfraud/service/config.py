@@ -34,6 +34,11 @@ class ServiceConfig:
     max_history_per_entity: int = 0
     max_ahead_ms: int = 0
     gnn_backend: str = ""
+    # A second bundle scored beside the serving one on every event (shadow): its scores go to the
+    # responses' "challenger" and the decision records, never to the decision.
+    challenger: str = ""
+    # Every decision as a JSON line (the core's decision log): an audit can replay why.
+    decision_log: str = ""
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):

@@ -38,6 +38,12 @@ def add_serve_parser(sub, parents) -> None:
     p.add_argument("--max-ahead", metavar="DURATION", help="refuse events this far ahead of the store and clock")
     p.add_argument("--trusted-public-key", default="", help="refuse bundles not signed by this ed25519 key")
     p.add_argument("--backend", default="", help="GNN backend (native, aoti, torchscript)")
+    p.add_argument("--challenger", default="", metavar="BUNDLE",
+                   help="shadow-score every event with this bundle too (responses' \"challenger\", the "
+                        "decision log, /metrics); POST /admin/promote makes it the serving bundle")
+    p.add_argument("--decision-log", default="", metavar="FILE",
+                   help="append every decision as a JSON line: bundle sha256, scores, decision, rule hits, "
+                        "reasons, latency (an audit record)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(run=run_serve)
 
@@ -68,7 +74,9 @@ def run_serve(args) -> int:
         trusted_public_key=args.trusted_public_key,
         retention_ms=parse_duration(args.retention) if args.retention else 0,
         max_history_per_entity=args.max_history_per_entity,
-        max_ahead_ms=parse_duration(args.max_ahead) if args.max_ahead else 0, gnn_backend=args.backend)
+        max_ahead_ms=parse_duration(args.max_ahead) if args.max_ahead else 0, gnn_backend=args.backend,
+        challenger=str(Path(args.challenger).resolve()) if args.challenger else "",
+        decision_log=str(Path(args.decision_log).resolve()) if args.decision_log else "")
     if not (Path(config.bundle) / "manifest.json").is_file():
         raise ValueError(f"{args.bundle}: not a bundle directory (no manifest.json)")
     os.environ[CONFIG_ENV] = config.to_env()
