@@ -12,6 +12,7 @@ void bind_trees(py::module_& m);
 void bind_sampler(py::module_& m);
 void bind_gnn(py::module_& m);
 void bind_explain(py::module_& m);
+void bind_drift(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "libfraud's C++ core: temporal store, features, compiled trees, engine";
@@ -37,4 +38,5 @@ PYBIND11_MODULE(_core, m) {
     bind_gnn(m);
     bind_engine(m);
     bind_explain(m);
+    bind_drift(m);
 }

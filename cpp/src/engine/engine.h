@@ -48,6 +48,8 @@ public:
     void swap_bundle(const std::string& bundle_dir, const fraud_engine_params& params);
     void snapshot();
     void stats(fraud_engine_stats* out) const;
+    // fraud_engine_drift: the serving model's drift entries (NO_DRIFT_REFERENCE without a reference).
+    size_t drift(fraud_drift* out, size_t capacity) const;
 
 private:
     void count_rejection(const FraudError& e, size_t n) const;
@@ -71,6 +73,7 @@ private:
     std::atomic<uint64_t> labels_applied_{0}, labels_rejected_{0};
     mutable std::array<std::atomic<uint64_t>, 16> rejected_by_status_{};
     mutable LatencyWindow latency_;
+    uint64_t drift_window_events_ = 0;  // the open's, for swaps that leave it 0
 };
 
 }  // namespace libfraud
