@@ -45,6 +45,7 @@ void bind_drift(py::module_& m) {
                     throw py::value_error("edges must be finite and strictly increasing (at edges[" +
                                           std::to_string(i) + "])");
             }
+            h.prepare();
             return bin_values(h, values.data(), static_cast<size_t>(values.size()), 1);
         },
         py::arg("edges"), py::arg("values"),

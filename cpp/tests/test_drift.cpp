@@ -1,8 +1,10 @@
 // engine/drift: the reference section's checks, binning, PSI against the formula written out, the
 // rotating window, and many threads recording while another reads (run under TSan by
 // scripts/sanitize.sh).
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,6 +73,38 @@ void test_bins_and_psi() {
     CHECK(std::isnan(population_stability(a.proportions, none, 4)));
     const uint64_t same[4] = {25, 25, 50, 0};
     CHECK(near(population_stability(a.proportions, same, 4), 0.0));
+}
+
+// bin() (branch-free over edges rounded up to floats, or a search past 16 edges) against the
+// plain definition in double: the count of edges <= v.
+void test_bin_against_the_definition() {
+    std::mt19937_64 rng(5);
+    std::uniform_real_distribution<double> u(-3, 3);
+    for (size_t n_edges : {0, 1, 9, 16, 17, 40}) {
+        DriftHistogram h;
+        for (size_t k = 0; k < n_edges; ++k) h.edges.push_back(u(rng));
+        h.edges.push_back(0.1);  // not a float: 0.1f is above it, the float below 0.1f under it
+        std::sort(h.edges.begin(), h.edges.end());
+        h.edges.erase(std::unique(h.edges.begin(), h.edges.end()), h.edges.end());
+        h.prepare();
+        int wrong = 0;
+        auto check = [&](float v) {
+            const size_t want = static_cast<size_t>(
+                std::upper_bound(h.edges.begin(), h.edges.end(), static_cast<double>(v)) - h.edges.begin());
+            wrong += h.bin(v) != want;
+        };
+        for (int i = 0; i < 20000; ++i) check(static_cast<float>(u(rng)));
+        for (double e : h.edges) {  // each edge, and the floats either side of it
+            const float f = static_cast<float>(e);
+            check(f);
+            check(std::nextafter(f, 10.0f));
+            check(std::nextafter(f, -10.0f));
+        }
+        check(INFINITY);
+        check(-INFINITY);
+        CHECK(wrong == 0);
+        CHECK(h.bin(NAN) == h.missing_bin());
+    }
 }
 
 // Rows of event i: a = i % 3 - 0.5 (bins 0, 1, 2 in turn), b = NaN every 4th; score = 0.05.
@@ -159,6 +193,7 @@ void test_threads_record_while_one_reads() {
 int main() {
     test_parse_and_refusals();
     test_bins_and_psi();
+    test_bin_against_the_definition();
     test_window_rotation();
     test_threads_record_while_one_reads();
     return report_checks();

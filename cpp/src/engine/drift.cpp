@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -68,13 +69,26 @@ DriftHistogram histogram(const json& h, const std::string& where, const std::str
     }
     if (std::fabs(sum - 1.0) > kSumTolerance)
         invalid(where, what + ".proportions sum to " + std::to_string(sum) + ", not 1");
+    out.prepare();
     return out;
 }
 
 }  // namespace
 
-size_t DriftHistogram::bin(float v) const {
-    if (std::isnan(v)) return missing_bin();
+// The smallest float >= e: for a float v, v >= e exactly when v >= it.
+static float float_at_or_above(double e) {
+    float f = static_cast<float>(e);
+    if (static_cast<double>(f) < e) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+    return f;
+}
+
+void DriftHistogram::prepare() {
+    fast_ = edges.size() <= kFastEdges;
+    for (size_t k = 0; k < kFastEdges; ++k)
+        fast_edges_[k] = k < edges.size() ? float_at_or_above(edges[k]) : std::numeric_limits<float>::quiet_NaN();
+}
+
+size_t DriftHistogram::slow_bin(float v) const {
     const double x = v;
     return static_cast<size_t>(std::upper_bound(edges.begin(), edges.end(), x) - edges.begin());
 }

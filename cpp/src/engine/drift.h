@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "libfraud/fraud.h"
 
 namespace libfraud {
@@ -29,8 +33,38 @@ struct DriftHistogram {
 
     size_t bins() const { return edges.size() + 2; }
     size_t missing_bin() const { return edges.size() + 1; }
-    // The bin of value v (NaN: the missing bin; +/-inf: the outer value bins).
-    size_t bin(float v) const;
+    // The bin of value v (NaN: the missing bin; +/-inf: the outer value bins). Branch-free for up
+    // to kFastEdges edges: v is compared with every edge (the scoring path bins every feature of
+    // every event, and a search's branches mispredict on live values).
+    size_t bin(float v) const {
+        if (v != v) return missing_bin();
+        if (!fast_) return slow_bin(v);
+#if defined(__SSE2__)
+        // Four compares of four edges (each true lane is -1), summed.
+        const __m128 x = _mm_set1_ps(v);
+        __m128i n = _mm_add_epi32(_mm_castps_si128(_mm_cmple_ps(_mm_load_ps(fast_edges_), x)),
+                                  _mm_castps_si128(_mm_cmple_ps(_mm_load_ps(fast_edges_ + 4), x)));
+        n = _mm_add_epi32(n, _mm_castps_si128(_mm_cmple_ps(_mm_load_ps(fast_edges_ + 8), x)));
+        n = _mm_add_epi32(n, _mm_castps_si128(_mm_cmple_ps(_mm_load_ps(fast_edges_ + 12), x)));
+        n = _mm_add_epi32(n, _mm_shuffle_epi32(n, _MM_SHUFFLE(1, 0, 3, 2)));
+        n = _mm_add_epi32(n, _mm_shuffle_epi32(n, _MM_SHUFFLE(2, 3, 0, 1)));
+        return static_cast<size_t>(-_mm_cvtsi128_si32(n));
+#else
+        unsigned b = 0;
+        for (size_t k = 0; k < kFastEdges; ++k) b += v >= fast_edges_[k];
+        return b;
+#endif
+    }
+    // Makes bin() ready: call once edges are set.
+    void prepare();
+
+private:
+    static constexpr size_t kFastEdges = 16;
+    size_t slow_bin(float v) const;
+    // Each edge rounded up to a float (v >= e exactly when v >= that float, for any float v),
+    // padded with NaN (never >=).
+    alignas(16) float fast_edges_[kFastEdges] = {};
+    bool fast_ = false;
 };
 
 // PSI = sum over bins of (a_i - r_i) ln(a_i / r_i), a_i = counts[i] / total and r_i = reference[i],
