@@ -761,6 +761,15 @@ def verify_bundle(path: str | os.PathLike) -> list[str]:
             Calibrator.from_manifest(manifest["calibration"])
         except ValueError as e:
             problems.append(f"calibration: {e}")
+    if "drift" in manifest and isinstance(order, list):
+        import numpy as np
+
+        from libfraud import _core
+        try:  # the core's own checks of the section (BUNDLE.md "drift"), on no rows
+            _core.drift_psi(json.dumps(manifest["drift"]), [str(n) for n in order],
+                            np.empty((0, len(order)), np.float32), np.empty(0, np.float32))
+        except _core.FraudError as e:
+            problems.append(f"drift: {e}")
     if isinstance(model, dict) and any(k in model for k in PROVENANCE_KEYS):
         try:
             check_provenance({k: model[k] for k in PROVENANCE_KEYS if k in model})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import threading
 
@@ -15,7 +16,7 @@ import xgboost as xgb
 
 from libfraud import FraudError, Scorer, _core
 from libfraud.cli import main
-from libfraud.export import build_bundle
+from libfraud.export import build_bundle, verify_bundle
 
 FLOOR = 1e-4  # fraud.h: both proportions floored before the sum
 WINDOW = 1000  # the smallest window: 10 slots of 100 events
@@ -294,6 +295,12 @@ def test_a_bad_section_is_refused_naming_the_feature(drift_bundle, section, tmp_
     with pytest.raises(FraudError, match=message.replace("{name}", name)) as e:
         Scorer(bad)
     assert e.value.status == "FRAUD_STATUS_BUNDLE_INVALID"
+    problems = verify_bundle(bad)  # the Python verifier applies the core's checks
+    assert len(problems) == 1 and re.search(message.replace("{name}", name), problems[0]), problems
+
+
+def test_the_verifier_passes_a_good_section(drift_bundle):
+    assert verify_bundle(drift_bundle) == []
 
 
 # ---- the offline report
