@@ -329,6 +329,13 @@ def test_libfraud_drift_writes_the_report(drift_bundle, section, stream, small_t
     assert [r["psi"] for r in report["rows"]] == sorted((r["psi"] for r in report["rows"]), reverse=True)
     html = page.read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html and "amount" in html
+    # With the file's labels applied at their label times (label-aware features), and empty input.
+    assert main(["drift", str(drift_bundle), str(data), "--labels", "--top", "3"]) == 0
+    empty = tmp_path / "empty.csv"
+    b.iloc[:0].to_csv(empty, index=False)
+    capsys.readouterr()
+    assert main(["drift", str(drift_bundle), str(empty)]) == 2
+    assert "no transactions" in capsys.readouterr().err
 
 
 def test_libfraud_drift_on_a_bundle_without_a_reference(small_bundle, small_transactions_csv, capsys):

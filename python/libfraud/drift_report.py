@@ -105,6 +105,8 @@ def drift_report(bundle, transactions, *, history=None, labels: bool = False) ->
     if history is not None:
         scorer.warm_up(history)
     events = scorer.events(transactions)
+    if len(events) == 0:
+        raise ValueError("no transactions to compare with the reference")
     # Stored first, then read back: an event's features and score see only events strictly earlier
     # than it, so these are the rows and scores score_and_ingest would have served, in bulk.
     scorer.ingest(events)
