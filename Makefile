@@ -17,7 +17,7 @@ $(BIN)/python:
 # Build tools first, then the package without build isolation (see pyproject.toml for why).
 $(VENV)/.installed: $(BIN)/python $(SOURCES)
 	$(BIN)/pip install -q $(BUILD_DEPS) $(TORCH)
-	$(BIN)/pip install -q --no-build-isolation '.[train,gnn,test]'
+	$(BIN)/pip install -q --no-build-isolation '.[train,gnn,serve,test]'
 	touch $@
 
 install: $(VENV)/.installed

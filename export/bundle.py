@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 from ..calibration import Calibrator
+from .decision import DECISION_VERSION, check_decision
 from .explanation import SHAP_ARTIFACT, check_served_contributions, prepare_explanation, write_node_tables
 from .parity import ParityError, check_flat_parity, check_missing_value, check_tree_parity
 from .shap_tables import ShapTables, ShapTablesError, shap_tables
@@ -57,7 +58,7 @@ REQUIRED_KEYS = (
     "threshold", "threshold_rule", "artifacts", "parity", "metrics", "tools",
 )
 # Optional sections build_bundle writes itself (extra may not set them).
-OPTIONAL_KEYS = ("calibration", "explanation", "drift")
+OPTIONAL_KEYS = ("calibration", "explanation", "decision", "drift")
 # The model's provenance (build_bundle's ``provenance``), written into the manifest's `model`.
 PROVENANCE_KEYS = ("name", "version", "data_fingerprint", "source_revision", "created_utc")
 SERVED_CHECK_ROWS = 4096  # held-out rows the core scores before a bundle is moved into place
@@ -402,6 +403,7 @@ def build_bundle(
     explain: bool = True,
     missing_value: float | None = None,
     source: str | None = None,
+    decision: Mapping | None = None,
     drift_reference=None,
     drift_reference_info: Mapping | None = None,
 ) -> Path:
@@ -448,6 +450,13 @@ def build_bundle(
     differ (BUNDLE.md "Missing and infinite values"). ``source`` names the model in the compiler's
     errors (its file, say; default: the bundle path).
 
+    ``decision`` (optional; BUNDLE.md "decision"): score bands and rules the core evaluates after
+    the model, e.g. ``{"review_from": 0.3, "decline_from": 0.8, "rules": [{"code": 1001, "name":
+    "big_and_fast", "when": "amount > 5000 and card_count_1h > 3", "action": "decline"}]}``;
+    compiled by the core against ``feature_names`` and ``schema`` before anything else is compiled
+    (ValueError with the core's message naming the rule); ``version`` defaults to 1. It never
+    changes a score.
+
     ``drift_reference`` (optional; BUNDLE.md "drift"): reference feature rows [n, F] in the model's
     order (a seeded sample of the training rows; at most 100,000 kept). The bundle then carries,
     per feature and for the score, quantile bin edges and the rows' proportion in each bin; the
@@ -480,6 +489,10 @@ def build_bundle(
         if threshold > top:
             raise ValueError(f"threshold {threshold!r} is above every calibrated score (at most {top:.6g}): "
                              "with a calibrator the threshold must be on the calibrated scale")
+    decision_section = None
+    if decision is not None:
+        section = {"version": DECISION_VERSION, **decision} if isinstance(decision, Mapping) else decision
+        decision_section = check_decision(section, names, schema, threshold)
     created_utc = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     model_provenance = check_provenance(provenance, created_utc) if provenance is not None else {}
     extra = dict(extra or {})
@@ -564,6 +577,7 @@ def build_bundle(
                        **({SHAP_ARTIFACT: explanation.parity} if explanation is not None else {})},
             **({"explanation": explanation.section} if explanation is not None else {}),
             **({"gnn": gnn_section} if gnn_section else {}),
+            **({"decision": decision_section} if decision_section is not None else {}),
             "metrics": metrics,
             "tools": _tool_versions(compiled.compiler),
             **extra,
@@ -761,6 +775,12 @@ def verify_bundle(path: str | os.PathLike) -> list[str]:
             Calibrator.from_manifest(manifest["calibration"])
         except ValueError as e:
             problems.append(f"calibration: {e}")
+    if "decision" in manifest:
+        try:
+            check_decision(manifest["decision"], order if isinstance(order, list) else [],
+                           manifest.get("schema") or {}, threshold if isinstance(threshold, (int, float)) else 0.5)
+        except ValueError as e:
+            problems.append(str(e))
     if "drift" in manifest and isinstance(order, list):
         import numpy as np
 

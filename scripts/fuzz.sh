@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET=30
 RUNS=""
-TARGETS="fuzz_manifest fuzz_manifest_shapes fuzz_schema fuzz_transactions fuzz_labels fuzz_snapshot fuzz_shap_tables"
+TARGETS="fuzz_manifest fuzz_manifest_shapes fuzz_schema fuzz_transactions fuzz_labels fuzz_snapshot fuzz_shap_tables fuzz_rules"
 JOBS=1
 BUILD=build/fuzz
 while [[ $# -gt 0 ]]; do
@@ -96,6 +96,7 @@ for t in $BUILT; do
   mkdir -p "$corpus" "$artifacts"
   args=(-artifact_prefix="$artifacts/" -timeout=30 -print_final_stats=1)
   [[ $t == fuzz_manifest || $t == fuzz_schema ]] && args+=(-dict=cpp/fuzz/manifest.dict)
+  [[ $t == fuzz_rules ]] && args+=(-dict=cpp/fuzz/rules.dict)
 
   regressions=(cpp/fuzz/regressions/"$short"-*)
   if [[ -e ${regressions[0]} && -z "${LIBFRAUD_FUZZ_SKIP_KNOWN:-}" ]]; then

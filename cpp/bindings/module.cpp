@@ -12,6 +12,7 @@ void bind_trees(py::module_& m);
 void bind_sampler(py::module_& m);
 void bind_gnn(py::module_& m);
 void bind_explain(py::module_& m);
+void bind_decision(py::module_& m);
 void bind_drift(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -38,5 +39,6 @@ PYBIND11_MODULE(_core, m) {
     bind_gnn(m);
     bind_engine(m);
     bind_explain(m);
+    bind_decision(m);
     bind_drift(m);
 }

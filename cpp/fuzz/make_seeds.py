@@ -197,6 +197,23 @@ def manifests():
     v2 = json.loads(json.dumps(base))
     v2["calibration"] = {"method": "platt", "a": 1.0, "b": 0.0}
     yield "version2_calibrated", v2
+    # A decision section (export/BUNDLE.md "decision"): bands and rules over features and fields.
+    decided = json.loads(json.dumps(base))
+    decided["decision"] = {"version": 1, "review_from": 0.3, "decline_from": 0.8, "rules": [
+        {"code": 1001, "name": "big_and_fast", "when": "amount > 5000 and card_count_1h > 3", "action": "decline"},
+        {"code": 1002, "name": "gambling", "when": "mcc in [7995, 7800] or not (country != 250)",
+         "action": "review", "mode": "shadow", "description": "draft"},
+        {"code": 1003, "name": "odd", "when": "(card_amount_sum_24h >= 1e4 or score < .5) and mcc is not missing",
+         "action": "review"}]}
+    yield "decision", decided
+    generic_decided = json.loads(json.dumps(generic))
+    generic_decided["decision"] = {"version": 1, "rules": [
+        {"code": 1, "name": "r", "when": "risk > feature.risk and channel == 3 and field.channel not in [1, 2]",
+         "action": "decline"}]}
+    yield "decision_generic", generic_decided
+    bad = json.loads(json.dumps(decided))
+    bad["decision"]["rules"][0]["when"] = "amount > 5000 and card_count_1h >> 3"
+    yield "decision_parse_error", bad
     bad = json.loads(json.dumps(base))
     bad["artifacts"][0].update(path="empty", size=0)
     yield "checksum", bad
@@ -444,6 +461,23 @@ def label_streams():
                                                    for i, k in enumerate([0] * 10 + [2] * 10 + [4] * 10))
 
 
+def rule_conditions():
+    """fuzz_rules: conditions over its world (features amount, card_count_1h, ratio; fields amount,
+    risk, channel (string codes), mcc (integer codes); the score)."""
+    conditions = {
+        "compare": "amount > 5000 and card_count_1h > 3",
+        "every_op": "risk < 1 or risk <= 1 or risk > 1 or risk >= -1.5e-3 or risk == .5 or risk != 2",
+        "lists": 'channel in ["web", "pos"] and mcc not in [5967, 7995,] and amount in [1, 2.5]',
+        "missing": "risk is missing or not (mcc is not missing) and channel is missing",
+        "names": "feature.amount >= field.amount and 0.5 < ratio and score > ratio and channel != channel",
+        "nested": "not (((amount > 1 or risk > 2) and not ratio == 0.1) or (mcc == 1 and channel == 'a\\'b'))",
+        "strings": 'channel == "Z\xfcrich" or channel == "\\\\" or channel == \'\\\'\'',
+        "parse_error": "amount > 5000 and card_count_1h >> 3",
+    }
+    for name, text in conditions.items():
+        yield name, text.encode()
+
+
 def manifest_shapes():
     """fuzz_manifest_shapes: one hostile value each, small sizes (the fuzzer grows them)."""
     for key in range(43):
@@ -463,7 +497,8 @@ def main():
     targets = {"fuzz_manifest": ((n, json.dumps(m, indent=1).encode()) for n, m in manifests()),
                "fuzz_transactions": transactions(), "fuzz_snapshot": snapshots(),
                "fuzz_shap_tables": shap_tables(), "fuzz_schema": schema_specs(),
-               "fuzz_labels": label_streams(), "fuzz_manifest_shapes": manifest_shapes()}
+               "fuzz_labels": label_streams(), "fuzz_manifest_shapes": manifest_shapes(),
+               "fuzz_rules": rule_conditions()}
     for target, seeds in targets.items():
         os.makedirs(os.path.join(out, target), exist_ok=True)
         for name, data in seeds:

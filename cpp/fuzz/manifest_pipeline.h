@@ -1,7 +1,8 @@
 // What fuzz_manifest and fuzz_manifest_shapes run on a manifest: read_manifest and
 // verify_artifacts in a bundle whose artifacts a manifest can name, then what engine/model.cpp
 // builds from a verified manifest before it loads an artifact (the declared schema, the feature
-// plan bound to a store of its layout, the calibration, the GNN sampler). A FraudError of the
+// plan bound to a store of its layout, the calibration, the decision section's rules, the GNN
+// sampler). A FraudError of the
 // loader's statuses with a bounded message is the expected answer; anything else is a finding.
 #pragma once
 
@@ -10,8 +11,10 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
+#include "engine/decision_policy.h"
 #include "engine/manifest.h"
 #include "features/features.h"
 #include "fuzz_util.h"
@@ -52,6 +55,19 @@ inline void build_model_parts(const libfraud::Manifest& m) {
     (void)store.size();
     // A calibration section that parsed must score every input without trapping (UBSan).
     for (float p : {0.0f, 1e-9f, 0.5f, 1.0f, -1.0f, 2.0f}) FUZZ_CHECK(!std::isinf(m.calibration.apply(p)));
+    // Rules that compiled must evaluate on any row and event (all NaN / missing, then all zero).
+    const libfraud::DecisionPolicy policy =
+        libfraud::DecisionPolicy::from_manifest(m.decision_json, m.threshold, m.feature_order, schema);
+    for (int fill = 0; fill < 2; ++fill) {
+        const double value = fill ? 0.0 : std::nan("");
+        const std::vector<float> row(m.feature_order.size(), static_cast<float>(value));
+        const std::vector<int64_t> ids(schema.num_entities(), 0), codes(schema.num_categorical(), fill ? 0 : -1);
+        const std::vector<double> numeric(schema.num_numeric(), value);
+        const fraud_event e{1, 0, 1.0, ids.data(), numeric.data(), codes.data()};
+        const libfraud::DecisionPolicy::Outcome o = policy.decide(row.data(), e, static_cast<float>(value));
+        FUZZ_CHECK(static_cast<int>(o.decision) >= 0 && static_cast<int>(o.decision) <= 2);
+        FUZZ_CHECK(policy.rule_count() == 64 || (o.rule_hits >> policy.rule_count()) == 0);
+    }
     if (!m.gnn.present) return;
     libfraud::SamplerConfig config;
     config.fanout = m.gnn.fanout;

@@ -212,7 +212,8 @@ def _compile(args) -> int:
     from .compile import compile_model_dir
     from .export import ParityError, TreeCompileError
     try:
-        bundle = compile_model_dir(args.model_dir, args.out, jobs=args.jobs, progress=not args.quiet)
+        bundle = compile_model_dir(args.model_dir, args.out, jobs=args.jobs, progress=not args.quiet,
+                                   rules=args.rules, review_from=args.review_from, decline_from=args.decline_from)
     except (ParityError, TreeCompileError) as e:  # the model, not the program: a message, no traceback
         print(f"libfraud compile: {e}", file=sys.stderr)
         return 2
@@ -479,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir")
     p.add_argument("--out", required=True, help="bundle directory")
     p.add_argument("--jobs", type=int, default=2, help="parallel compiler processes")
+    p.add_argument("--rules", help="a rules.toml: score bands ([decision]) and rules ([[rule]]) the core "
+                                   "evaluates after the model (export/BUNDLE.md \"decision\")")
+    p.add_argument("--review-from", type=float, help="review from this score (default: the bundle's threshold)")
+    p.add_argument("--decline-from", type=float, help="decline from this score (default: no decline band)")
     p.set_defaults(run=_compile)
 
     p = sub.add_parser("score", help="score transactions with a bundle (one line per transaction)",
@@ -527,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", required=True, help="the store's state directory (as given to score)")
     _add_quarantine_flag(p)
     p.set_defaults(run=_label)
+
+    from .service.serve_cli import add_serve_parser
+    add_serve_parser(sub, [])
 
     p = sub.add_parser("bench", help="the side-by-side latency and accuracy report (from the repo root)")
     p.add_argument("--mode", choices=("smoke", "quick", "full"), default="quick")

@@ -92,11 +92,21 @@ def export_onnx_artifacts(model, arrays: dict, workdir: Path, fanout: int, score
 
 
 def compile_model_dir(model_dir: str | Path, out: str | Path, *, jobs: int = 2,
-                      progress: bool = False, track: bool = True) -> Path:
+                      progress: bool = False, track: bool = True, rules: str | Path | None = None,
+                      review_from: float | None = None, decline_from: float | None = None) -> Path:
+    """``rules`` (a rules.toml, python/libfraud/rules.py) and the bands ``review_from`` /
+    ``decline_from`` become the bundle's `decision` section, checked by the core before anything
+    is compiled (ValueError naming the file and the rule)."""
     from .export import build_bundle
+    from .rules import check_rules, load_rules
 
     model, info, holdout = load_trained(model_dir)
     reference, reference_info = load_drift_reference(model_dir, info, holdout)
+    decision = None
+    if rules is not None or review_from is not None or decline_from is not None:
+        decision = check_rules(load_rules(rules, review_from=review_from, decline_from=decline_from),
+                               list(model.feature_names), info["schema"], info["threshold"],
+                               rules if rules is not None else "--review-from/--decline-from")
     with tempfile.TemporaryDirectory(prefix="libfraud-gnn-") as work:
         gnn = None
         if "sampler" in info:
@@ -120,7 +130,7 @@ def compile_model_dir(model_dir: str | Path, out: str | Path, *, jobs: int = 2,
                               threshold=info["threshold"], threshold_rule=info["threshold_rule"],
                               metrics=info["metrics"], gnn=gnn, jobs=jobs, progress=progress,
                               calibration=info.get("calibration"), provenance=info.get("provenance"),
-                              source=str(Path(model_dir) / "model.ubj"),
+                              source=str(Path(model_dir) / "model.ubj"), decision=decision,
                               drift_reference=reference, drift_reference_info=reference_info)
     if track and info.get("mlflow"):  # the bundle joins the training run that made it
         from .tracking import log_to_run

@@ -40,6 +40,11 @@ public:
     // names the rule and what is wrong.
     static DecisionPolicy from_manifest(const std::string& decision_json, double threshold,
                                         const std::vector<std::string>& feature_names, const Schema& schema);
+    // The same, for a section not yet in a manifest (the compiler checks a user's rules with it):
+    // messages start with `where` ("" or "manifest.json: ") then the key ("decision.rules[2] 'x': ...").
+    static DecisionPolicy from_json(const std::string& decision_json, double threshold,
+                                    const std::vector<std::string>& feature_names, const Schema& schema,
+                                    const std::string& where);
 
     DecisionPolicy();
     ~DecisionPolicy();
@@ -51,6 +56,8 @@ public:
     double decline_from() const { return decline_from_; }
     size_t rule_count() const { return rules_.size(); }
     const Rule& rule(size_t i) const { return rules_[i]; }
+    // True when some rule reads a model feature: decide() then reads `row`, else it may be NULL.
+    bool reads_features() const;
 
     struct Outcome {
         Decision decision = Decision::Allow;
@@ -64,7 +71,8 @@ private:
     double review_from_ = 0.5;
     double decline_from_ = std::numeric_limits<double>::infinity();
     std::vector<Rule> rules_;
-    std::unique_ptr<const CompiledRules> compiled_;
+    std::unique_ptr<const CompiledRules> compiled_;  // null without rules
+    uint64_t review_rules_ = 0, decline_rules_ = 0;  // active rules, by action (shadow rules in neither)
 };
 
 }  // namespace libfraud
