@@ -341,3 +341,31 @@ def test_libfraud_drift_writes_the_report(drift_bundle, section, stream, small_t
 def test_libfraud_drift_on_a_bundle_without_a_reference(small_bundle, small_transactions_csv, capsys):
     assert main(["drift", str(small_bundle), str(small_transactions_csv)]) == 2
     assert "no drift reference" in capsys.readouterr().err
+
+
+def test_the_services_prometheus_metrics_carry_the_drift(drift_bundle, small_transactions):
+    pytest.importorskip("prometheus_client", reason="the service's extra")
+    from types import SimpleNamespace
+
+    from prometheus_client import parser
+
+    from libfraud.service.app import Service
+    from libfraud.service.metrics import ServiceMetrics
+    scorer = Scorer(drift_bundle)
+    scorer.score_and_ingest(small_transactions.iloc[:500])
+    ready = threading.Event()
+    ready.set()
+    service = SimpleNamespace(scorer=scorer, ready=ready, bundle_path=str(drift_bundle), bundle_sha256="0" * 64)
+    service.feature_drift = lambda: Service.feature_drift(service)
+    text = ServiceMetrics(service).text().decode()
+    samples = [s for f in parser.text_string_to_metric_families(text) for s in f.samples]
+    value = {s.name: s.value for s in samples if s.name != "libfraud_drift_feature_psi"}
+    stats = scorer.stats()
+    assert value["libfraud_drift_window_events"] == stats["drift_window_events"] == 500
+    assert value["libfraud_drift_score_psi"] == pytest.approx(stats["drift_score_psi"])
+    assert value["libfraud_drift_max_feature_psi"] == pytest.approx(stats["drift_max_feature_psi"])
+    per_feature = {s.labels["feature"]: s.value for s in samples if s.name == "libfraud_drift_feature_psi"}
+    drift = scorer.drift()
+    assert per_feature == pytest.approx(dict(zip(drift["feature"][drift["index"] >= 0],
+                                                 drift["psi"][drift["index"] >= 0])))
+    assert set(per_feature) == set(scorer.feature_names)

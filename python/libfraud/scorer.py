@@ -123,12 +123,13 @@ class Scorer:
     def drift(self) -> pd.DataFrame:
         """Population stability of the last scored events against the bundle's drift reference
         (fraud_engine_drift; export/BUNDLE.md "drift"): one row per model feature, then ``score``
-        (the served score), with ``feature``, ``psi`` (NaN while nothing was scored) and
-        ``window_events``, largest PSI first. Reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25
+        (the served score), with ``feature``, ``index`` (in the feature order; -1 for the score),
+        ``psi`` (NaN while nothing was scored) and ``window_events``, largest PSI first. Reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25
         significant. FraudError (FRAUD_STATUS_NO_DRIFT_REFERENCE) for a bundle without one."""
         index, psi, events = self._engine.drift()
         names = self.feature_names
         frame = pd.DataFrame({"feature": ["score" if i < 0 else names[i] for i in index],
+                              "index": np.asarray(index, dtype=np.int64),
                               "psi": np.asarray(psi, dtype=np.float64), "window_events": int(events)})
         return frame.sort_values("psi", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
 
