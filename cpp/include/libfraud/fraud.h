@@ -478,8 +478,9 @@ FRAUD_API fraud_status fraud_engine_explain_neighbours(const fraud_engine* engin
  * missing values) and the training proportion of each bin. The engine bins every event it scores
  * (fraud_engine_score*, _score_and_ingest*, _explain_events...; not fraud_engine_score_features'
  * caller rows) into a window of the last drift_window_events events, kept as 10 rotating slots
- * (so the window holds between 90% and 100% of that), and reports the population stability index
- * of the window against the reference:
+ * (so the window holds 90% to 100% of that; a call's block of up to 64 events goes whole to the
+ * slot of its first event), and reports the population stability index of the window against the
+ * reference:
  *   PSI = sum over bins (a_i - r_i) ln(a_i / r_i), a_i the window's proportion, r_i the reference's,
  *   both floored at 1e-4 (empty bins); the missing bin included.
  * Reading: < 0.1 stable, 0.1 - 0.25 moderate shift, > 0.25 significant shift. A hot swap starts a
