@@ -32,6 +32,21 @@ def small_bundle(tmp_path_factory, small_training):
 
 
 @pytest.fixture(scope="session")
+def other_bundle(small_training, tmp_path_factory):
+    """The same schema and features as small_bundle, another model (more trees): scores differ."""
+    import xgboost as xgb
+
+    from libfraud.export import build_bundle
+    r = small_training
+    names = list(r.model.feature_names)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "seed": 9, "nthread": 2},
+                        xgb.DMatrix(r.X_test, label=r.y_test, feature_names=names), num_boost_round=30)
+    return build_bundle(tmp_path_factory.mktemp("other") / "bundle", booster=booster, feature_names=names,
+                        schema=r.schema, spec=r.spec, X_holdout=r.X_test, threshold=0.5,
+                        threshold_rule="test", metrics={})
+
+
+@pytest.fixture(scope="session")
 def small_transactions_csv(tmp_path_factory, small_transactions):
     path = tmp_path_factory.mktemp("csv") / "transactions.csv"
     small_transactions.head(3_000).to_csv(path, index=False)

@@ -369,3 +369,24 @@ def test_the_services_prometheus_metrics_carry_the_drift(drift_bundle, small_tra
     assert per_feature == pytest.approx(dict(zip(drift["feature"][drift["index"] >= 0],
                                                  drift["psi"][drift["index"] >= 0])))
     assert set(per_feature) == set(scorer.feature_names)
+
+
+def test_a_challenger_is_not_counted_and_its_promotion_starts_fresh(small_training, drift_bundle,
+                                                                     small_transactions, tmp_path):
+    r = small_training
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2, "seed": 3, "nthread": 2},
+                        xgb.DMatrix(r.X_test, label=r.y_test, feature_names=list(r.model.feature_names)),
+                        num_boost_round=5)
+    challenger = _with_reference(r, tmp_path / "challenger", booster=booster)
+    scorer = Scorer(drift_bundle, drift_window_events=2000)
+    scorer.set_challenger(challenger)
+    scorer.score_and_ingest(small_transactions.iloc[:300])
+    before = scorer.drift()
+    assert (before["window_events"] == 300).all()
+    alone = Scorer(drift_bundle, drift_window_events=2000)  # the champion's figures, as without one
+    alone.score_and_ingest(small_transactions.iloc[:300])
+    np.testing.assert_array_equal(before["psi"], alone.drift()["psi"])
+    scorer.promote_challenger()
+    assert (scorer.drift()["window_events"] == 0).all()
+    scorer.score(small_transactions.iloc[300:400])
+    assert scorer.drift()["window_events"].iloc[0] == 100

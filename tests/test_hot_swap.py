@@ -13,29 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xgboost as xgb
 
 import libfraud
 from libfraud import FraudError, Scorer
 from libfraud.data.declared import load_preset
 from libfraud.data.schema import to_txn_records  # fraud_txn records, for the C harness
-from libfraud.export import build_bundle
 
 from bundles import edited, random_bundle, set_at
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def other_bundle(small_training, tmp_path_factory):
-    """The same features as small_bundle, another model (more trees): scores differ."""
-    r = small_training
-    names = list(r.model.feature_names)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "seed": 9, "nthread": 2},
-                        xgb.DMatrix(r.X_test, label=r.y_test, feature_names=names), num_boost_round=30)
-    return build_bundle(tmp_path_factory.mktemp("other") / "bundle", booster=booster, feature_names=names,
-                        schema=r.schema, spec=r.spec, X_holdout=r.X_test, threshold=0.5,
-                        threshold_rule="test", metrics={})
 
 
 def test_swap_replaces_the_model_and_keeps_the_store(small_transactions, small_bundle, other_bundle):

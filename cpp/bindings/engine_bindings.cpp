@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -182,6 +183,14 @@ public:
                                                           scores.mutable_data(), reasons.data(), c);
         }
         check(status);
+        py::tuple r = reason_arrays(reasons, counts, n, k);
+        return py::make_tuple(scores, r[0], r[1], r[2], r[3], r[4], counts);
+    }
+
+    // (codes[n, k], families[n, k], contributions[n, k], features[n, k], values[n, k]) of a call's
+    // reasons; row i's first counts[i] columns are used (codes 0 and NaN after them).
+    static py::tuple reason_arrays(const std::vector<fraud_reason>& reasons, const py::array_t<uint64_t>& counts,
+                                   size_t n, size_t k) {
         const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)};
         py::array_t<int32_t> codes(shape), families(shape), features(shape);
         py::array_t<double> contributions(shape);
@@ -198,7 +207,160 @@ public:
                 values.mutable_data()[at] = used ? reasons[at].value : std::nanf("");
             }
         }
-        return py::make_tuple(scores, codes, families, contributions, features, values, counts);
+        return py::make_tuple(codes, families, contributions, features, values);
+    }
+
+    // fraud_engine_decide_events / _score_and_ingest_decide_events: (scores, challenger_scores,
+    // decisions, challenger_decisions, rule_hits, challenger_rule_hits, codes, families,
+    // contributions, features, values, counts); the reason arrays have k columns (0 for k = 0).
+    py::tuple decide(const EventsView& span, size_t k, float min_score, bool ingest) {
+        const size_t n = span.size();
+        std::vector<fraud_outcome> outcomes(n);
+        std::vector<fraud_reason> reasons(n * k);
+        py::array_t<uint64_t> counts(static_cast<py::ssize_t>(n));
+        std::fill_n(counts.mutable_data(), n, 0);
+        fraud_status status;
+        {
+            py::gil_scoped_release release;
+            auto* c = k ? reinterpret_cast<size_t*>(counts.mutable_data()) : nullptr;
+            fraud_reason* r = k ? reasons.data() : nullptr;
+            status = ingest ? fraud_engine_score_and_ingest_decide_events(engine_.get(), span.data(), n, k, min_score,
+                                                                          outcomes.data(), r, c)
+                            : fraud_engine_decide_events(engine_.get(), span.data(), n, k, min_score, outcomes.data(),
+                                                         r, c);
+        }
+        check(status);
+        const auto N = static_cast<py::ssize_t>(n);
+        py::array_t<float> scores(N), challenger_scores(N);
+        py::array_t<int32_t> decisions(N), challenger_decisions(N);
+        py::array_t<uint64_t> hits(N), challenger_hits(N);
+        for (size_t i = 0; i < n; ++i) {
+            const fraud_outcome& o = outcomes[i];
+            scores.mutable_data()[i] = o.score;
+            challenger_scores.mutable_data()[i] = o.challenger_score;
+            decisions.mutable_data()[i] = o.decision;
+            challenger_decisions.mutable_data()[i] = o.challenger_decision;
+            hits.mutable_data()[i] = o.rule_hits;
+            challenger_hits.mutable_data()[i] = o.challenger_rule_hits;
+        }
+        py::tuple r = reason_arrays(reasons, counts, n, k);
+        return py::make_tuple(scores, challenger_scores, decisions, challenger_decisions, hits, challenger_hits, r[0],
+                              r[1], r[2], r[3], r[4], counts);
+    }
+
+    py::tuple decision_bands() const {
+        double review = 0, decline = 0;
+        check(fraud_engine_decision_bands(engine_.get(), &review, &decline));
+        return py::make_tuple(review, decline);
+    }
+
+    // [{"code", "name", "when", "action", "shadow"}] of the serving bundle's rules.
+    py::list rules() const {
+        size_t n = 0;
+        check(fraud_engine_rule_count(engine_.get(), &n));
+        py::list out;
+        static const char* actions[] = {"allow", "review", "decline"};
+        for (size_t i = 0; i < n; ++i) {
+            int32_t code = 0, action = 0, shadow = 0;
+            const char* name = nullptr;
+            const char* when = nullptr;
+            check(fraud_engine_rule(engine_.get(), i, &code, &name, &when, &action, &shadow));
+            py::dict d;
+            d["code"] = code;
+            d["name"] = std::string(name);
+            d["when"] = std::string(when);
+            d["action"] = action >= 0 && action <= 2 ? actions[action] : "unknown";
+            d["shadow"] = shadow != 0;
+            out.append(d);
+        }
+        return out;
+    }
+
+    py::tuple bundle_sha256() const {
+        const char* champion = nullptr;
+        const char* challenger = nullptr;
+        check(fraud_engine_bundle_sha256(engine_.get(), &champion, &challenger));
+        return py::make_tuple(std::string(champion), challenger ? py::object(py::str(challenger)) : py::none());
+    }
+
+    void set_challenger(const std::string& bundle_dir, const std::string& gnn_backend, const std::string& plugin_dir) {
+        fraud_engine_params params = fraud_engine_default_params();
+        params.gnn_backend = gnn_backend.c_str();
+        params.plugin_dir = plugin_dir.empty() ? nullptr : plugin_dir.c_str();
+        fraud_status status;
+        {
+            py::gil_scoped_release release;
+            status = fraud_engine_set_challenger(engine_.get(), bundle_dir.c_str(), &params);
+        }
+        check(status);
+    }
+
+    void promote_challenger() {
+        fraud_status status;
+        {
+            py::gil_scoped_release release;
+            status = fraud_engine_promote_challenger(engine_.get());
+        }
+        check(status);
+    }
+
+    void set_decision_log(const std::string& path) {
+        fraud_status status;
+        {
+            py::gil_scoped_release release;
+            status = fraud_engine_set_decision_log(engine_.get(), path.c_str());
+        }
+        check(status);
+    }
+
+    // fn(records: list[dict]) once per decide call, with the GIL (taken inside the callback, which
+    // the core runs after its lock is released); None removes it.
+    void set_decision_callback(py::object fn) {
+        if (fn.is_none()) {
+            check(fraud_engine_set_decision_callback(engine_.get(), nullptr, nullptr));
+            callback_ = py::none();
+            return;
+        }
+        auto holder = std::make_unique<py::object>(fn);
+        check(fraud_engine_set_decision_callback(engine_.get(), &PyEngine::forward_records, holder.get()));
+        // The previous holder may still be in use by a call in flight on another thread: kept.
+        retired_.push_back(std::move(holder));
+        callback_ = fn;
+    }
+
+    static void forward_records(const fraud_decision_record* records, size_t n, void* user) {
+        py::gil_scoped_acquire gil;
+        try {
+            py::list out;
+            for (size_t i = 0; i < n; ++i) {
+                const fraud_decision_record& r = records[i];
+                py::dict d;
+                d["event_id"] = r.event_id;
+                d["time_ms"] = r.time_ms;
+                d["decided_at_ms"] = r.decided_at_ms;
+                d["bundle_sha256"] = std::string(r.bundle_sha256);
+                d["score"] = r.outcome.score;
+                d["decision"] = r.outcome.decision;
+                d["rule_hits"] = r.outcome.rule_hits;
+                if (r.challenger_sha256) {
+                    d["challenger_sha256"] = std::string(r.challenger_sha256);
+                    d["challenger_score"] = r.outcome.challenger_score;
+                    d["challenger_decision"] = r.outcome.challenger_decision;
+                    d["challenger_rule_hits"] = r.outcome.challenger_rule_hits;
+                }
+                py::list reasons;
+                for (size_t j = 0; j < r.n_reasons; ++j) {
+                    const fraud_reason& x = r.reasons[j];
+                    reasons.append(py::make_tuple(x.code, x.family, x.contribution, x.feature, x.value));
+                }
+                d["reasons"] = reasons;
+                d["latency_us"] = r.latency_us;
+                out.append(d);
+            }
+            (*static_cast<py::object*>(user))(out);
+        } catch (py::error_already_set& e) {
+            e.discard_as_unraisable("libfraud decision callback");
+        }
     }
 
     py::array_t<double> contributions(const py::array_t<float, py::array::c_style | py::array::forcecast>& rows) const {
@@ -325,6 +487,16 @@ public:
         d["labels_applied"] = s.labels_applied;
         d["labels_rejected"] = s.labels_rejected;
         d["store_labels"] = s.store_labels;
+        d["challenger_set"] = s.challenger_set != 0;
+        d["challenger_scored"] = s.challenger_scored;
+        d["challenger_decision_disagreements"] = s.challenger_decision_disagreements;
+        d["challenger_score_abs_diff_sum"] = s.challenger_score_abs_diff_sum;
+        d["challenger_score_abs_diff_mean"] = s.challenger_score_abs_diff_mean;
+        d["challenger_latency_p50_us"] = s.challenger_latency_p50_us;
+        d["challenger_latency_p99_us"] = s.challenger_latency_p99_us;
+        d["challenger_failures"] = s.challenger_failures;
+        d["decision_records"] = s.decision_records;
+        d["decision_log_errors"] = s.decision_log_errors;
         d["drift_window_events"] = s.drift_window_events;
         d["drift_score_psi"] = s.drift_score_psi;
         d["drift_max_feature_psi"] = s.drift_max_feature_psi;
@@ -357,6 +529,9 @@ private:
     struct Free {
         void operator()(fraud_engine* e) const { fraud_engine_free(e); }
     };
+    // Declared before engine_, so destroyed after it: the engine may call them until it is freed.
+    py::object callback_ = py::none();
+    std::vector<std::unique_ptr<py::object>> retired_;
     std::unique_ptr<fraud_engine, Free> engine_;
     libfraud::Schema schema_;
 };
@@ -411,6 +586,22 @@ void bind_engine(py::module_& m) {
         .def("store_size", &PyEngine::store_size, "(transactions stored, watermark_ms)")
         .def("swap_bundle", &PyEngine::swap_bundle, py::arg("bundle_dir"), py::arg("gnn_backend") = "",
              py::arg("plugin_dir") = "")
+        .def("decide",
+             [](PyEngine& e, A a, A b, A c, A d, A f, A g, size_t k, float min_score, bool ingest) {
+                 return e.decide(e.view(a, b, c, d, f, g), k, min_score, ingest);
+             },
+             LIBFRAUD_EVENT_ARGS, py::arg("k") = 0, py::arg("min_score") = 0.0f, py::arg("ingest") = false,
+             "(scores, challenger_scores, decisions, challenger_decisions, rule_hits, challenger_rule_hits, codes, "
+             "families, contributions, features, values, counts)")
+        .def_property_readonly("decision_bands", &PyEngine::decision_bands, "(review_from, decline_from); inf = none")
+        .def_property_readonly("rules", &PyEngine::rules)
+        .def_property_readonly("bundle_sha256", &PyEngine::bundle_sha256, "(champion, challenger or None)")
+        .def("set_challenger", &PyEngine::set_challenger, py::arg("bundle_dir"), py::arg("gnn_backend") = "",
+             py::arg("plugin_dir") = "", "\"\" clears it")
+        .def("promote_challenger", &PyEngine::promote_challenger)
+        .def("set_decision_log", &PyEngine::set_decision_log, py::arg("path"), "\"\" closes it")
+        .def("set_decision_callback", &PyEngine::set_decision_callback, py::arg("fn"),
+             "fn(records: list[dict]) once per decide call; None removes it")
         .def("snapshot", &PyEngine::snapshot)
         .def("stats", &PyEngine::stats)
         .def("drift", &PyEngine::drift, "(feature, psi, window_events) of fraud_engine_drift; feature -1: the score");

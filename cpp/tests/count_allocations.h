@@ -2,10 +2,12 @@
 // allocates nothing after warm-up. Include from exactly one file per test program.
 #pragma once
 
+#include <atomic>
 #include <cstdlib>
 #include <new>
 
-inline long g_allocations = 0;
+// Atomic: a test may allocate from several threads (test_decisions; TSan would flag a plain long).
+inline std::atomic<long> g_allocations{0};
 
 void* operator new(std::size_t n) {
     ++g_allocations;

@@ -8,6 +8,7 @@
  * replay (ctest fuzz_replay_transactions) drives fraud_engine_label and the _events functions on a
  * stand-in payments bundle; here, what needs no engine: fraud_hash_id's documented
  * values, the statuses' names, the structs' layout, and every entry point's NULL checks. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,32 @@ static void check_null_arguments(void) {
         /* The layout a switch compiles against: no padding surprises across compilers. */
         CHECK(sizeof(fraud_reason) == 24);
         CHECK(strcmp(fraud_status_name(FRAUD_STATUS_NO_EXPLANATION), "FRAUD_STATUS_NO_EXPLANATION") == 0);
+    }
+    {
+        fraud_outcome outcome;
+        fraud_reason reason;
+        size_t count = 9;
+        int32_t code = 3;
+        const char* sha = "x";
+        REFUSED(fraud_engine_decide_events(NULL, &ev, 1, 0, 0.0f, &outcome, NULL, NULL));
+        REFUSED(fraud_engine_score_and_ingest_decide_events(NULL, &ev, 1, 1, 0.0f, &outcome, &reason, &count));
+        REFUSED(fraud_engine_decision_bands(NULL, &d, &d));
+        REFUSED(fraud_engine_rule_count(NULL, &n));
+        REFUSED(fraud_engine_rule(NULL, 0, &code, &name, &name, &flag, &flag));
+        REFUSED(fraud_engine_set_challenger(NULL, ".", NULL));
+        REFUSED(fraud_engine_promote_challenger(NULL));
+        REFUSED(fraud_engine_bundle_sha256(NULL, &sha, &sha));
+        REFUSED(fraud_engine_set_decision_callback(NULL, NULL, NULL));
+        REFUSED(fraud_engine_set_decision_log(NULL, "x.jsonl"));
+        CHECK(count == 9 && code == 3 && strcmp(sha, "x") == 0);
+        /* Fixed layouts: a switch compiled against this header reads them field by field. */
+        CHECK(sizeof(fraud_outcome) == 32);
+        CHECK(offsetof(fraud_outcome, rule_hits) == 16 && offsetof(fraud_outcome, challenger_rule_hits) == 24);
+        CHECK(offsetof(fraud_decision_record, bundle_sha256) == 24);
+        CHECK(offsetof(fraud_decision_record, outcome) == 24 + 2 * sizeof(void*));
+        CHECK(sizeof(fraud_decision_record) == 24 + 2 * sizeof(void*) + 32 + sizeof(void*) + sizeof(size_t) + 8);
+        CHECK(FRAUD_DECISION_ALLOW == 0 && FRAUD_DECISION_REVIEW == 1 && FRAUD_DECISION_DECLINE == 2);
+        CHECK(offsetof(fraud_engine_stats, challenger_set) == offsetof(fraud_engine_stats, store_labels) + 8);
     }
     {
         fraud_drift drift;

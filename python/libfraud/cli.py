@@ -238,33 +238,37 @@ def _score(args) -> int:
     history = read_table(args.history) if args.history else None
     if history is not None and args.no_ingest and not args.labels:
         raise ValueError("--history with --no-ingest: the history is ingested; drop one of them")
-    reasons = None
-    if args.reasons is not None:
-        k = args.reasons
-        min_score = _reasons_min_score(args.reasons_min_score, scorer.threshold)
-        if args.labels:
-            reasons = scorer.explain_replaying_labels(transactions, k, min_score=min_score, history=history)
-        elif history is not None:
-            reasons = scorer.explain_after(history, transactions, k, min_score=min_score)
-        elif args.no_ingest:
-            reasons = scorer.explain(transactions, k, min_score=min_score)
-        else:
-            reasons = scorer.score_and_ingest_explained(transactions, k, min_score=min_score)
-        scores = reasons["score"].to_numpy()
-    elif args.labels:
-        scores = scorer.score_and_ingest_replaying_labels(transactions, history=history)
+    if args.challenger:
+        scorer.set_challenger(args.challenger, gnn_backend=args.backend or "")
+    if args.decision_log:
+        scorer.decision_log(args.decision_log)
+    # Every path decides: the score, the bundle's decision (and the challenger's), reasons on request.
+    k = args.reasons or 0
+    if args.reasons is not None and args.reasons < 1:
+        raise ValueError(f"--reasons: K must be >= 1, got {args.reasons}")
+    min_score = _reasons_min_score(args.reasons_min_score, scorer.threshold) if k else 0.0
+    if args.labels:
+        decided = scorer.decide_replaying_labels(transactions, k, min_score=min_score, history=history)
     elif history is not None:
-        scores = scorer.score_and_ingest_after(history, transactions)
+        decided = scorer.decide_after(history, transactions, k, min_score=min_score)
+    elif args.no_ingest:
+        decided = scorer.decide(transactions, k, min_score=min_score)
     else:
-        scores = (scorer.score(transactions) if args.no_ingest
-                  else scorer.score_and_ingest(transactions))
+        decided = scorer.score_and_ingest_decide(transactions, k, min_score=min_score)
+    scorer.decision_log(None)
     id_column = scorer.schema.event_id.column
     out = pd.DataFrame({id_column: transactions[id_column].to_numpy(),
-                        "score": scores.astype(np.float32)})
+                        "score": decided["score"].to_numpy(np.float32)})
     out["flagged"] = (out["score"] >= scorer.threshold).astype(np.int8)
-    if reasons is not None:
-        keep = [c for c in reasons.columns if c.startswith("reason_")]
-        out = pd.concat([out, reasons[keep].reset_index(drop=True)], axis=1)
+    out["decision"] = decided["decision"].to_numpy()
+    if scorer.rules:
+        out["rule_hits"] = [";".join(map(str, codes)) for codes in decided["rule_hits"]]
+    if args.challenger:
+        out["challenger_score"] = decided["challenger_score"].to_numpy(np.float32)
+        out["challenger_decision"] = decided["challenger_decision"].to_numpy()
+    if k:
+        keep = [c for c in decided.columns if c.startswith("reason_")]
+        out = pd.concat([out, decided[keep].reset_index(drop=True)], axis=1)
     if args.out:
         out.to_csv(args.out, index=False, float_format="%.9g")
         print(f"scored {len(out)} transactions into {args.out}", file=sys.stderr)
@@ -511,6 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reasons-min-score", default="0", metavar="SCORE",
                    help="reasons only for scores >= SCORE, or 'threshold' (the bundle's alert threshold); "
                         "default 0: every transaction")
+    p.add_argument("--challenger", metavar="BUNDLE",
+                   help="also score every transaction with this bundle (same schema), in shadow: adds "
+                        "challenger_score and challenger_decision; the served score is unchanged")
+    p.add_argument("--decision-log", metavar="FILE",
+                   help="append one JSON line per decided transaction here (the core's decision records: "
+                        "bundle sha256, score, decision, rule hits, reasons, challenger)")
     p.set_defaults(run=_score)
 
     p = sub.add_parser("drift", help="how far transactions are from the bundle's training reference (PSI, "

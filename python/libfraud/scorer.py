@@ -70,6 +70,7 @@ class Scorer:
                                     int(explain_table_bytes), int(max_ahead_ms),
                                     bool(quarantine_corrupt_log_tail), int(drift_window_events))
         self.schema = _bundle_schema(self.bundle)
+        self._challenger: str | None = None
 
     def events(self, transactions) -> EventArrays:
         """The core's arrays for a DataFrame in the schema's columns (or EventArrays as they are)."""
@@ -104,20 +105,135 @@ class Scorer:
 
     def swap_bundle(self, bundle: str | os.PathLike, *, gnn_backend: str = "",
                     plugin_dir: str | os.PathLike = "") -> None:
-        """Load and verify another bundle, then serve with it; the store is kept. On failure the
-        current bundle keeps serving and FraudError says why."""
+        """Load and verify another bundle, then serve with it; the store (and the challenger, if
+        any) is kept. On failure the current bundle keeps serving and FraudError says why."""
         schema = _bundle_schema(bundle)  # before the swap: a bundle whose manifest cannot be read stays out
         self._engine.swap_bundle(os.fspath(bundle), gnn_backend, os.fspath(plugin_dir))
         self.bundle = os.fspath(bundle)
         # The core kept the store's layout; the columns (names, time unit) may differ.
         self.schema = schema
 
+    # ---- decisions, a shadow challenger, decision records (fraud.h "Decisions")
+
+    @property
+    def decision_bands(self) -> dict:
+        """The serving bundle's score bands: {"review_from", "decline_from"} (inf = no such band)."""
+        review, decline = self._engine.decision_bands
+        return {"review_from": review, "decline_from": decline}
+
+    @property
+    def rules(self) -> list[dict]:
+        """The serving bundle's decision rules: [{"code", "name", "when", "action", "shadow"}]."""
+        return list(self._engine.rules)
+
+    @property
+    def bundle_sha256(self) -> str:
+        """SHA-256 of the serving bundle's manifest.json: what decision records name."""
+        return self._engine.bundle_sha256[0]
+
+    @property
+    def challenger(self) -> str | None:
+        """The shadow challenger's bundle directory, or None."""
+        return self._challenger
+
+    def set_challenger(self, bundle: str | os.PathLike | None, *, gnn_backend: str = "",
+                       plugin_dir: str | os.PathLike = "") -> None:
+        """Score every event with this bundle too, beside the serving one, on the same store state:
+        its scores and decisions go to the decide frames' challenger columns, the decision records
+        and stats() (challenger_*); the served scores are unchanged. It must have the serving
+        bundle's schema. None or "" clears it. On failure nothing changes and FraudError says why."""
+        path = os.fspath(bundle) if bundle else ""
+        self._engine.set_challenger(path, gnn_backend, os.fspath(plugin_dir))
+        self._challenger = path or None
+
+    def promote_challenger(self) -> None:
+        """The challenger becomes the serving bundle at once (no reload; a hot swap); afterwards
+        there is no challenger."""
+        self._engine.promote_challenger()
+        self.bundle, self._challenger = self._challenger or self.bundle, None
+        self.schema = _bundle_schema(self.bundle)
+
+    def decision_log(self, path: str | os.PathLike | None) -> None:
+        """Append every decide call's records to this file as JSON Lines (fraud.h
+        fraud_engine_set_decision_log); None closes it."""
+        self._engine.set_decision_log(os.fspath(path) if path else "")
+
+    def set_decision_callback(self, fn) -> None:
+        """fn(records: list[dict]) once per decide call, from the calling thread (the GIL taken
+        inside); decision codes are ints (0 allow, 1 review, 2 decline), rule hits bit masks.
+        It must not call this scorer's decide or exclusive methods. None removes it."""
+        self._engine.set_decision_callback(fn)
+
+    def decide(self, transactions, k: int = 0, *, min_score: float = 0.0) -> pd.DataFrame:
+        """Scores and the bundle's decisions against the store as it stands (nothing is stored):
+        a frame with ``event_id`` (the core's id), ``score``, ``decision`` ("allow", "review",
+        "decline"), ``rule_hits`` (codes of the rules that held), with a challenger set
+        ``challenger_score`` and ``challenger_decision``, and for k >= 1 the reason columns of
+        explain. Each decision comes from the same row as its score."""
+        events = self.events(transactions)
+        out = self._engine.decide(*events.args(), k=int(k), min_score=float(min_score))
+        return self._decision_frame(out, events.event_id, int(k), getattr(transactions, "index", None))
+
+    def score_and_ingest_decide(self, transactions, k: int = 0, *, min_score: float = 0.0) -> pd.DataFrame:
+        """The serving call with decisions: as score_and_ingest, and the frame of decide."""
+        events = self.events(transactions)
+        out = self._engine.decide(*events.args(), k=int(k), min_score=float(min_score), ingest=True)
+        return self._decision_frame(out, events.event_id, int(k), getattr(transactions, "index", None))
+
+    def decide_replaying_labels(self, transactions, k: int = 0, *, min_score: float = 0.0,
+                                labels: LabelArrays | None = None, history=None) -> pd.DataFrame:
+        """score_and_ingest_replaying_labels with decisions: the frame of decide."""
+        events, labels = self._events_and_labels(transactions, labels)
+        parts: list[tuple] = []
+        self._replay(events, labels, history, decide=(int(k), float(min_score), parts))
+        return self._decision_frame(self._merged_decisions(parts, int(k)), events.event_id, int(k),
+                                    getattr(transactions, "index", None))
+
+    def decide_after(self, history, transactions, k: int = 0, *, min_score: float = 0.0) -> pd.DataFrame:
+        """score_and_ingest_after with decisions: the frame of decide."""
+        events = self.events(transactions)
+        parts: list[tuple] = []
+        self._replay(events, None, history, decide=(int(k), float(min_score), parts))
+        return self._decision_frame(self._merged_decisions(parts, int(k)), events.event_id, int(k),
+                                    getattr(transactions, "index", None))
+
+    @staticmethod
+    def _merged_decisions(parts: list[tuple], k: int) -> tuple:
+        if not parts:
+            return (np.empty(0, np.float32), np.empty(0, np.float32), np.empty(0, np.int32),
+                    np.empty(0, np.int32), np.empty(0, np.uint64), np.empty(0, np.uint64),
+                    *(np.empty((0, k)) for _ in range(5)), np.empty(0, np.uint64))
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(12))
+
+    _DECISION_NAMES = np.array(["allow", "review", "decline", None], dtype=object)
+
+    def _decision_frame(self, out: tuple, event_id, k: int, index) -> pd.DataFrame:
+        scores, ch_scores, decisions, ch_decisions, hits, _, *reasons = out
+        codes = [r["code"] for r in self.rules]
+        names = self._DECISION_NAMES
+        frame = pd.DataFrame({
+            "event_id": np.asarray(event_id, dtype=np.int64),
+            "score": np.asarray(scores, dtype=np.float32),
+            "decision": names[np.asarray(decisions, dtype=np.int64)],
+            "rule_hits": [[c for i, c in enumerate(codes) if int(h) >> i & 1] for h in hits],
+        }, index=index)
+        if self._challenger is not None:
+            frame["challenger_score"] = np.asarray(ch_scores, dtype=np.float32)
+            frame["challenger_decision"] = names[np.asarray(ch_decisions, dtype=np.int64)]  # -1: the last, None
+        if k > 0:
+            explained = self._reason_frame((scores, *reasons), k, index)
+            frame = pd.concat([frame, explained.drop(columns="score")], axis=1)
+        return frame
+
     def snapshot(self) -> None:
         """Write the store's snapshot to the state directory and start the new log it names."""
         self._engine.snapshot()
 
     def stats(self) -> dict:
-        """Counters: scored, ingested, rejected (by status), swaps, store size, recent p50/p99 us."""
+        """Counters: scored, ingested, rejected (by status), swaps, store size, recent p50/p99 us;
+        the challenger's since it was set (challenger_set, _scored, _decision_disagreements,
+        _score_abs_diff_sum/_mean, _latency_p50_us/_p99_us, _failures); decision_records and
+        decision_log_errors."""
         return self._engine.stats()
 
     def drift(self) -> pd.DataFrame:
@@ -261,9 +377,9 @@ class Scorer:
         return self.events(transactions), labels
 
     def _replay(self, events: EventArrays, labels: LabelArrays | None, history=None,
-                reasons: tuple | None = None) -> np.ndarray:
+                reasons: tuple | None = None, decide: tuple | None = None) -> np.ndarray:
         """reasons: (k, min_score, parts): scored batches are explained, their explain outputs
-        appended to parts in order."""
+        appended to parts in order; decide: the same with the decide outputs."""
         scored_from = 0
         if history is not None:
             past, past_labels = self._events_and_labels(history, None)
@@ -280,7 +396,12 @@ class Scorer:
             if a < scored_from:
                 self._engine.ingest(*events.slice(a, min(b, scored_from)).args())
                 a = min(b, scored_from)
-            if a < b and reasons is not None:
+            if a < b and decide is not None:
+                k, min_score, parts = decide
+                out = self._engine.decide(*events.slice(a, b).args(), k=k, min_score=min_score, ingest=True)
+                scores[a:b] = out[0]
+                parts.append(out)
+            elif a < b and reasons is not None:
                 k, min_score, parts = reasons
                 out = self._engine.explain(*events.slice(a, b).args(), k=k, min_score=min_score, ingest=True)
                 scores[a:b] = out[0]

@@ -183,8 +183,8 @@ typedef struct fraud_engine_params {
      * the file, offset and sequence. A damaged record with valid ones after it fails either way. */
     int32_t quarantine_corrupt_log_tail;
     /* Drift (fraud_engine_drift): the window of scored events the monitor compares with the
-     * bundle's reference, 1000 .. 2^32; 0 = 10000. Read at open and at each swap (a swap whose
-     * params leave it 0 keeps the open's value). */
+     * bundle's reference, 1000 .. 2^32; 0 = 10000. Read at open, at each swap and set_challenger
+     * (whose params leaving it 0 keep the open's value). */
     uint64_t drift_window_events;
 } fraud_engine_params;
 
@@ -218,6 +218,18 @@ typedef struct fraud_engine_stats {
     uint64_t labels_applied;         /* labels stored (repeats of a stored label not counted) */
     uint64_t labels_rejected;        /* labels refused (all reasons; by status in rejected_by_status) */
     uint64_t store_labels;           /* labelled events in the store now */
+    /* The shadow challenger (fraud_engine_set_challenger), since it was set; all 0 without one. */
+    int32_t challenger_set;          /* 1 while a challenger is set */
+    int32_t reserved2;
+    uint64_t challenger_scored;      /* events the challenger scored */
+    uint64_t challenger_decision_disagreements; /* of those, how many it decided otherwise */
+    double challenger_score_abs_diff_sum;       /* sum of |champion score - challenger score| */
+    double challenger_score_abs_diff_mean;      /* that sum / challenger_scored */
+    double challenger_latency_p50_us;           /* the challenger's share of recent calls, per event */
+    double challenger_latency_p99_us;
+    uint64_t challenger_failures;    /* calls in which the challenger failed (its scores NaN; logged) */
+    uint64_t decision_records;       /* records handed to the decision callback and log */
+    uint64_t decision_log_errors;    /* decide calls whose records could not be written (logged) */
     /* Drift of the serving bundle's window (fraud_engine_drift); without a drift reference: 0 events,
      * NaN PSIs and feature -1. NaN PSIs too while the window is empty. */
     uint64_t drift_window_events;    /* scored events in the window now */
@@ -473,6 +485,141 @@ FRAUD_API fraud_status fraud_engine_explain_neighbours(const fraud_engine* engin
                                                        size_t m, fraud_neighbour* out, size_t* n_out);
 
 /*
+ * Decisions (export/BUNDLE.md "decision"). After the model, the bundle's decision policy turns a
+ * score into an action: score bands (allow below review_from, review from it, decline from
+ * decline_from; without a `decision` section, review from the bundle's threshold and no decline
+ * band) and, when the bundle has them, rules over the event's features and fields, each with a
+ * stable code, an action and a mode (shadow rules are recorded in rule_hits, never change the
+ * decision). The decision is the most severe of the band and the active rules that held.
+ */
+typedef enum fraud_decision {
+    FRAUD_DECISION_ALLOW = 0,
+    FRAUD_DECISION_REVIEW = 1,
+    FRAUD_DECISION_DECLINE = 2
+} fraud_decision;
+
+/* One event's outcome (the decide functions), 32 bytes. With a shadow challenger set
+ * (fraud_engine_set_challenger) its fields are the challenger's on the same event and store state;
+ * it never changes the champion's. */
+typedef struct fraud_outcome {
+    float score;                   /* the champion's score, the value fraud_engine_score_events gives */
+    float challenger_score;        /* NaN without a challenger (or when it failed) */
+    int32_t decision;              /* fraud_decision of the champion's policy */
+    int32_t challenger_decision;   /* the challenger's policy's on its score; -1 without a challenger */
+    uint64_t rule_hits;            /* bit i: the champion's rule i held (fraud_engine_rule) */
+    uint64_t challenger_rule_hits; /* the same for the challenger's rules; 0 without */
+} fraud_outcome;
+
+/* The serving bundle's score bands, on the served (calibrated) scale: review from *review_from_out,
+ * decline from *decline_from_out; +inf means no such band. Either out may be NULL. */
+FRAUD_API fraud_status fraud_engine_decision_bands(const fraud_engine* engine, double* review_from_out,
+                                                   double* decline_from_out);
+
+/* Number of rules of the serving bundle's decision policy (at most 64; 0 without rules). */
+FRAUD_API fraud_status fraud_engine_rule_count(const fraud_engine* engine, size_t* out);
+
+/* Rule i of the serving bundle: its stable code, name, condition as written (when), action
+ * (fraud_decision) and shadow flag (1: recorded only). The strings are owned by the engine and
+ * valid until the next fraud_engine_swap_bundle or fraud_engine_promote_challenger. Any out may
+ * be NULL. */
+FRAUD_API fraud_status fraud_engine_rule(const fraud_engine* engine, size_t i, int32_t* code_out,
+                                         const char** name_out, const char** when_out, int32_t* action_out,
+                                         int32_t* shadow_out);
+
+/*
+ * fraud_engine_score_events, then the decision policy on each event's score and the row it came
+ * from (no second feature computation): outcomes_out[i] for events[i]. k = 0: no reasons
+ * (reasons_out and n_reasons_out may be NULL); k >= 1: reasons as fraud_engine_explain_events
+ * gives them (same k and min_score rules, same buffers). Same validation and all-or-nothing rule
+ * as fraud_engine_score_events; nothing is stored. Safe from many threads. With a decision
+ * callback or log set, the call's records go there before it returns.
+ */
+FRAUD_API fraud_status fraud_engine_decide_events(const fraud_engine* engine, const fraud_event* events, size_t n,
+                                                  size_t k, float min_score, fraud_outcome* outcomes_out,
+                                                  fraud_reason* reasons_out, size_t* n_reasons_out);
+
+/* The serving call with decisions: fraud_engine_score_and_ingest_events (each event scored, then
+ * stored, in order), each event decided as fraud_engine_decide_events would. Exclusive (see
+ * Threading); the decision records go to the callback and log after the engine is released. */
+FRAUD_API fraud_status fraud_engine_score_and_ingest_decide_events(fraud_engine* engine, const fraud_event* events,
+                                                                   size_t n, size_t k, float min_score,
+                                                                   fraud_outcome* outcomes_out,
+                                                                   fraud_reason* reasons_out,
+                                                                   size_t* n_reasons_out);
+
+/*
+ * Shadow challenger: a second bundle scored on every event beside the serving one (the champion),
+ * on the same store state (in score_and_ingest, before the event is stored and after the batch's
+ * earlier events are), to compare a candidate model on live traffic. The champion's scores and
+ * decisions are unchanged; the challenger's go into fraud_outcome, the decision records and the
+ * challenger_* counters of fraud_engine_stats. It costs about a second scoring pass.
+ *
+ * Set: bundle_dir is loaded and verified off the hot path, as fraud_engine_swap_bundle does, and
+ * must serve from the engine's store (its schema: FRAUD_STATUS_BUNDLE_INVALID naming the difference
+ * otherwise); on any failure the engine is as it was. NULL or "" clears it. params: as for
+ * fraud_engine_swap_bundle. A swap of the champion keeps the challenger. Safe to call while other
+ * threads score and ingest; a call in flight finishes with the pair it started with.
+ */
+FRAUD_API fraud_status fraud_engine_set_challenger(fraud_engine* engine, const char* bundle_dir,
+                                                   const fraud_engine_params* params);
+
+/* The challenger becomes the champion, atomically and without a reload (a hot swap: calls in
+ * flight finish on the old pair; counted in bundle_swaps); afterwards there is no challenger.
+ * FRAUD_STATUS_INVALID_ARGUMENT when none is set. Safe to call while other threads score. */
+FRAUD_API fraud_status fraud_engine_promote_challenger(fraud_engine* engine);
+
+/* Lower-case hex SHA-256 of the champion's manifest.json bytes, and of the challenger's (NULL
+ * without one): which bundles decided. Owned by the engine, valid until the next swap,
+ * fraud_engine_set_challenger or fraud_engine_promote_challenger. challenger_out may be NULL. */
+FRAUD_API fraud_status fraud_engine_bundle_sha256(const fraud_engine* engine, const char** champion_out,
+                                                  const char** challenger_out);
+
+/* What the decide functions decided for one event: an audit record. Fixed layout for this
+ * FRAUD_API_VERSION. */
+typedef struct fraud_decision_record {
+    int64_t event_id;
+    int64_t time_ms;                 /* the event's */
+    int64_t decided_at_ms;           /* the wall clock (unix ms) when the call decided */
+    const char* bundle_sha256;       /* the champion's manifest.json SHA-256 (fraud_engine_bundle_sha256) */
+    const char* challenger_sha256;   /* NULL without a challenger */
+    fraud_outcome outcome;
+    const fraud_reason* reasons;     /* the event's reasons (k >= 1), NULL otherwise */
+    size_t n_reasons;
+    double latency_us;               /* this event's share of the call's time (the call / n) */
+} fraud_decision_record;
+
+/* Receives each decide call's records: records[0 .. n). Everything they point to is valid during
+ * the call only. */
+typedef void (*fraud_decision_fn)(const fraud_decision_record* records, size_t n, void* user_data);
+
+/*
+ * The decide functions call fn once per call with that call's n records (n >= 1), on the calling
+ * thread, after the engine's lock is released (fn may take its own locks, or Python's GIL), before
+ * the call returns. fn must not call this engine's decide functions (refused with
+ * FRAUD_STATUS_INVALID_ARGUMENT) nor its exclusive functions (ingest, label, swaps: they would
+ * store or swap before this call's caller has its results). Keep it short: the caller waits.
+ * fn NULL removes it. The score and explain functions make no records. Safe to call while other
+ * threads score: a call in flight uses the callback it started with.
+ */
+FRAUD_API fraud_status fraud_engine_set_decision_callback(fraud_engine* engine, fraud_decision_fn fn,
+                                                          void* user_data);
+
+/*
+ * A built-in sink for the same records: the file at path (created 0600 if absent) gets one JSON
+ * object a line per decided event, appended (O_APPEND; one write() per call, so records of
+ * concurrent calls never interleave): event_id, time_ms, decided_at_ms, bundle_sha256, score,
+ * decision ("allow", "review", "decline"), rule_hits (the codes of the rules that held), reasons
+ * ([{code, name, contribution, feature, value}]; value null when missing), latency_us and, with a
+ * challenger, challenger_sha256, challenger_score, challenger_decision, challenger_rule_hits.
+ * Concurrent calls' batches land in the order the calls finish (which may differ from the order
+ * they were stored in; time_ms orders events). Scores are written as the shortest decimal that
+ * reads back as the same float. A write that fails never fails the decide call: it is logged and
+ * counted (decision_log_errors). NULL or "" closes the file. FRAUD_STATUS_IO_ERROR when it cannot
+ * be opened (the previous file stays). Safe to call while other threads score.
+ */
+FRAUD_API fraud_status fraud_engine_set_decision_log(fraud_engine* engine, const char* path);
+
+/*
  * Drift (export/BUNDLE.md "drift"). A bundle compiled with a drift reference carries, per model
  * feature and for the served score, bin edges (quantiles of the training rows, plus a bin for
  * missing values) and the training proportion of each bin. The engine bins every event it scores
@@ -483,8 +630,9 @@ FRAUD_API fraud_status fraud_engine_explain_neighbours(const fraud_engine* engin
  * reference:
  *   PSI = sum over bins (a_i - r_i) ln(a_i / r_i), a_i the window's proportion, r_i the reference's,
  *   both floored at 1e-4 (empty bins); the missing bin included.
- * Reading: < 0.1 stable, 0.1 - 0.25 moderate shift, > 0.25 significant shift. A hot swap starts a
- * fresh window against the new bundle's reference. Counting is lock-free and cheap (a few atomic
+ * Reading: < 0.1 stable, 0.1 - 0.25 moderate shift, > 0.25 significant shift. A hot swap (or a
+ * challenger's promotion) starts a fresh window against the new champion's reference; a shadow
+ * challenger's scores are not counted. Counting is lock-free and cheap (a few atomic
  * adds per event); a read racing a score may miss part of that call's events.
  */
 typedef struct fraud_drift {

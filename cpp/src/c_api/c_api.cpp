@@ -317,6 +317,114 @@ fraud_status fraud_engine_score_and_ingest_explain_events(fraud_engine* engine, 
     FRAUD_API_END()
 }
 
+namespace {
+
+// A decide call's outputs and reasons: k = 0 asks for none (their buffers may be NULL).
+libfraud::CallOutputs decide_outputs(const char* what, size_t n, size_t k, float min_score, fraud_outcome* outcomes,
+                                     fraud_reason* reasons_out, size_t* n_reasons_out,
+                                     libfraud::ReasonRequest* request) {
+    if (n > 0 && !outcomes) throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT, std::string(what) + ": outcomes_out is NULL");
+    libfraud::CallOutputs call;
+    call.what = what;
+    call.outcomes = outcomes;
+    if (k > 0) {
+        if (n > 0 && !(reasons_out && n_reasons_out))
+            throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                                       std::string(what) + ": k >= 1 needs reasons_out and n_reasons_out");
+        if (std::isnan(min_score))
+            throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                                       std::string(what) + ": min_score is NaN (0 explains every event)");
+        *request = libfraud::ReasonRequest{k, min_score, reasons_out, n_reasons_out};
+        call.reasons = request;
+    }
+    return call;
+}
+
+}  // namespace
+
+fraud_status fraud_engine_decide_events(const fraud_engine* engine, const fraud_event* events, size_t n, size_t k,
+                                        float min_score, fraud_outcome* outcomes_out, fraud_reason* reasons_out,
+                                        size_t* n_reasons_out) {
+    FRAUD_API_BEGIN()
+    require(engine && (events || n == 0), "fraud_engine_decide_events: NULL argument");
+    libfraud::ReasonRequest request;
+    const libfraud::CallOutputs call = decide_outputs("fraud_engine_decide_events", n, k, min_score, outcomes_out,
+                                                      reasons_out, n_reasons_out, &request);
+    engine->impl->score(events, n, call);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_score_and_ingest_decide_events(fraud_engine* engine, const fraud_event* events, size_t n,
+                                                         size_t k, float min_score, fraud_outcome* outcomes_out,
+                                                         fraud_reason* reasons_out, size_t* n_reasons_out) {
+    FRAUD_API_BEGIN()
+    require(engine && (events || n == 0), "fraud_engine_score_and_ingest_decide_events: NULL argument");
+    libfraud::ReasonRequest request;
+    const libfraud::CallOutputs call = decide_outputs("fraud_engine_score_and_ingest_decide_events", n, k, min_score,
+                                                      outcomes_out, reasons_out, n_reasons_out, &request);
+    engine->impl->score_and_ingest(events, n, call);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_decision_bands(const fraud_engine* engine, double* review_from_out, double* decline_from_out) {
+    FRAUD_API_BEGIN()
+    require(engine != nullptr, "fraud_engine_decision_bands: NULL engine");
+    const auto model = engine->impl->model();
+    if (review_from_out) *review_from_out = model->decision_policy().review_from();
+    if (decline_from_out) *decline_from_out = model->decision_policy().decline_from();
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_rule_count(const fraud_engine* engine, size_t* out) {
+    FRAUD_API_BEGIN()
+    require(engine && out, "fraud_engine_rule_count: NULL argument");
+    *out = engine->impl->model()->decision_policy().rule_count();
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_rule(const fraud_engine* engine, size_t i, int32_t* code_out, const char** name_out,
+                               const char** when_out, int32_t* action_out, int32_t* shadow_out) {
+    FRAUD_API_BEGIN()
+    require(engine != nullptr, "fraud_engine_rule: NULL engine");
+    // The strings live in the model, which the engine keeps until the next swap (documented).
+    const libfraud::DecisionPolicy& policy = engine->impl->model()->decision_policy();
+    if (i >= policy.rule_count())
+        throw libfraud::FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "fraud_engine_rule: rule " + std::to_string(i) +
+                                                                      " of " + std::to_string(policy.rule_count()));
+    const libfraud::Rule& r = policy.rule(i);
+    if (code_out) *code_out = r.code;
+    if (name_out) *name_out = r.name.c_str();
+    if (when_out) *when_out = r.when.c_str();
+    if (action_out) *action_out = static_cast<int32_t>(r.action);
+    if (shadow_out) *shadow_out = r.shadow ? 1 : 0;
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_bundle_sha256(const fraud_engine* engine, const char** champion_out,
+                                        const char** challenger_out) {
+    FRAUD_API_BEGIN()
+    require(engine && champion_out, "fraud_engine_bundle_sha256: NULL argument");
+    const auto serving = engine->impl->serving();
+    *champion_out = serving->champion->manifest_sha256().c_str();
+    if (challenger_out)
+        *challenger_out = serving->challenger ? serving->challenger->model->manifest_sha256().c_str() : nullptr;
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_set_decision_callback(fraud_engine* engine, fraud_decision_fn fn, void* user_data) {
+    FRAUD_API_BEGIN()
+    require(engine != nullptr, "fraud_engine_set_decision_callback: NULL engine");
+    engine->impl->set_decision_callback(fn, user_data);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_set_decision_log(fraud_engine* engine, const char* path) {
+    FRAUD_API_BEGIN()
+    require(engine != nullptr, "fraud_engine_set_decision_log: NULL engine");
+    engine->impl->set_decision_log(path ? path : "");
+    FRAUD_API_END()
+}
+
 fraud_status fraud_engine_explain_neighbours(const fraud_engine* engine, const fraud_event* event, size_t m,
                                              fraud_neighbour* out, size_t* n_out) {
     FRAUD_API_BEGIN()
@@ -397,6 +505,21 @@ fraud_status fraud_engine_swap_bundle(fraud_engine* engine, const char* bundle_d
     FRAUD_API_BEGIN()
     require(engine && bundle_dir, "fraud_engine_swap_bundle: NULL argument");
     engine->impl->swap_bundle(bundle_dir, effective_params(params));
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_set_challenger(fraud_engine* engine, const char* bundle_dir,
+                                         const fraud_engine_params* params) {
+    FRAUD_API_BEGIN()
+    require(engine != nullptr, "fraud_engine_set_challenger: NULL engine");
+    engine->impl->set_challenger(bundle_dir ? bundle_dir : "", effective_params(params));
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_promote_challenger(fraud_engine* engine) {
+    FRAUD_API_BEGIN()
+    require(engine != nullptr, "fraud_engine_promote_challenger: NULL engine");
+    engine->impl->promote_challenger();
     FRAUD_API_END()
 }
 

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <mutex>
+#include <vector>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -62,8 +64,8 @@ StoreConfig store_config(const fraud_engine_params& params) {
 }  // namespace
 
 Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
-    : model_(std::make_shared<const Model>(bundle_dir, params)),
-      store_(model_->store_layout(), store_config(params)),
+    : serving_(std::make_shared<const Serving>(Serving{std::make_shared<const Model>(bundle_dir, params), nullptr})),
+      store_(serving_->champion->store_layout(), store_config(params)),
       payments_layout_(is_payments_layout(store_.schema())) {
     if (params.max_ahead_ms < 0)
         throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
@@ -84,16 +86,24 @@ Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
                                 std::to_string(restored.torn_tail_bytes) + ", corrupt tail bytes quarantined: " +
                                 std::to_string(restored.corrupt_tail_bytes) + ")");
     }
-    log(FRAUD_LOG_INFO, "opened bundle " + bundle_dir + " (GNN backend: " + model_->gnn_backend() + ")");
+    log(FRAUD_LOG_INFO, "opened bundle " + bundle_dir + " (GNN backend: " + serving_->champion->gnn_backend() + ")");
 }
 
 // Caller holds the exclusive lock and has validated the batch. Logged before it is applied, so an
 // acknowledged batch is always on disk; scored one by one when scorer is set (score, then store).
 void Engine::append_validated(const fraud_event* txns, size_t n, const Model* scorer, float* scores,
                               const ReasonRequest* reasons) {
+    ScoreOutputs out;
+    out.scores = scores;
+    out.reasons = reasons;
+    append_scored(txns, n, scorer, out, nullptr);
+}
+
+void Engine::append_scored(const fraud_event* txns, size_t n, const Model* scorer, const ScoreOutputs& out,
+                           ShadowPass* shadow) {
     if (log_) log_->append(txns, n);
     if (scorer) {
-        scorer->score_batch(store_, txns, n, scores, reasons, [&](size_t i) { store_.append(txns[i]); });
+        scorer->score_batch(store_, txns, n, out, [&](size_t i) { store_.append(txns[i]); }, shadow);
     } else {
         for (size_t i = 0; i < n; ++i) store_.append(txns[i]);
     }
@@ -144,10 +154,95 @@ void Engine::ingest(const fraud_event* txns, size_t n) {
     append_validated(txns, n, nullptr, nullptr, nullptr);
 }
 
+namespace {
+
+// A thread's buffers for the outputs a call does not provide (a decide call's scores, decisions,
+// a challenger's) and its decision records: allocated on the thread's largest call only.
+struct CallBuffers {
+    std::vector<float> scores, shadow_scores;
+    std::vector<DecisionPolicy::Outcome> decisions, shadow_decisions;
+    std::vector<fraud_decision_record> records;
+};
+
+CallBuffers& call_buffers() {
+    thread_local CallBuffers b;
+    return b;
+}
+
+template <class T>
+T* room(std::vector<T>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+
+// Set while this thread runs a decision callback: its records live in this thread's buffers, so a
+// decide call from inside it is refused rather than overwriting them.
+thread_local bool t_in_decision_callback = false;
+
+int64_t wall_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+void add_double(std::atomic<double>& a, double v) {
+    double cur = a.load(std::memory_order_relaxed);
+    while (!a.compare_exchange_weak(cur, cur + v, std::memory_order_relaxed)) {
+    }
+}
+
+}  // namespace
+
+// One scoring call: the pair that serves it (kept alive for the whole call, callback included),
+// where the champion's and the challenger's outputs go, checked before anything is scored.
+class Engine::Pass {
+public:
+    Pass(std::shared_ptr<const Serving> serving, size_t n, const CallOutputs& call)
+        : serving(std::move(serving)), call(call) {
+        const Model& champion = *this->serving->champion;
+        if (call.reasons) champion.require_explainer(call.what, true, call.reasons->k);
+        if (call.outcomes && t_in_decision_callback)
+            throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
+                             std::string(call.what) + ": called from inside a decision callback (fraud.h: the "
+                                                      "callback must not call the engine's decide functions)");
+        CallBuffers& b = call_buffers();
+        const Challenger* challenger = this->serving->challenger.get();
+        out.scores = call.scores ? call.scores : room(b.scores, n);
+        out.reasons = call.reasons;
+        if (call.outcomes || challenger) out.decisions = room(b.decisions, n);
+        if (challenger) {
+            shadow.model = challenger->model.get();
+            shadow.out.scores = room(b.shadow_scores, n);
+            shadow.out.decisions = room(b.shadow_decisions, n);
+        }
+    }
+    const Model& champion() const { return *serving->champion; }
+    ShadowPass* shadow_pass() { return shadow.model ? &shadow : nullptr; }
+
+    std::shared_ptr<const Serving> serving;
+    const CallOutputs& call;
+    ScoreOutputs out;
+    ShadowPass shadow;
+};
+
 void Engine::score(const fraud_event* txns, size_t n, float* scores, const ReasonRequest* reasons) const {
+    CallOutputs call;
+    call.what = "fraud_engine_explain_events";
+    call.scores = scores;
+    call.reasons = reasons;
+    score(txns, n, call);
+}
+
+void Engine::score_and_ingest(const fraud_event* txns, size_t n, float* scores, const ReasonRequest* reasons) {
+    CallOutputs call;
+    call.what = "fraud_engine_score_and_ingest_explain_events";
+    call.scores = scores;
+    call.reasons = reasons;
+    score_and_ingest(txns, n, call);
+}
+
+void Engine::score(const fraud_event* txns, size_t n, const CallOutputs& call) const {
     const uint64_t start = now_ns();
-    const std::shared_ptr<const Model> model = this->model();
-    if (reasons) model->require_explainer("fraud_engine_explain_events", true, reasons->k);
+    Pass pass(serving(), n, call);
     try {
         validate_fields(schema(), txns, n);
     } catch (const FraudError& e) {
@@ -156,21 +251,100 @@ void Engine::score(const fraud_event* txns, size_t n, float* scores, const Reaso
     }
     {
         std::shared_lock lock(mutex_);
-        model->score_batch(store_, txns, n, scores, reasons, {});
+        pass.champion().score_batch(store_, txns, n, pass.out, {}, pass.shadow_pass());
     }
-    count_scored(n, now_ns() - start);
+    finish_call(pass, txns, n, now_ns() - start);
 }
 
-void Engine::score_and_ingest(const fraud_event* txns, size_t n, float* scores, const ReasonRequest* reasons) {
+void Engine::score_and_ingest(const fraud_event* txns, size_t n, const CallOutputs& call) {
     const uint64_t start = now_ns();
-    const std::shared_ptr<const Model> model = this->model();
-    if (reasons) model->require_explainer("fraud_engine_score_and_ingest_explain_events", true, reasons->k);
+    Pass pass(serving(), n, call);
     {
         std::unique_lock lock(mutex_);
         validate_append(txns, n);
-        append_validated(txns, n, model.get(), scores, reasons);
+        append_scored(txns, n, &pass.champion(), pass.out, pass.shadow_pass());
     }
-    count_scored(n, now_ns() - start);
+    finish_call(pass, txns, n, now_ns() - start);
+}
+
+// After the lock: the counters, the challenger's comparison, the outcomes and, for a decide call,
+// its records to the sinks.
+void Engine::finish_call(Pass& pass, const fraud_event* txns, size_t n, uint64_t ns) const {
+    count_scored(n, ns);
+    if (n == 0) return;
+    const ScoreOutputs& out = pass.out;
+    const ShadowPass& shadow = pass.shadow;
+    Challenger* challenger = pass.serving->challenger.get();
+    if (challenger) {
+        if (!shadow.error.empty()) {
+            challenger->failures.fetch_add(1, std::memory_order_relaxed);
+            log(FRAUD_LOG_ERROR, "challenger " + shadow.model->bundle_dir() + " failed (its scores are NaN for "
+                                 "this call; the champion's are served): " + shadow.error);
+        }
+        uint64_t scored = 0, differ = 0;
+        double diff = 0.0;
+        for (size_t i = 0; i < n; ++i) {
+            const float c = shadow.out.scores[i];
+            if (std::isnan(c)) continue;
+            ++scored;
+            diff += std::fabs(static_cast<double>(out.scores[i]) - c);
+            differ += out.decisions[i].decision != shadow.out.decisions[i].decision;
+        }
+        challenger->scored.fetch_add(scored, std::memory_order_relaxed);
+        challenger->disagreements.fetch_add(differ, std::memory_order_relaxed);
+        add_double(challenger->abs_diff_sum, diff);
+        challenger->latency.record(shadow.elapsed_ns / n);
+    }
+    const CallOutputs& call = pass.call;
+    if (!call.outcomes) return;
+    for (size_t i = 0; i < n; ++i) {
+        fraud_outcome& o = call.outcomes[i];
+        o.score = out.scores[i];
+        o.decision = static_cast<int32_t>(out.decisions[i].decision);
+        o.rule_hits = out.decisions[i].rule_hits;
+        const bool shadowed = challenger != nullptr;
+        o.challenger_score = shadowed ? shadow.out.scores[i] : std::numeric_limits<float>::quiet_NaN();
+        o.challenger_decision = shadowed ? static_cast<int32_t>(shadow.out.decisions[i].decision) : -1;
+        o.challenger_rule_hits = shadowed ? shadow.out.decisions[i].rule_hits : 0;
+        if (shadowed && std::isnan(o.challenger_score)) o.challenger_decision = -1;  // it failed
+    }
+    const std::shared_ptr<const DecisionSinks> sinks = std::atomic_load(&sinks_);
+    if (!sinks || (!sinks->fn && !sinks->log)) return;
+    fraud_decision_record* records = room(call_buffers().records, n);
+    const int64_t decided_at = wall_ms();
+    const char* champion_sha = pass.champion().manifest_sha256().c_str();
+    const char* challenger_sha = challenger ? challenger->model->manifest_sha256().c_str() : nullptr;
+    const double latency_us = static_cast<double>(ns) / 1e3 / static_cast<double>(n);
+    for (size_t i = 0; i < n; ++i) {
+        fraud_decision_record& r = records[i];
+        r.event_id = txns[i].event_id;
+        r.time_ms = txns[i].time_ms;
+        r.decided_at_ms = decided_at;
+        r.bundle_sha256 = champion_sha;
+        r.challenger_sha256 = challenger_sha;
+        r.outcome = call.outcomes[i];
+        const ReasonRequest* reasons = call.reasons;
+        r.n_reasons = reasons ? reasons->counts[i] : 0;
+        r.reasons = reasons ? reasons->reasons + i * reasons->k : nullptr;
+        r.latency_us = latency_us;
+    }
+    decision_records_.fetch_add(n, std::memory_order_relaxed);
+    if (sinks->log) {
+        std::string error;
+        if (!sinks->log->write(records, n, pass.champion(), challenger ? challenger->model.get() : nullptr, &error)) {
+            decision_log_errors_.fetch_add(1, std::memory_order_relaxed);
+            log(FRAUD_LOG_ERROR, error);
+        }
+    }
+    if (sinks->fn) {
+        t_in_decision_callback = true;
+        try {
+            sinks->fn(records, n, sinks->user_data);
+        } catch (...) {  // a C callback cannot throw; a C++ one must not fail a decision already served
+            log(FRAUD_LOG_ERROR, "the decision callback threw; its exception was dropped");
+        }
+        t_in_decision_callback = false;
+    }
 }
 
 void Engine::features(const fraud_event* txns, size_t n, float* rows) const {
@@ -235,10 +409,74 @@ void Engine::swap_bundle(const std::string& bundle_dir, const fraud_engine_param
         log(FRAUD_LOG_ERROR, std::string("bundle swap refused, the old bundle keeps serving: ") + e.what());
         throw;
     }
-    std::shared_ptr<const Model> old = std::atomic_exchange(&model_, fresh);
+    std::shared_ptr<const Model> old;
+    {
+        std::lock_guard<std::mutex> control(control_);
+        const std::shared_ptr<const Serving> current = serving();
+        old = current->champion;
+        std::atomic_store(&serving_, std::make_shared<const Serving>(Serving{fresh, current->challenger}));
+    }
     swaps_.fetch_add(1, std::memory_order_relaxed);
     log(FRAUD_LOG_INFO, "bundle swapped: " + old->bundle_dir() + " -> " + bundle_dir +
                             " (GNN backend: " + fresh->gnn_backend() + ")");
+}
+
+void Engine::set_challenger(const std::string& bundle_dir, const fraud_engine_params& params) {
+    std::shared_ptr<Challenger> next;
+    if (!bundle_dir.empty()) {
+        try {
+            // As a swap: verified and loaded here, off the hot path, and it must serve from this store.
+            fraud_engine_params model_params = params;
+            if (model_params.drift_window_events == 0) model_params.drift_window_events = drift_window_events_;
+            next = std::make_shared<Challenger>(std::make_shared<const Model>(bundle_dir, model_params, &store_.layout()));
+        } catch (const FraudError& e) {
+            log(FRAUD_LOG_ERROR, std::string("challenger refused, the engine is as it was: ") + e.what());
+            throw;
+        }
+    }
+    {
+        std::lock_guard<std::mutex> control(control_);
+        const std::shared_ptr<const Serving> current = serving();
+        std::atomic_store(&serving_, std::make_shared<const Serving>(Serving{current->champion, next}));
+    }
+    log(FRAUD_LOG_INFO, next ? "challenger set: " + bundle_dir + " (GNN backend: " + next->model->gnn_backend() + ")"
+                             : std::string("challenger cleared"));
+}
+
+void Engine::promote_challenger() {
+    std::string from, to;
+    {
+        std::lock_guard<std::mutex> control(control_);
+        const std::shared_ptr<const Serving> current = serving();
+        if (!current->challenger)
+            throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT, "fraud_engine_promote_challenger: no challenger is set");
+        from = current->champion->bundle_dir();
+        to = current->challenger->model->bundle_dir();
+        std::atomic_store(&serving_, std::make_shared<const Serving>(Serving{current->challenger->model, nullptr}));
+    }
+    swaps_.fetch_add(1, std::memory_order_relaxed);
+    log(FRAUD_LOG_INFO, "challenger promoted: " + from + " -> " + to);
+}
+
+void Engine::replace_sinks(const std::function<void(DecisionSinks&)>& change) {
+    std::lock_guard<std::mutex> control(control_);
+    const std::shared_ptr<const DecisionSinks> current = std::atomic_load(&sinks_);
+    auto next = std::make_shared<DecisionSinks>(current ? *current : DecisionSinks{});
+    change(*next);
+    std::atomic_store(&sinks_, std::shared_ptr<const DecisionSinks>(std::move(next)));
+}
+
+void Engine::set_decision_callback(fraud_decision_fn fn, void* user_data) {
+    replace_sinks([&](DecisionSinks& s) {
+        s.fn = fn;
+        s.user_data = fn ? user_data : nullptr;
+    });
+}
+
+void Engine::set_decision_log(const std::string& path) {
+    std::shared_ptr<DecisionLog> file = path.empty() ? nullptr : std::make_shared<DecisionLog>(path);
+    replace_sinks([&](DecisionSinks& s) { s.log = file; });
+    log(FRAUD_LOG_INFO, file ? "decision log: " + path : std::string("decision log closed"));
 }
 
 void Engine::snapshot() {
@@ -270,9 +508,23 @@ void Engine::stats(fraud_engine_stats* out) const {
     const auto p = latency_.percentiles_us();
     s.latency_p50_us = p[0];
     s.latency_p99_us = p[1];
-    const std::shared_ptr<const Model> serving = model();
-    std::strncpy(s.gnn_backend, serving->gnn_backend().c_str(), sizeof s.gnn_backend - 1);
-    fill_drift_stats(serving->drift(), s);
+    const std::shared_ptr<const Serving> serving = this->serving();
+    std::strncpy(s.gnn_backend, serving->champion->gnn_backend().c_str(), sizeof s.gnn_backend - 1);
+    if (const Challenger* c = serving->challenger.get()) {
+        s.challenger_set = 1;
+        s.challenger_scored = c->scored.load();
+        s.challenger_decision_disagreements = c->disagreements.load();
+        s.challenger_score_abs_diff_sum = c->abs_diff_sum.load();
+        s.challenger_score_abs_diff_mean =
+            s.challenger_scored ? s.challenger_score_abs_diff_sum / static_cast<double>(s.challenger_scored) : 0.0;
+        const auto q = c->latency.percentiles_us();
+        s.challenger_latency_p50_us = q[0];
+        s.challenger_latency_p99_us = q[1];
+        s.challenger_failures = c->failures.load();
+    }
+    s.decision_records = decision_records_.load();
+    s.decision_log_errors = decision_log_errors_.load();
+    fill_drift_stats(serving->champion->drift(), s);
     // An older caller's smaller struct gets the fields it knows.
     std::memcpy(out, &s, std::min<size_t>(out->struct_size, sizeof s));
 }

@@ -1,12 +1,15 @@
 #include "engine/model.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <utility>
 
 #include "common/error.h"
 #include "common/log.h"
+#include "engine/sha256.h"
 
 namespace libfraud {
 namespace {
@@ -135,8 +138,15 @@ std::unique_ptr<GnnStage> load_gnn(const Manifest& manifest, const Schema& schem
 
 constexpr size_t kDefaultExplainTableBytes = size_t{256} << 20;  // fraud.h explain_table_bytes
 
+double logit(float p) {
+    const double q = p;
+    return std::log(q / (1.0 - q));
+}
+
+}  // namespace
+
 // Per-thread scratch: the scoring path allocates only on a thread's first calls.
-struct Scratch {
+struct ModelScratch {
     std::vector<float> row, masked_row;
     std::vector<float> target_x, ent1_x, ent1_mask, txn2_x, txn2_mask, ent3_x, ent3_mask;
     std::vector<int64_t> txn2_id;
@@ -175,14 +185,13 @@ struct Scratch {
     }
 };
 
-double logit(float p) {
-    const double q = p;
-    return std::log(q / (1.0 - q));
-}
+namespace {
 
-Scratch& scratch() {
-    thread_local Scratch s;
-    return s;
+// A thread's scratch for the model in `role` of a pass (0: the one served, 1: a shadow scored
+// alongside it): allocated on a thread's first calls only.
+ModelScratch& scratch(int role = 0) {
+    thread_local ModelScratch s[2];
+    return s[role];
 }
 
 }  // namespace
@@ -196,7 +205,8 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, c
     : manifest_(verified_manifest(bundle_dir, params.trusted_public_key_path)),
       schema_(parse_schema_json(manifest_.schema_json, "manifest.json: ")),
       features_(checked_features(manifest_, schema_)),
-      layout_(features_.store_layout()) {
+      layout_(features_.store_layout()),
+      manifest_sha256_(sha256_hex(manifest_.text)) {
     if (store) layout_ = *store;
     features_.bind(layout_);
     // Rules name features and fields: resolved before any artifact is loaded.
@@ -274,7 +284,7 @@ void Model::run_gnn(const NeighbourhoodBuffers& buffers, float* gnn_out) const {
 void Model::row(const TemporalStore& store, const fraud_event& txn, float* row) const {
     features_.compute(store, txn, row);
     if (!gnn_) return;
-    Scratch& s = scratch();
+    ModelScratch& s = scratch();
     const NeighbourhoodShape shape = gnn_->sampler.shape();
     s.fit(num_features(), &shape);
     const NeighbourhoodBuffers buffers = s.buffers(false);
@@ -288,7 +298,7 @@ size_t Model::neighbours(const TemporalStore& store, const fraud_event& event, s
         throw FraudError(FRAUD_STATUS_NO_EXPLANATION,
                          "fraud_engine_explain_neighbours: bundle " + bundle_dir() +
                              " has no GNN stage, so no sampled neighbours to explain");
-    Scratch& s = scratch();
+    ModelScratch& s = scratch();
     const NeighbourhoodShape shape = gnn_->sampler.shape();
     s.fit(num_features(), &shape);
     if (s.masked_row.size() < num_features()) s.masked_row.resize(num_features());
@@ -337,36 +347,91 @@ float Model::finish_score(float p, const float* row, const ReasonRequest* reason
 
 void Model::score_batch(const TemporalStore& store, const fraud_event* events, size_t n, float* scores,
                         const ReasonRequest* reasons, const std::function<void(size_t)>& after_each) const {
-    // A block's rows and neighbourhoods stay in L2 (~4 KB of neighbourhood an event at fanout 10).
-    constexpr size_t kBlock = 64;
-    Scratch& s = scratch();
-    const size_t F = num_features();
-    const size_t P = features_.size();
+    ScoreOutputs out;
+    out.scores = scores;
+    out.reasons = reasons;
+    score_batch(store, events, n, out, after_each, nullptr);
+}
+
+void Model::fit_scratch(ModelScratch& s, size_t count) const {
     NeighbourhoodShape shape{};
     if (gnn_) shape = gnn_->sampler.shape();
-    const size_t D = gnn_ ? gnn_->embedding_dim : 0;
-    s.fit(F, gnn_ ? &shape : nullptr, std::min(n, kBlock), D);
-    const NeighbourhoodBuffers buffers = gnn_ ? s.buffers(false) : NeighbourhoodBuffers{};
+    s.fit(num_features(), gnn_ ? &shape : nullptr, count, gnn_ ? gnn_->embedding_dim : 0);
+}
+
+void Model::stage(const TemporalStore& store, const fraud_event& event, ModelScratch& s, size_t j) const {
+    features_.compute(store, event, s.row.data() + j * num_features());
+    if (gnn_) gnn_->sampler.sample(store, event, s.buffers(false), j);
+}
+
+void Model::finish_block(ModelScratch& s, const fraud_event* events, size_t start, size_t m,
+                         const ScoreOutputs& out) const {
+    const size_t F = num_features();
+    float* rows = s.row.data();
+    if (gnn_) {
+        const size_t P = features_.size(), D = gnn_->embedding_dim;
+        run_gnn(s.buffers(false), m, s.logits.data(), s.embeddings.data());
+        for (size_t j = 0; j < m; ++j) {  // [logit, embedding...] after the features
+            float* o = rows + j * F + P;
+            o[0] = s.logits[j];
+            std::copy(s.embeddings.data() + j * D, s.embeddings.data() + (j + 1) * D, o + 1);
+        }
+    }
+    float* scores = out.scores + start;
+    trees_->predict_rows(rows, m, scores);
+    for (size_t j = 0; j < m; ++j) {
+        scores[j] = finish_score(scores[j], rows + j * F, out.reasons, start + j);
+        if (out.decisions) out.decisions[start + j] = decision_.decide(rows + j * F, events[start + j], scores[j]);
+    }
+}
+
+namespace {
+
+uint64_t steady_ns() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
+}
+
+}  // namespace
+
+void Model::score_batch(const TemporalStore& store, const fraud_event* events, size_t n, const ScoreOutputs& out,
+                        const std::function<void(size_t)>& after_each, ShadowPass* shadow) const {
+    // A block's rows and neighbourhoods stay in L2 (~4 KB of neighbourhood an event at fanout 10).
+    constexpr size_t kBlock = 64;
+    ModelScratch& s = scratch(0);
+    fit_scratch(s, std::min(n, kBlock));
+    const Model* other = shadow ? shadow->model : nullptr;
+    ModelScratch* t = other ? &scratch(1) : nullptr;
+    if (other) other->fit_scratch(*t, std::min(n, kBlock));
     for (size_t start = 0; start < n; start += kBlock) {
         const size_t m = std::min(kBlock, n - start);
-        float* rows = s.row.data();
         for (size_t j = 0; j < m; ++j) {
             const fraud_event& ev = events[start + j];
-            features_.compute(store, ev, rows + j * F);
-            if (gnn_) gnn_->sampler.sample(store, ev, buffers, j);
+            stage(store, ev, s, j);
+            if (other) {
+                const uint64_t t0 = steady_ns();
+                other->stage(store, ev, *t, j);
+                shadow->elapsed_ns += steady_ns() - t0;
+            }
             if (after_each) after_each(start + j);
         }
-        if (gnn_) {
-            run_gnn(buffers, m, s.logits.data(), s.embeddings.data());
-            for (size_t j = 0; j < m; ++j) {  // [logit, embedding...] after the features
-                float* out = rows + j * F + P;
-                out[0] = s.logits[j];
-                std::copy(s.embeddings.data() + j * D, s.embeddings.data() + (j + 1) * D, out + 1);
+        finish_block(s, events, start, m, out);
+        if (drift_) drift_->record(s.row.data(), num_features(), m, out.scores + start);  // the champion's traffic
+        if (other) {
+            const uint64_t t0 = steady_ns();
+            try {
+                other->finish_block(*t, events, start, m, shadow->out);
+            } catch (const std::exception& e) {
+                shadow->error = e.what();
+                other = nullptr;
+                for (size_t i = start; i < n; ++i) {  // this block and the rest: not scored
+                    shadow->out.scores[i] = std::numeric_limits<float>::quiet_NaN();
+                    if (shadow->out.decisions) shadow->out.decisions[i] = DecisionPolicy::Outcome{};
+                }
             }
+            shadow->elapsed_ns += steady_ns() - t0;
         }
-        trees_->predict_rows(rows, m, scores + start);
-        for (size_t j = 0; j < m; ++j) scores[start + j] = finish_score(scores[start + j], rows + j * F, reasons, start + j);
-        if (drift_) drift_->record(rows, F, m, scores + start);
     }
 }
 

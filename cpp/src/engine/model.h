@@ -2,6 +2,7 @@
 // so requests in flight keep using it (by shared_ptr) while a hot swap installs the next one.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,6 +29,30 @@ struct ReasonRequest {
     fraud_reason* reasons = nullptr;
     size_t* counts = nullptr;
 };
+
+// Where one model's pass writes (Model::score_batch): the served scores and, on request, reasons
+// and the decision policy's outcome, all from the row each score came from.
+struct ScoreOutputs {
+    float* scores = nullptr;                       // [n]
+    const ReasonRequest* reasons = nullptr;        // null: no reasons
+    DecisionPolicy::Outcome* decisions = nullptr;  // [n]; null: no decisions
+};
+
+class Model;
+
+// A second model scored in the same pass as the first (a shadow challenger): event i is scored by
+// both against the same store state; its own working memory, so neither overwrites the other's
+// rows mid-block. elapsed_ns: the time its share of the pass took (added to).
+// A shadow that throws (a GNN backend's run) never fails the pass: its scores for the rest of the
+// pass are NaN, its decisions Allow, and `error` says what happened.
+struct ShadowPass {
+    const Model* model = nullptr;
+    ScoreOutputs out;
+    uint64_t elapsed_ns = 0;
+    std::string error;  // empty: no failure
+};
+
+struct ModelScratch;  // a thread's buffers for one model's pass (model.cpp)
 
 // The GNN stage: sample the neighbourhood, run the backend, append [logit, embedding] to the row.
 struct GnnStage {
@@ -74,6 +99,12 @@ public:
     // backends whose rows do not depend on the batch (native; the trees always).
     void score_batch(const TemporalStore& store, const fraud_event* events, size_t n, float* scores,
                      const ReasonRequest* reasons, const std::function<void(size_t)>& after_each) const;
+    // The same pass writing `out`, with `shadow` (when set) scored event by event alongside: its
+    // event i sees the store exactly as this model's does (before after_each(i)).
+    void score_batch(const TemporalStore& store, const fraud_event* events, size_t n, const ScoreOutputs& out,
+                     const std::function<void(size_t)>& after_each, ShadowPass* shadow = nullptr) const;
+    // Lower-case hex SHA-256 of manifest.json's bytes (computed once at load): which bundle decided.
+    const std::string& manifest_sha256() const { return manifest_sha256_; }
 
     // The sampled neighbours that raised the score most (fraud.h fraud_engine_explain_neighbours):
     // each left out once, the GNN and trees rerun; up to m, largest log-odds fall first. The caller
@@ -97,6 +128,12 @@ private:
     void run_gnn(const NeighbourhoodBuffers& buffers, size_t batch, float* logits, float* embeddings) const;
     void run_gnn(const NeighbourhoodBuffers& buffers, float* gnn_out) const;
     float finish_score(float p, const float* row, const ReasonRequest* reasons, size_t index) const;
+    // A pass in three steps, so that two models can share one: room for `count` events; event j's
+    // row and neighbourhood into slot j; then the GNN, trees and outputs for the block's m events.
+    void fit_scratch(ModelScratch& s, size_t count) const;
+    void stage(const TemporalStore& store, const fraud_event& event, ModelScratch& s, size_t j) const;
+    void finish_block(ModelScratch& s, const fraud_event* events, size_t start, size_t m,
+                      const ScoreOutputs& out) const;
 
     Manifest manifest_;
     Schema schema_;
@@ -107,6 +144,7 @@ private:
     std::unique_ptr<TreePredictor> trees_;
     std::unique_ptr<Explainer> explainer_;
     DecisionPolicy decision_;
+    std::string manifest_sha256_;
     std::unique_ptr<DriftMonitor> drift_;
 };
 

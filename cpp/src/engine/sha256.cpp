@@ -12,10 +12,40 @@
 
 namespace libfraud {
 
-std::string sha256_fd_hex(int fd, const std::string& name) {
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+namespace {
+
+using Context = std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)>;
+
+Context sha256_context() {
+    Context ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
     if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
         throw FraudError(FRAUD_STATUS_INTERNAL, "OpenSSL: cannot initialise SHA-256");
+    return ctx;
+}
+
+std::string hex_digest(EVP_MD_CTX* ctx) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    EVP_DigestFinal_ex(ctx, digest, &length);
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned int i = 0; i < length; ++i) {
+        out.push_back(hex[digest[i] >> 4]);
+        out.push_back(hex[digest[i] & 15]);
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string sha256_hex(const std::string& bytes) {
+    Context ctx = sha256_context();
+    EVP_DigestUpdate(ctx.get(), bytes.data(), bytes.size());
+    return hex_digest(ctx.get());
+}
+
+std::string sha256_fd_hex(int fd, const std::string& name) {
+    Context ctx = sha256_context();
     char buffer[1 << 16];
     off_t offset = 0;
     for (;;) {
@@ -26,16 +56,7 @@ std::string sha256_fd_hex(int fd, const std::string& name) {
         EVP_DigestUpdate(ctx.get(), buffer, static_cast<size_t>(got));
         offset += got;
     }
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    EVP_DigestFinal_ex(ctx.get(), digest, &length);
-    static const char* hex = "0123456789abcdef";
-    std::string out;
-    for (unsigned int i = 0; i < length; ++i) {
-        out.push_back(hex[digest[i] >> 4]);
-        out.push_back(hex[digest[i] & 15]);
-    }
-    return out;
+    return hex_digest(ctx.get());
 }
 
 std::string sha256_file_hex(const std::string& path) {

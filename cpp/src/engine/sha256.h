@@ -12,4 +12,7 @@ std::string sha256_file_hex(const std::string& path);
 // descriptor's offset is left alone). `name` is for messages. Throws FraudError(IO_ERROR).
 std::string sha256_fd_hex(int fd, const std::string& name);
 
+// Lower-case hex SHA-256 of bytes in memory (a manifest's text, as read).
+std::string sha256_hex(const std::string& bytes);
+
 }  // namespace libfraud
