@@ -58,7 +58,7 @@ REQUIRED_KEYS = (
     "threshold", "threshold_rule", "artifacts", "parity", "metrics", "tools",
 )
 # Optional sections build_bundle writes itself (extra may not set them).
-OPTIONAL_KEYS = ("calibration", "explanation", "decision")
+OPTIONAL_KEYS = ("calibration", "explanation", "decision", "drift")
 # The model's provenance (build_bundle's ``provenance``), written into the manifest's `model`.
 PROVENANCE_KEYS = ("name", "version", "data_fingerprint", "source_revision", "created_utc")
 SERVED_CHECK_ROWS = 4096  # held-out rows the core scores before a bundle is moved into place
@@ -404,6 +404,8 @@ def build_bundle(
     missing_value: float | None = None,
     source: str | None = None,
     decision: Mapping | None = None,
+    drift_reference=None,
+    drift_reference_info: Mapping | None = None,
 ) -> Path:
     """Compile ``booster`` and write the bundle directory ``out_dir``; return its path.
 
@@ -454,6 +456,13 @@ def build_bundle(
     compiled by the core against ``feature_names`` and ``schema`` before anything else is compiled
     (ValueError with the core's message naming the rule); ``version`` defaults to 1. It never
     changes a score.
+
+    ``drift_reference`` (optional; BUNDLE.md "drift"): reference feature rows [n, F] in the model's
+    order (a seeded sample of the training rows; at most 100,000 kept). The bundle then carries,
+    per feature and for the score, quantile bin edges and the rows' proportion in each bin; the
+    score's are of the core's own served (calibrated) scores of those rows. ``drift_reference_info``
+    says what the rows are (e.g. ``{"source": "training", "from_utc": ..., "to_utc": ...}``),
+    written into the section's ``computed_on``.
     """
     booster, missing = _unwrap_estimator(booster, missing_value)
     out = Path(out_dir).absolute()
@@ -573,6 +582,8 @@ def build_bundle(
             "tools": _tool_versions(compiled.compiler),
             **extra,
         }
+        if drift_reference is not None:
+            manifest["drift"] = _drift(tmp, manifest, names, drift_reference, drift_reference_info, missing)
         text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
         if sign_key is not None:  # before the manifest: a manifest still means a whole bundle
             from .sign import sign_manifest_bytes, write_signature
@@ -588,6 +599,30 @@ def build_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _drift(tmp: Path, manifest: dict, names: list[str], rows, info: Mapping | None, missing: float) -> dict:
+    """The `drift` section: the reference rows' bins, and their scores as the core serves them (the
+    bundle so far opened in the core, unsigned and without the section, to score them)."""
+    import numpy as np
+
+    from libfraud import _core
+
+    from .drift import drift_section, sample_rows, with_missing_as_nan
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[1] != len(names):
+        raise ValueError(f"drift_reference must be rows [n, {len(names)}] in the model's feature order, "
+                         f"got shape {rows.shape}")
+    rows = np.ascontiguousarray(with_missing_as_nan(sample_rows(rows), missing))
+    with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
+        f.write(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+    try:
+        scores = _core.Engine(str(tmp)).score_features(rows)
+    except Exception as e:  # noqa: BLE001 - the core's reason, named
+        raise BundleError(f"the core could not score the drift reference rows: {e}") from e
+    finally:
+        (tmp / MANIFEST).unlink()
+    return drift_section(names, rows, scores, info)
 
 
 GNN_KINDS = {"native": "gnn/model.lfnative", "aoti": "gnn/model.aoti.pt2", "torchscript": "gnn/model.ts.pt"}
@@ -746,6 +781,15 @@ def verify_bundle(path: str | os.PathLike) -> list[str]:
                            manifest.get("schema") or {}, threshold if isinstance(threshold, (int, float)) else 0.5)
         except ValueError as e:
             problems.append(str(e))
+    if "drift" in manifest and isinstance(order, list):
+        import numpy as np
+
+        from libfraud import _core
+        try:  # the core's own checks of the section (BUNDLE.md "drift"), on no rows
+            _core.drift_psi(json.dumps(manifest["drift"]), [str(n) for n in order],
+                            np.empty((0, len(order)), np.float32), np.empty(0, np.float32))
+        except _core.FraudError as e:
+            problems.append(f"drift: {e}")
     if isinstance(model, dict) and any(k in model for k in PROVENANCE_KEYS):
         try:
             check_provenance({k: model[k] for k in PROVENANCE_KEYS if k in model})

@@ -220,3 +220,27 @@ def test_cli_gives_the_demo_bundles_reasons(small_demo, tmp_path):
     np.testing.assert_allclose(frame["score"], expected["score"], rtol=1e-6)
     np.testing.assert_array_equal(frame["reason_1_code"], expected["reason_1_code"])
     assert frame["reason_1_code"].gt(0).any()
+
+
+def test_drift_covers_the_gnn_outputs_and_matches_the_cores_pure_function(small_demo):
+    # The demo compiles through `libfraud compile`: its bundle carries the training sample's
+    # reference, GNN outputs included; the monitor's PSI equals drift_psi on the served rows.
+    from libfraud import _core
+    _, out = small_demo
+    history, live = _live(out)
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    section = manifest["drift"]
+    assert [f["name"] for f in section["features"]] == manifest["features"]["order"]
+    assert section["computed_on"]["source"] == "training"
+    part = live.iloc[:500]
+    scorer = Scorer(out / "bundle")
+    scorer.ingest(history)
+    scorer.score_and_ingest(part)
+    drift = scorer.drift().set_index("feature")
+    assert (drift["window_events"] == len(part)).all() and drift["psi"].notna().all()
+    reread = Scorer(out / "bundle")
+    reread.ingest(pd.concat([history, part]))
+    rows = np.ascontiguousarray(reread.features(part).to_numpy(dtype=np.float32))
+    pure = _core.drift_psi(json.dumps(section), reread.feature_names, rows, reread.score(part))
+    np.testing.assert_allclose(drift.loc[reread.feature_names, "psi"], pure["feature_psi"], rtol=1e-9, atol=1e-12)
+    assert drift.loc["score", "psi"] == pytest.approx(pure["score_psi"], rel=1e-9)

@@ -171,3 +171,13 @@ def test_a_misspelt_config_key_is_named(run, tmp_path, capsys):
     out = tmp_path / "never"
     assert main(["-q", "train", str(data), "--config", str(config), "--out", str(out), "--no-track"]) == 2
     assert "'calibraton'" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_bundle_carries_the_drift_reference_of_the_training_period(run):
+    root, data, model, bundle, store = run
+    periods = json.loads((model / "training.json").read_text())["periods"]
+    drift = json.loads((bundle / "manifest.json").read_text())["drift"]
+    ref = drift["computed_on"]
+    assert ref["source"] == "training" and ref["rows"] == len(np.load(model / "reference_X.npy")) > 0
+    assert periods["train_start"][:10] <= ref["from_utc"][:10] <= ref["to_utc"][:10] < periods["test_start"][:10]
+    assert [f["name"] for f in drift["features"]] == json.loads((bundle / "manifest.json").read_text())["features"]["order"]

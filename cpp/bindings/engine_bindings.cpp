@@ -30,7 +30,8 @@ public:
     PyEngine(const std::string& bundle_dir, int64_t expected_transactions, const std::string& gnn_backend,
              const std::string& plugin_dir, const std::string& state_dir, bool fsync_every_ingest,
              int64_t retention_ms, uint32_t max_history_per_entity, const std::string& trusted_public_key,
-             uint64_t explain_table_bytes, int64_t max_ahead_ms, bool quarantine_corrupt_log_tail) {
+             uint64_t explain_table_bytes, int64_t max_ahead_ms, bool quarantine_corrupt_log_tail,
+             uint64_t drift_window_events) {
         fraud_engine_params params = fraud_engine_default_params();
         params.expected_transactions = expected_transactions;
         params.gnn_backend = gnn_backend.c_str();
@@ -43,6 +44,7 @@ public:
         params.explain_table_bytes = explain_table_bytes;
         params.max_ahead_ms = max_ahead_ms;
         params.quarantine_corrupt_log_tail = quarantine_corrupt_log_tail ? 1 : 0;
+        params.drift_window_events = drift_window_events;
         fraud_engine* raw = nullptr;
         check(fraud_engine_open(bundle_dir.c_str(), &params, &raw));
         engine_.reset(raw);
@@ -495,7 +497,25 @@ public:
         d["challenger_failures"] = s.challenger_failures;
         d["decision_records"] = s.decision_records;
         d["decision_log_errors"] = s.decision_log_errors;
+        d["drift_window_events"] = s.drift_window_events;
+        d["drift_score_psi"] = s.drift_score_psi;
+        d["drift_max_feature_psi"] = s.drift_max_feature_psi;
+        d["drift_max_feature"] = s.drift_max_feature;
         return d;
+    }
+
+    // fraud_engine_drift: (feature[F + 1] (-1: the score), psi[F + 1], window_events).
+    py::tuple drift() const {
+        std::vector<fraud_drift> entries(num_features() + 1);
+        size_t n = 0;
+        check(fraud_engine_drift(engine_.get(), entries.data(), entries.size(), &n));
+        py::array_t<int32_t> feature(static_cast<py::ssize_t>(n));
+        py::array_t<double> psi(static_cast<py::ssize_t>(n));
+        for (size_t i = 0; i < n; ++i) {
+            feature.mutable_data()[i] = entries[i].feature;
+            psi.mutable_data()[i] = entries[i].psi;
+        }
+        return py::make_tuple(feature, psi, n ? entries[0].window_events : 0);
     }
 
     py::tuple store_size() const {
@@ -521,12 +541,12 @@ private:
 void bind_engine(py::module_& m) {
     py::class_<PyEngine>(m, "Engine", "A loaded bundle with its temporal store (the C API's fraud_engine).")
         .def(py::init<const std::string&, int64_t, const std::string&, const std::string&, const std::string&, bool,
-                      int64_t, uint32_t, const std::string&, uint64_t, int64_t, bool>(),
+                      int64_t, uint32_t, const std::string&, uint64_t, int64_t, bool, uint64_t>(),
              py::arg("bundle_dir"), py::arg("expected_transactions") = 0, py::arg("gnn_backend") = "",
              py::arg("plugin_dir") = "", py::arg("state_dir") = "", py::arg("fsync_every_ingest") = false,
              py::arg("retention_ms") = 0, py::arg("max_history_per_entity") = 0, py::arg("trusted_public_key") = "",
              py::arg("explain_table_bytes") = 0, py::arg("max_ahead_ms") = 0,
-             py::arg("quarantine_corrupt_log_tail") = false)
+             py::arg("quarantine_corrupt_log_tail") = false, py::arg("drift_window_events") = 0)
         .def_property_readonly("gnn_backend", &PyEngine::gnn_backend)
         .def_property_readonly("num_features", &PyEngine::num_features)
         .def_property_readonly("feature_names", &PyEngine::feature_names)
@@ -583,7 +603,8 @@ void bind_engine(py::module_& m) {
         .def("set_decision_callback", &PyEngine::set_decision_callback, py::arg("fn"),
              "fn(records: list[dict]) once per decide call; None removes it")
         .def("snapshot", &PyEngine::snapshot)
-        .def("stats", &PyEngine::stats);
+        .def("stats", &PyEngine::stats)
+        .def("drift", &PyEngine::drift, "(feature, psi, window_events) of fraud_engine_drift; feature -1: the score");
 
     // Log messages go to a Python callable (level: int, message: str), called with the GIL held.
     m.def("set_log_callback", [](py::object fn, int min_level) {

@@ -13,6 +13,7 @@ void bind_sampler(py::module_& m);
 void bind_gnn(py::module_& m);
 void bind_explain(py::module_& m);
 void bind_decision(py::module_& m);
+void bind_drift(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "libfraud's C++ core: temporal store, features, compiled trees, engine";
@@ -39,4 +40,5 @@ PYBIND11_MODULE(_core, m) {
     bind_engine(m);
     bind_explain(m);
     bind_decision(m);
+    bind_drift(m);
 }

@@ -199,6 +199,13 @@ static void check_null_arguments(void) {
         CHECK(FRAUD_DECISION_ALLOW == 0 && FRAUD_DECISION_REVIEW == 1 && FRAUD_DECISION_DECLINE == 2);
         CHECK(offsetof(fraud_engine_stats, challenger_set) == offsetof(fraud_engine_stats, store_labels) + 8);
     }
+    {
+        fraud_drift drift;
+        size_t count = 9;
+        REFUSED(fraud_engine_drift(NULL, &drift, 1, &count));
+        CHECK(count == 9); /* nothing written when the engine is NULL */
+        CHECK(sizeof(fraud_drift) == 24);
+    }
 #undef REFUSED
 }
 
@@ -239,7 +246,8 @@ int main(int argc, char** argv) {
     CHECK(strcmp(fraud_status_name(FRAUD_STATUS_INVALID_LABEL), "FRAUD_STATUS_INVALID_LABEL") == 0);
     CHECK(strcmp(fraud_status_name(FRAUD_STATUS_LABEL_CONFLICT), "FRAUD_STATUS_LABEL_CONFLICT") == 0);
     CHECK(strcmp(fraud_status_name((fraud_status)99), "FRAUD_STATUS_UNKNOWN") == 0);
-    CHECK(strcmp(fraud_status_name((fraud_status)17), "FRAUD_STATUS_UNKNOWN") == 0);
+    CHECK(strcmp(fraud_status_name(FRAUD_STATUS_NO_DRIFT_REFERENCE), "FRAUD_STATUS_NO_DRIFT_REFERENCE") == 0);
+    CHECK(strcmp(fraud_status_name((fraud_status)18), "FRAUD_STATUS_UNKNOWN") == 0);
     CHECK(strlen(fraud_version()) >= 5);
     CHECK(sizeof(fraud_txn) == 64);
     CHECK(sizeof(fraud_label) == 24);
@@ -250,6 +258,7 @@ int main(int argc, char** argv) {
     fraud_engine_params params = fraud_engine_default_params();
     CHECK(params.struct_size == sizeof params);
     CHECK(params.expected_transactions == 0);
+    CHECK(params.drift_window_events == 0); /* 0: the default window (10000 events) */
     params.struct_size = 3;
     CHECK(fraud_engine_open(".", &params, &engine) == FRAUD_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(fraud_last_error(), "struct_size") != NULL);

@@ -1,4 +1,4 @@
-"""The `libfraud` command: schema infer, generate, train, compile, score, label, demo, bench."""
+"""The `libfraud` command: schema infer, generate, train, compile, score, drift, label, demo, bench."""
 
 from __future__ import annotations
 
@@ -277,6 +277,23 @@ def _score(args) -> int:
     return 0
 
 
+def _drift(args) -> int:
+    import json
+
+    from .drift_report import drift_report, write_html
+    read_table = _read(args)
+    report = drift_report(args.bundle, read_table(args.input),
+                          history=read_table(args.history) if args.history else None, labels=args.labels)
+    print(report.text(top=args.top))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        print(f"wrote the drift report to {args.out}", file=sys.stderr)
+    if args.html:
+        write_html(report, args.html)
+        print(f"wrote the drift page to {args.html}", file=sys.stderr)
+    return 0
+
+
 def _reasons_min_score(value: str, threshold: float) -> float:
     if value == "threshold":
         return float(threshold)
@@ -505,6 +522,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="append one JSON line per decided transaction here (the core's decision records: "
                         "bundle sha256, score, decision, rule hits, reasons, challenger)")
     p.set_defaults(run=_score)
+
+    p = sub.add_parser("drift", help="how far transactions are from the bundle's training reference (PSI, "
+                                     "chi-square)", parents=inputs)
+    p.add_argument("bundle")
+    p.add_argument("input", help="transactions (.csv or .parquet), in time order")
+    p.add_argument("--history", help="earlier transactions stored first, not compared (as for score)")
+    p.add_argument("--labels", action="store_true",
+                   help="apply the input's labels at their label times (label-aware features; default: none)")
+    p.add_argument("--out", help="write the whole report as JSON here")
+    p.add_argument("--html", help="write a self-contained HTML page here")
+    p.add_argument("--top", type=int, default=15, help="features shown in the printed table (default 15)")
+    p.set_defaults(run=_drift)
 
     p = sub.add_parser("label", help="apply labels (event id, label, label time) to a durable store",
                        parents=inputs)

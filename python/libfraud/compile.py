@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .train import load_trained, load_trained_gnn
+from .train import load_drift_reference, load_trained, load_trained_gnn
 
 #: GNN artifacts a bundle carries, fastest first: the first is the default the core tries first.
 #: native: the dense form run by the core itself (no framework); AOTInductor and TorchScript
@@ -101,6 +101,7 @@ def compile_model_dir(model_dir: str | Path, out: str | Path, *, jobs: int = 2,
     from .rules import check_rules, load_rules
 
     model, info, holdout = load_trained(model_dir)
+    reference, reference_info = load_drift_reference(model_dir, info, holdout)
     decision = None
     if rules is not None or review_from is not None or decline_from is not None:
         decision = check_rules(load_rules(rules, review_from=review_from, decline_from=decline_from),
@@ -129,7 +130,8 @@ def compile_model_dir(model_dir: str | Path, out: str | Path, *, jobs: int = 2,
                               threshold=info["threshold"], threshold_rule=info["threshold_rule"],
                               metrics=info["metrics"], gnn=gnn, jobs=jobs, progress=progress,
                               calibration=info.get("calibration"), provenance=info.get("provenance"),
-                              source=str(Path(model_dir) / "model.ubj"), decision=decision)
+                              source=str(Path(model_dir) / "model.ubj"), decision=decision,
+                              drift_reference=reference, drift_reference_info=reference_info)
     if track and info.get("mlflow"):  # the bundle joins the training run that made it
         from .tracking import log_to_run
         log_to_run(info["mlflow"]["uri"], info["mlflow"]["run_id"], artifacts={"bundle": bundle},

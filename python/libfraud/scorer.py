@@ -47,7 +47,8 @@ class Scorer:
                  state_dir: str | os.PathLike = "", fsync_every_ingest: bool = False,
                  retention_ms: int = 0, max_history_per_entity: int = 0,
                  trusted_public_key: str | os.PathLike = "", explain_table_bytes: int = 0,
-                 max_ahead_ms: int = 0, quarantine_corrupt_log_tail: bool = False):
+                 max_ahead_ms: int = 0, quarantine_corrupt_log_tail: bool = False,
+                 drift_window_events: int = 0):
         """gnn_backend: "native", "aoti", "torchscript"... for a GNN bundle; "" = the first of the
         bundle's backends (its default first) that loads on this machine (see `gnn_backend`).
         state_dir: keep the store durable there (snapshot + log of every acknowledged ingest;
@@ -59,13 +60,15 @@ class Scorer:
         one far-future event would make every later one out of order).
         quarantine_corrupt_log_tail: open a state_dir whose log's last record is damaged (a bit
         flip, not a crash) by moving its bytes to store.log.quarantine-<unix ms> (logged at WARN;
-        its transactions are not restored) instead of refusing with FRAUD_STATUS_IO_ERROR."""
+        its transactions are not restored) instead of refusing with FRAUD_STATUS_IO_ERROR.
+        drift_window_events: the scored events `drift` compares with the bundle's reference
+        (1000 .. 2**32; 0 = 10000)."""
         self.bundle = os.fspath(bundle)
         self._engine = _core.Engine(self.bundle, expected_transactions, gnn_backend,
                                     os.fspath(plugin_dir), os.fspath(state_dir), fsync_every_ingest,
                                     retention_ms, max_history_per_entity, os.fspath(trusted_public_key),
                                     int(explain_table_bytes), int(max_ahead_ms),
-                                    bool(quarantine_corrupt_log_tail))
+                                    bool(quarantine_corrupt_log_tail), int(drift_window_events))
         self.schema = _bundle_schema(self.bundle)
         self._challenger: str | None = None
 
@@ -232,6 +235,19 @@ class Scorer:
         _score_abs_diff_sum/_mean, _latency_p50_us/_p99_us, _failures); decision_records and
         decision_log_errors."""
         return self._engine.stats()
+
+    def drift(self) -> pd.DataFrame:
+        """Population stability of the last scored events against the bundle's drift reference
+        (fraud_engine_drift; export/BUNDLE.md "drift"): one row per model feature, then ``score``
+        (the served score), with ``feature``, ``index`` (in the feature order; -1 for the score),
+        ``psi`` (NaN while nothing was scored) and ``window_events``, largest PSI first. Reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25
+        significant. FraudError (FRAUD_STATUS_NO_DRIFT_REFERENCE) for a bundle without one."""
+        index, psi, events = self._engine.drift()
+        names = self.feature_names
+        frame = pd.DataFrame({"feature": ["score" if i < 0 else names[i] for i in index],
+                              "index": np.asarray(index, dtype=np.int64),
+                              "psi": np.asarray(psi, dtype=np.float64), "window_events": int(events)})
+        return frame.sort_values("psi", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
 
     def ingest(self, transactions) -> None:
         self._engine.ingest(*self.events(transactions).args())

@@ -20,6 +20,9 @@ from .periods import PeriodSpec
 
 #: Rows of sampled test neighbourhoods kept for the GNN artifacts' parity check at compile time.
 GNN_PARITY_ROWS = 2048
+#: Training rows kept (a seeded sample) for the bundle's drift reference (export/BUNDLE.md "drift").
+DRIFT_REFERENCE_ROWS = 5000
+DRIFT_REFERENCE_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class TrainResult:
     gbdt_only_test_scores: np.ndarray | None = None  # the trees-alone baseline, with a GNN
     provenance: dict | None = None  # the bundle's model section (name, version, data fingerprint)
     tuning: Any = None  # tune.TuneResult when the parameters were searched
+    X_reference: np.ndarray | None = None  # a seeded sample of the training rows: the drift reference
+    reference_info: dict | None = None  # what X_reference is (source, rows, period), for the bundle
 
     def save(self, out_dir: str | Path) -> Path:
         out = Path(out_dir)
@@ -100,6 +105,8 @@ class TrainResult:
         self.model.save(out / "model.ubj")
         np.save(out / "holdout_X.npy", self.X_test)
         np.save(out / "holdout_y.npy", self.y_test)
+        if self.X_reference is not None:
+            np.save(out / "reference_X.npy", self.X_reference)
         info = {
             "schema": self.schema, "spec": self.spec,
             "feature_order": list(self.model.feature_names),
@@ -107,6 +114,7 @@ class TrainResult:
             "calibration": self.calibration, "periods": self.periods, "provenance": self.provenance,
             "metrics": self.metrics, "split_rows": self.split_rows,
             "test_start_ms": self.test_start_ms,
+            **({"drift_reference": self.reference_info} if self.reference_info is not None else {}),
         }
         if self.gnn is not None:
             import torch
@@ -360,6 +368,7 @@ def train(transactions: pd.DataFrame, *, schema: Any = None, spec: Any = None,
     provenance = {"name": name, "version": version,
                   "data_fingerprint": fingerprint(frame, schema_json, spec_json, inputs),
                   "source_revision": _source_revision()}
+    reference_rows, reference_info = _drift_reference(XS, train_idx, events.time_ms)
     return TrainResult(
         model=model, schema=schema_json, spec=spec_json, metrics=result_metrics,
         threshold=threshold.value, threshold_rule=threshold.rule,
@@ -369,7 +378,24 @@ def train(transactions: pd.DataFrame, *, schema: Any = None, spec: Any = None,
         calibration=calibrator.to_manifest() if calibrator else None,
         test_raw_scores=raw_test, test_time_ms=events.time_ms[test_idx], test_entity_ids=entity[test_idx],
         test_evaluated=evaluated, gbdt_only_test_scores=gbdt_only_scores, provenance=provenance,
-        **gnn_fields)
+        X_reference=reference_rows, reference_info=reference_info, **gnn_fields)
+
+
+def _drift_reference(XS: np.ndarray, train_idx: np.ndarray, time_ms: np.ndarray) -> tuple[np.ndarray, dict]:
+    """A seeded sample of the training rows (the shipped trees' inputs) and what it is: the bundle's
+    drift reference (export/BUNDLE.md "drift")."""
+    from datetime import datetime, timezone
+    rng = np.random.default_rng(DRIFT_REFERENCE_SEED)
+    n = min(DRIFT_REFERENCE_ROWS, len(train_idx))
+    rows = train_idx[np.sort(rng.choice(len(train_idx), size=n, replace=False))] if n else train_idx[:0]
+
+    def utc(ms) -> str:
+        return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    info = {"source": "training", "sample_of_rows": int(len(train_idx)), "seed": DRIFT_REFERENCE_SEED}
+    if len(train_idx):
+        info.update(from_utc=utc(time_ms[train_idx].min()), to_utc=utc(time_ms[train_idx].max()))
+    return np.ascontiguousarray(XS[rows], dtype=np.float32), info
 
 
 def _auprc_by_type(transactions: pd.DataFrame, test_idx: np.ndarray, stacked_scores: np.ndarray,
@@ -388,6 +414,15 @@ def _auprc_by_type(transactions: pd.DataFrame, test_idx: np.ndarray, stacked_sco
                      "auprc_gbdt_only": metrics.auprc(yk, gbdt_scores[keep]),
                      "auprc_stacked": metrics.auprc(yk, stacked_scores[keep])}
     return out
+
+
+def load_drift_reference(model_dir: str | Path, info: dict, holdout: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(rows, what they are) for the bundle's drift reference: the training sample saved by
+    TrainResult.save, or, for a model directory from before it, the held-out (test period) rows."""
+    path = Path(model_dir) / "reference_X.npy"
+    if path.is_file():
+        return np.load(path), dict(info.get("drift_reference") or {"source": "training"})
+    return holdout, {"source": "holdout (the test period: this model directory has no training sample)"}
 
 
 def load_trained(model_dir: str | Path) -> tuple[TrainedGbdt, dict, np.ndarray]:

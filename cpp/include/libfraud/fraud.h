@@ -64,7 +64,8 @@ typedef enum fraud_status {
     FRAUD_STATUS_UNKNOWN_EVENT = 13,      /* a label for an event id the store does not hold */
     FRAUD_STATUS_INVALID_LABEL = 14,      /* a label not 0/1, or a label time before its event */
     FRAUD_STATUS_LABEL_CONFLICT = 15,     /* a label that differs from one already applied */
-    FRAUD_STATUS_NO_EXPLANATION = 16      /* reasons asked of a bundle compiled without explanation data */
+    FRAUD_STATUS_NO_EXPLANATION = 16,     /* reasons asked of a bundle compiled without explanation data */
+    FRAUD_STATUS_NO_DRIFT_REFERENCE = 17  /* drift asked of a bundle compiled without a drift reference */
 } fraud_status;
 
 /* The most entity types a schema declares. */
@@ -181,6 +182,10 @@ typedef struct fraud_engine_params {
      * transactions in it are not restored. 0: the open fails with FRAUD_STATUS_IO_ERROR naming
      * the file, offset and sequence. A damaged record with valid ones after it fails either way. */
     int32_t quarantine_corrupt_log_tail;
+    /* Drift (fraud_engine_drift): the window of scored events the monitor compares with the
+     * bundle's reference, 1000 .. 2^32; 0 = 10000. Read at open, at each swap and set_challenger
+     * (whose params leaving it 0 keep the open's value). */
+    uint64_t drift_window_events;
 } fraud_engine_params;
 
 typedef enum fraud_log_level {
@@ -225,6 +230,13 @@ typedef struct fraud_engine_stats {
     uint64_t challenger_failures;    /* calls in which the challenger failed (its scores NaN; logged) */
     uint64_t decision_records;       /* records handed to the decision callback and log */
     uint64_t decision_log_errors;    /* decide calls whose records could not be written (logged) */
+    /* Drift of the serving bundle's window (fraud_engine_drift); without a drift reference: 0 events,
+     * NaN PSIs and feature -1. NaN PSIs too while the window is empty. */
+    uint64_t drift_window_events;    /* scored events in the window now */
+    double drift_score_psi;          /* PSI of the served score */
+    double drift_max_feature_psi;    /* the largest feature PSI */
+    int32_t drift_max_feature;       /* its feature (index in the feature order); -1 if none */
+    int32_t drift_reserved;
 } fraud_engine_stats;
 
 typedef struct fraud_engine fraud_engine;
@@ -606,6 +618,36 @@ FRAUD_API fraud_status fraud_engine_set_decision_callback(fraud_engine* engine, 
  * be opened (the previous file stays). Safe to call while other threads score.
  */
 FRAUD_API fraud_status fraud_engine_set_decision_log(fraud_engine* engine, const char* path);
+
+/*
+ * Drift (export/BUNDLE.md "drift"). A bundle compiled with a drift reference carries, per model
+ * feature and for the served score, bin edges (quantiles of the training rows, plus a bin for
+ * missing values) and the training proportion of each bin. The engine bins every event it scores
+ * (fraud_engine_score*, _score_and_ingest*, _explain_events...; not fraud_engine_score_features'
+ * caller rows) into a window of the last drift_window_events events, kept as 10 rotating slots
+ * (so the window holds 90% to 100% of that; a call's block of up to 64 events goes whole to the
+ * slot of its first event), and reports the population stability index of the window against the
+ * reference:
+ *   PSI = sum over bins (a_i - r_i) ln(a_i / r_i), a_i the window's proportion, r_i the reference's,
+ *   both floored at 1e-4 (empty bins); the missing bin included.
+ * Reading: < 0.1 stable, 0.1 - 0.25 moderate shift, > 0.25 significant shift. A hot swap (or a
+ * challenger's promotion) starts a fresh window against the new champion's reference; a shadow
+ * challenger's scores are not counted. Counting is lock-free and cheap (a few atomic
+ * adds per event); a read racing a score may miss part of that call's events.
+ */
+typedef struct fraud_drift {
+    int32_t feature;        /* index in the feature order; -1 = the served score */
+    int32_t reserved;
+    double psi;             /* NaN while the window is empty */
+    uint64_t window_events; /* scored events in the window */
+} fraud_drift;
+
+/* The serving bundle's drift: out[0] the score (feature -1), out[1 + j] feature j; writes
+ * min(capacity, num_features + 1) entries and their count to *n_out (out may be NULL when capacity
+ * is 0). FRAUD_STATUS_NO_DRIFT_REFERENCE for a bundle without a drift reference (*n_out = 0).
+ * Allocates; safe from many threads, alongside scoring. */
+FRAUD_API fraud_status fraud_engine_drift(const fraud_engine* engine, fraud_drift* out, size_t capacity,
+                                          size_t* n_out);
 
 /* Number of transactions in the store, and its watermark (latest timestamp; INT64_MIN if empty). */
 FRAUD_API fraud_status fraud_engine_store_size(const fraud_engine* engine, uint64_t* n_out,

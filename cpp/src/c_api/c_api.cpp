@@ -111,6 +111,7 @@ const char* fraud_status_name(fraud_status status) {
         case FRAUD_STATUS_INVALID_LABEL: return "FRAUD_STATUS_INVALID_LABEL";
         case FRAUD_STATUS_LABEL_CONFLICT: return "FRAUD_STATUS_LABEL_CONFLICT";
         case FRAUD_STATUS_NO_EXPLANATION: return "FRAUD_STATUS_NO_EXPLANATION";
+        case FRAUD_STATUS_NO_DRIFT_REFERENCE: return "FRAUD_STATUS_NO_DRIFT_REFERENCE";
     }
     return "FRAUD_STATUS_UNKNOWN";
 }
@@ -543,6 +544,15 @@ fraud_status fraud_engine_store_size(const fraud_engine* engine, uint64_t* n_out
     FRAUD_API_BEGIN()
     require(engine != nullptr, "fraud_engine_store_size: engine is NULL");
     engine->impl->store_size(n_out, watermark_ms_out);
+    FRAUD_API_END()
+}
+
+fraud_status fraud_engine_drift(const fraud_engine* engine, fraud_drift* out, size_t capacity, size_t* n_out) {
+    FRAUD_API_BEGIN()
+    require(engine && n_out, "fraud_engine_drift: NULL argument");
+    *n_out = 0;
+    require(out || capacity == 0, "fraud_engine_drift: out is NULL with a capacity above 0");
+    *n_out = engine->impl->drift(out, capacity);
     FRAUD_API_END()
 }
 

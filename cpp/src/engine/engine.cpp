@@ -71,6 +71,7 @@ Engine::Engine(const std::string& bundle_dir, const fraud_engine_params& params)
         throw FraudError(FRAUD_STATUS_INVALID_ARGUMENT,
                          "max_ahead_ms must be >= 0 (0 = no bound), got " + std::to_string(params.max_ahead_ms));
     max_ahead_ms_ = params.max_ahead_ms;
+    drift_window_events_ = params.drift_window_events;
     if (params.expected_transactions > 0) store_.reserve(static_cast<size_t>(params.expected_transactions));
     if (params.state_dir && params.state_dir[0]) {
         state_dir_ = params.state_dir;
@@ -400,7 +401,9 @@ void Engine::swap_bundle(const std::string& bundle_dir, const fraud_engine_param
     std::shared_ptr<const Model> fresh;
     try {
         // Verified and loaded off the hot path; it must serve from this store (same schema).
-        fresh = std::make_shared<const Model>(bundle_dir, params, &store_.layout());
+        fraud_engine_params model_params = params;
+        if (model_params.drift_window_events == 0) model_params.drift_window_events = drift_window_events_;
+        fresh = std::make_shared<const Model>(bundle_dir, model_params, &store_.layout());
     } catch (const FraudError& e) {
         swap_failures_.fetch_add(1, std::memory_order_relaxed);
         log(FRAUD_LOG_ERROR, std::string("bundle swap refused, the old bundle keeps serving: ") + e.what());
@@ -423,7 +426,9 @@ void Engine::set_challenger(const std::string& bundle_dir, const fraud_engine_pa
     if (!bundle_dir.empty()) {
         try {
             // As a swap: verified and loaded here, off the hot path, and it must serve from this store.
-            next = std::make_shared<Challenger>(std::make_shared<const Model>(bundle_dir, params, &store_.layout()));
+            fraud_engine_params model_params = params;
+            if (model_params.drift_window_events == 0) model_params.drift_window_events = drift_window_events_;
+            next = std::make_shared<Challenger>(std::make_shared<const Model>(bundle_dir, model_params, &store_.layout()));
         } catch (const FraudError& e) {
             log(FRAUD_LOG_ERROR, std::string("challenger refused, the engine is as it was: ") + e.what());
             throw;
@@ -519,8 +524,19 @@ void Engine::stats(fraud_engine_stats* out) const {
     }
     s.decision_records = decision_records_.load();
     s.decision_log_errors = decision_log_errors_.load();
+    fill_drift_stats(serving->champion->drift(), s);
     // An older caller's smaller struct gets the fields it knows.
     std::memcpy(out, &s, std::min<size_t>(out->struct_size, sizeof s));
+}
+
+size_t Engine::drift(fraud_drift* out, size_t capacity) const {
+    const std::shared_ptr<const Model> model = this->model();
+    if (!model->drift())
+        throw FraudError(FRAUD_STATUS_NO_DRIFT_REFERENCE,
+                         "fraud_engine_drift: bundle " + model->bundle_dir() +
+                             " has no drift reference (no 'drift' section: compiled without reference rows, "
+                             "or by a libfraud older than drift)");
+    return write_drift(*model->drift(), out, capacity);
 }
 
 }  // namespace libfraud

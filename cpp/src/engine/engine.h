@@ -91,6 +91,8 @@ public:
     void set_decision_log(const std::string& path);  // empty: close
     void snapshot();
     void stats(fraud_engine_stats* out) const;
+    // fraud_engine_drift: the serving model's drift entries (NO_DRIFT_REFERENCE without a reference).
+    size_t drift(fraud_drift* out, size_t capacity) const;
 
 private:
     void count_rejection(const FraudError& e, size_t n) const;
@@ -122,6 +124,7 @@ private:
     mutable std::array<std::atomic<uint64_t>, 16> rejected_by_status_{};
     mutable LatencyWindow latency_;
     mutable std::atomic<uint64_t> decision_records_{0}, decision_log_errors_{0};
+    uint64_t drift_window_events_ = 0;  // the open's, for swaps that leave it 0
 };
 
 }  // namespace libfraud

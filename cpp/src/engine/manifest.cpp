@@ -410,6 +410,7 @@ Manifest read_manifest(const std::string& bundle_dir, const std::string& trusted
     if (doc.contains("calibration")) read_calibration_section(doc.at("calibration"), m);
     if (doc.contains("explanation")) read_explanation_section(doc.at("explanation"), m);
     if (doc.contains("decision")) m.decision_json = doc.at("decision").dump();
+    if (doc.contains("drift")) m.drift_json = doc.at("drift").dump();
     if (model.contains("node_tables")) read_node_tables(model.at("node_tables"), m);
     // `model` may carry provenance (name, version, data_fingerprint...): information, not read here.
     return m;

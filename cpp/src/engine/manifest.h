@@ -96,6 +96,9 @@ struct Manifest {
     // parsed by DecisionPolicy::from_manifest against the model's names.
     std::string decision_json;
     std::string text;  // manifest.json's bytes exactly as read and parsed (what a signature covers)
+    // The optional `drift` section (export/BUNDLE.md "drift") as JSON text, "" when absent: checked
+    // by DriftReference::parse against features.order. It never changes a score.
+    std::string drift_json;
 
     const ArtifactEntry& artifact(const std::string& name) const;
     std::string artifact_path(const ArtifactEntry& entry) const;

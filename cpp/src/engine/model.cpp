@@ -212,6 +212,10 @@ Model::Model(const std::string& bundle_dir, const fraud_engine_params& params, c
     // Rules name features and fields: resolved before any artifact is loaded.
     decision_ = DecisionPolicy::from_manifest(manifest_.decision_json, manifest_.threshold, manifest_.feature_order,
                                               schema_);
+    if (!manifest_.drift_json.empty())
+        drift_ = std::make_unique<DriftMonitor>(
+            DriftReference::parse(manifest_.drift_json, manifest_.feature_order, "manifest.json: "),
+            params.drift_window_events);
     const ArtifactEntry& model = manifest_.artifact(manifest_.model_artifact);
     if (model.target != "tl2cgen-c-shared")
         throw FraudError(FRAUD_STATUS_BUNDLE_INVALID,
@@ -413,6 +417,7 @@ void Model::score_batch(const TemporalStore& store, const fraud_event* events, s
             if (after_each) after_each(start + j);
         }
         finish_block(s, events, start, m, out);
+        if (drift_) drift_->record(s.row.data(), num_features(), m, out.scores + start);  // the champion's traffic
         if (other) {
             const uint64_t t0 = steady_ns();
             try {

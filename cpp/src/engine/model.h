@@ -10,6 +10,7 @@
 
 #include "backends/backend_registry.h"
 #include "engine/decision_policy.h"
+#include "engine/drift.h"
 #include "engine/manifest.h"
 #include "engine/tree_predictor.h"
 #include "explain/explainer.h"
@@ -118,6 +119,10 @@ public:
     // unless k is 1..the family count. `what` names the calling function in the message.
     const Explainer& require_explainer(const char* what, bool check_k = false, size_t k = 0) const;
 
+    // The drift monitor of this model's traffic (engine/drift.h); null for a bundle without a
+    // `drift` section. Fed by score_batch (every scored event), so a swap starts a fresh one.
+    const DriftMonitor* drift() const { return drift_.get(); }
+
 private:
     // The GNN on `batch` neighbourhoods: logits [batch], embeddings [batch, D].
     void run_gnn(const NeighbourhoodBuffers& buffers, size_t batch, float* logits, float* embeddings) const;
@@ -140,6 +145,7 @@ private:
     std::unique_ptr<Explainer> explainer_;
     DecisionPolicy decision_;
     std::string manifest_sha256_;
+    std::unique_ptr<DriftMonitor> drift_;
 };
 
 }  // namespace libfraud

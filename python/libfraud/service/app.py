@@ -143,7 +143,8 @@ class Service:
             frame = drift()
         except _core.FraudError:
             return []
-        return [(str(f), float(p)) for f, p in zip(frame["feature"], frame["psi"]) if math.isfinite(p)]
+        return [(str(f), float(p)) for f, i, p in zip(frame["feature"], frame["index"], frame["psi"])
+                if i >= 0 and math.isfinite(p)]  # index -1: the score, its own gauge
 
 
 async def _read_json(request: Request, config: ServiceConfig):

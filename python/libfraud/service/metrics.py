@@ -36,8 +36,8 @@ _GAUGES = (
     ("store_labels", "libfraud_store_labels", "Labelled events in the store now"),
     ("latency_p50_us", "libfraud_core_latency_p50_microseconds", "Median core time per event, recent calls"),
     ("latency_p99_us", "libfraud_core_latency_p99_microseconds", "99th percentile core time per event, recent calls"),
-    ("score_psi", "libfraud_drift_score_psi", "Population stability of the score over the recent window"),
-    ("max_feature_psi", "libfraud_drift_max_feature_psi", "Largest feature PSI over the recent window"),
+    ("drift_score_psi", "libfraud_drift_score_psi", "Population stability of the score over the recent window"),
+    ("drift_max_feature_psi", "libfraud_drift_max_feature_psi", "Largest feature PSI over the recent window"),
     ("drift_window_events", "libfraud_drift_window_events", "Events in the drift window"),
 )
 
