@@ -36,23 +36,32 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 LUA = r"""
--- Each wrk thread takes every k-th body (k = the thread count, args[2]), so no two threads send
--- the same one: ingest bodies carry fresh event ids.
-local bodies, n, i, threads_made = {}, 0, 0, 0
+-- Each wrk thread takes every k-th body (k = the thread count, args[2]). Ingest bodies hold the
+-- token __ID__ for each event id: each request gets fresh ids (args[3] = the first), unique across
+-- threads, however many times the bodies cycle.
+local bodies, n, i, threads_made, issued = {}, 0, 0, 0, 0
 function setup(thread)
   thread:set("tid", threads_made)
   threads_made = threads_made + 1
 end
 function init(args)
   local k, every = 0, tonumber(args[2])
+  every_thread = every
+  id_base = tonumber(args[3])
   for line in io.lines(args[1]) do
     if k % every == tid then n = n + 1; bodies[n] = line end
     k = k + 1
   end
 end
+local function fresh_id()
+  issued = issued + 1
+  return string.format("%d", id_base + issued * every_thread + tid)
+end
 function request()
   i = i % n + 1
-  return wrk.format("POST", args_path, {["Content-Type"] = "application/json"}, bodies[i])
+  local body = bodies[i]
+  if id_base then body = body:gsub("__ID__", fresh_id) end
+  return wrk.format("POST", args_path, {["Content-Type"] = "application/json"}, body)
 end
 function done(summary, latency, requests)
   io.write(string.format('{"requests":%d,"seconds":%.3f,"non2xx":%d,"socket_errors":%d,"timeouts":%d,' ..
@@ -86,15 +95,15 @@ def records(frame, columns: list[str]) -> list[dict]:
 
 def bodies_file(path: Path, events: list[dict], batch: int, *, unique_from: int | None = None,
                 id_col: str = "", time_col: str = "", t_live: int = 0) -> Path:
-    """One JSON body per line. ``unique_from``: fresh ids and one shared time (ingest: no request
-    may repeat an id, and any order of arrival keeps the store's time order)."""
-    lines, k = [], 0
+    """One JSON body per line. ``unique_from`` (ingest): every event id is the token __ID__, which
+    the Lua script replaces with a fresh id per request, and every event has one shared time (any
+    order of arrival keeps the store's time order)."""
+    lines, mark = [], 987_654_321_987_654  # stands for __ID__ until the line is written
     for start in range(0, len(events) - batch + 1, batch):
         chunk = events[start:start + batch]
         if unique_from is not None:
-            chunk = [dict(e, **{id_col: unique_from + k + j, time_col: t_live}) for j, e in enumerate(chunk)]
-            k += batch
-        lines.append(json.dumps({"events": chunk}, separators=(",", ":")))
+            chunk = [dict(e, **{id_col: mark, time_col: t_live}) for e in chunk]
+        lines.append(json.dumps({"events": chunk}, separators=(",", ":")).replace(str(mark), "__ID__"))
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -134,9 +143,10 @@ class Service:
         self.log.close()
 
 
-def wrk(url: str, path: str, bodies: Path, script: Path, duration: int, connections: int, threads: int) -> dict:
+def wrk(url: str, path: str, bodies: Path, script: Path, duration: int, connections: int, threads: int,
+        id_base: int | None) -> dict:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", str(script),
-           url + path, "--", str(bodies), str(threads)]
+           url + path, "--", str(bodies), str(threads)] + ([str(id_base)] if id_base is not None else [])
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     if p.returncode != 0:
         raise RuntimeError(f"wrk failed: {p.stderr}")
@@ -200,20 +210,26 @@ def main(argv: list[str] | None = None) -> int:
         max_id = int(tx[schema.event_id.column].max()) + 1
         for batch in (1, 100):
             result.setdefault("core", {})[str(batch)] = core_baseline(bundle, history, live, batch, 2_000)
-        for workers, path, batch in ((1, "/score", 1), (2, "/score", 1), (1, "/score", 100), (2, "/score", 100),
-                                     (1, "/score_and_ingest", 1), (1, "/score_and_ingest", 100)):
+        # (workers, endpoint, batch, connections): one connection first, the latency without queueing
+        for workers, path, batch, conns in ((1, "/score", 1, 1), (1, "/score", 1, a.connections),
+                                            (2, "/score", 1, a.connections), (1, "/score", 100, a.connections),
+                                            (2, "/score", 100, a.connections),
+                                            (1, "/score_and_ingest", 1, a.connections),
+                                            (1, "/score_and_ingest", 100, a.connections)):
             ingest = path == "/score_and_ingest"
-            bodies = bodies_file(tmp / f"b{batch}{path.replace('/', '_')}.jsonl", live_records * (40 if ingest else 1),
+            bodies = bodies_file(tmp / f"b{batch}{path.replace('/', '_')}.jsonl", live_records,
                                  batch, unique_from=max_id if ingest else None, id_col=schema.event_id.column,
                                  time_col=schema.time.column, t_live=t_live)
             script.write_text(LUA.replace("args_path", json.dumps(path)))
             log(f"{path} batch {batch}, {workers} worker(s)")
             svc = Service(bundle, hist, workers, not ingest, tmp / "serve.log")
             try:
-                r = wrk(svc.url, path, bodies, script, a.duration, a.connections, a.threads)
+                r = wrk(svc.url, path, bodies, script, a.duration, conns, min(a.threads, conns),
+                        max_id if ingest else None)
             finally:
                 svc.close()
-            r.update(workers=workers, path=path, batch=batch, events_per_s=r["requests_per_s"] * batch)
+            r.update(workers=workers, path=path, batch=batch, connections=conns,
+                     events_per_s=r["requests_per_s"] * batch)
             result["runs"].append(r)
             log(f"  {r['requests_per_s']:.0f} req/s, {r['events_per_s']:.0f} events/s, p50 {r['p50_ms']:.2f} ms, "
                 f"p99 {r['p99_ms']:.2f} ms, non-2xx {r['non2xx']}")
@@ -228,13 +244,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"HTTP service, `{r['command']}`, {r['date_utc']}, {r['cpus']} CPUs, wrk {r['connections']} "
-             f"connections / {r['wrk_threads']} threads, {r['duration_s']} s each, load before "
-             f"{r['loadavg_before']}",
-             "", "| endpoint | batch | workers | requests/s | events/s | p50 ms | p90 ms | p99 ms | non-2xx |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"HTTP service, `{r['command']}`, {r['date_utc']}, {r['cpus']} CPUs shared by wrk and the service, "
+             f"wrk {r['wrk_threads']} threads, {r['duration_s']} s each, load before {r['loadavg_before']}",
+             "", "| endpoint | batch | workers | connections | requests/s | events/s | p50 ms | p90 ms | p99 ms | "
+                 "non-2xx |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["runs"]:
-        lines.append(f"| {x['path']} | {x['batch']} | {x['workers']} | {x['requests_per_s']:.0f} | "
+        lines.append(f"| {x['path']} | {x['batch']} | {x['workers']} | {x['connections']} | {x['requests_per_s']:.0f} | "
                      f"{x['events_per_s']:.0f} | {x['p50_ms']:.2f} | {x['p90_ms']:.2f} | {x['p99_ms']:.2f} | "
                      f"{x['non2xx'] + x['socket_errors']} |")
     lines += ["", "| the core in-process (one thread) | batch | p50 ms per call | p99 ms | events/s |", "|---|---|---|---|---|"]
