@@ -200,7 +200,8 @@ def test_decisions_rules_and_the_decision_log(bundles, tmp_path):
 
 
 def test_shadow_challenger_then_promote(bundles, tmp_path):
-    s = Server(bundles[0], tmp_path, "--challenger", str(bundles[1]))
+    log = tmp_path / "decisions.jsonl"
+    s = Server(bundles[0], tmp_path, "--challenger", str(bundles[1]), "--decision-log", str(log))
     try:
         evs = events_json(30, seed=14)
         r = s.post("/score_and_ingest", {"events": evs[:20]})
@@ -210,11 +211,16 @@ def test_shadow_challenger_then_promote(bundles, tmp_path):
         want_b = challenger.score_and_ingest(pd.DataFrame(evs[:20]))
         res = r.json()["results"]
         np.testing.assert_array_equal(np.float32([x["score"] for x in res]), want_a)
-        np.testing.assert_array_equal(np.float32([x["challenger"]["score"] for x in res]), want_b)
+        assert all("challenger" not in x for x in res)  # only the champion's score is served
+        records = [json.loads(x) for x in log.read_text().splitlines()]
+        np.testing.assert_array_equal(np.float32([x["challenger_score"] for x in records]), want_b)
+        assert {x["challenger_sha256"] for x in records} == {
+            hashlib.sha256((bundles[1] / "manifest.json").read_bytes()).hexdigest()}
         text = requests.get(s.url + "/metrics").text
         scored = [x for f in prom_parser.text_string_to_metric_families(text) if f.name == "libfraud_challenger_scored"
                   for x in f.samples]
         assert scored and scored[0].value == 20
+        assert requests.get(s.url + "/readyz").json()["challenger"] == str(bundles[1])
         auth = {"Authorization": f"Bearer {TOKEN}"}
         p = s.post("/admin/promote", {}, headers=auth)
         assert p.status_code == 200, p.text
@@ -222,14 +228,15 @@ def test_shadow_challenger_then_promote(bundles, tmp_path):
         after = s.post("/score_and_ingest", {"events": evs[20:]}).json()
         np.testing.assert_array_equal(np.float32([x["score"] for x in after["results"]]),
                                       challenger.score_and_ingest(pd.DataFrame(evs[20:])))
-        assert "challenger" not in after["results"][0] and after["bundle_sha256"] == p.json()["bundle_sha256"]
+        assert after["bundle_sha256"] == p.json()["bundle_sha256"]
+        assert "challenger_score" not in json.loads(log.read_text().splitlines()[-1])
         assert s.post("/admin/promote", {}, headers=auth).status_code == 409  # nothing left to promote
         bad = s.post("/admin/challenger", {"bundle": str(tmp_path)}, headers=auth)
         assert bad.status_code == 422, bad.text
         assert s.post("/admin/challenger", {"bundle": str(bundles[0])}, headers=auth).status_code == 200
-        assert "challenger" in s.post("/score", evs[0]).json()["results"][0]
+        assert requests.get(s.url + "/readyz").json()["challenger"] == str(bundles[0])
         assert s.post("/admin/challenger", {"bundle": None}, headers=auth).status_code == 200
-        assert "challenger" not in s.post("/score", evs[0]).json()["results"][0]
+        assert requests.get(s.url + "/readyz").json()["challenger"] is None
     finally:
         s.close()
 

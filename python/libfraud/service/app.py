@@ -194,10 +194,11 @@ def _k(body, default: int) -> int:
 _DECISIONS = ("allow", "review", "decline")
 
 
-def _decided(ids: list, raw: tuple, rules: list[dict] | None, challenger: bool, reasons: list | None) -> list[dict]:
+def _decided(ids: list, raw: tuple, rules: list[dict] | None, reasons: list | None) -> list[dict]:
     """One result per event from the core's decide arrays: score, decision, the codes of the active
-    rules that held (and of the shadow ones, apart), the challenger's score and decision."""
-    scores, ch_scores, decisions, ch_decisions, hits = (np.asarray(raw[i]).tolist() for i in range(5))
+    rules that held (and of the shadow ones, apart). A challenger's score is never returned: it goes
+    to the decision log and the challenger's counters only, so no caller can act on it."""
+    scores, decisions, hits = (np.asarray(raw[i]).tolist() for i in (0, 2, 4))
     out = []
     for i, event_id in enumerate(ids):
         r = {"event_id": event_id, "score": _finite(scores[i]), "decision": _DECISIONS[decisions[i]]}
@@ -212,9 +213,6 @@ def _decided(ids: list, raw: tuple, rules: list[dict] | None, challenger: bool, 
                 r["shadow_rules"] = shadow
         else:
             r["rules"] = []
-        if challenger:
-            r["challenger"] = {"score": _finite(ch_scores[i]),
-                               "decision": _DECISIONS[ch_decisions[i]] if ch_decisions[i] >= 0 else None}
         if reasons is not None:
             r["reasons"] = reasons[i]
         out.append(r)
@@ -325,7 +323,7 @@ def create_app(config: ServiceConfig, *, open_now: bool = False) -> FastAPI:
                     rules = rules if rules == service.rules else None
                     break
             reasons = _reason_lists(scorer, raw[6:]) if k else None
-            results = _decided(ids, raw, rules, scorer.challenger is not None, reasons)
+            results = _decided(ids, raw, rules, reasons)
             return {"results": results, "bundle_sha256": sha}, len(ids)
         return work
 
