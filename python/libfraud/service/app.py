@@ -92,7 +92,7 @@ class Service:
             scorer = Scorer(c.bundle, state_dir=c.state_dir, retention_ms=c.retention_ms,
                             max_history_per_entity=c.max_history_per_entity,
                             trusted_public_key=c.trusted_public_key, max_ahead_ms=c.max_ahead_ms,
-                            gnn_backend=c.gnn_backend)
+                            gnn_backend=c.gnn_backend, drift_window_events=c.drift_window_events)
             self.decoder = EventDecoder(scorer.schema, c.max_batch)
             if c.challenger:
                 scorer.set_challenger(c.challenger)

@@ -34,6 +34,8 @@ class ServiceConfig:
     max_history_per_entity: int = 0
     max_ahead_ms: int = 0
     gnn_backend: str = ""
+    # Events in the drift window behind /metrics' PSI figures (0 = the core's default, 10,000).
+    drift_window_events: int = 0
     # A second bundle scored beside the serving one on every event (shadow): its scores go to the
     # responses' "challenger" and the decision records, never to the decision.
     challenger: str = ""

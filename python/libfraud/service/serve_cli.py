@@ -44,6 +44,8 @@ def add_serve_parser(sub, parents) -> None:
     p.add_argument("--decision-log", default="", metavar="FILE",
                    help="append every decision as a JSON line: bundle sha256, scores, decision, rule hits, "
                         "reasons, latency (an audit record)")
+    p.add_argument("--drift-window", type=int, default=0, metavar="EVENTS",
+                   help="recent events behind /metrics' drift PSI (0: the core's default, 10000)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(run=run_serve)
 
@@ -75,6 +77,7 @@ def run_serve(args) -> int:
         retention_ms=parse_duration(args.retention) if args.retention else 0,
         max_history_per_entity=args.max_history_per_entity,
         max_ahead_ms=parse_duration(args.max_ahead) if args.max_ahead else 0, gnn_backend=args.backend,
+        drift_window_events=args.drift_window,
         challenger=str(Path(args.challenger).resolve()) if args.challenger else "",
         decision_log=str(Path(args.decision_log).resolve()) if args.decision_log else "")
     if not (Path(config.bundle) / "manifest.json").is_file():
