@@ -314,12 +314,12 @@ def create_app(config: ServiceConfig, *, open_now: bool = False) -> FastAPI:
             # Every served score goes through decide: bands, rules, the challenger, the decision log.
             # Rule hits are bits of the serving bundle's rule list: if a swap ran during the call,
             # which list applies is unknown, so a score is asked again and an ingest says so.
-            for _ in range(3):
+            for attempt in range(3):
                 before, rules, sha = service.generation, service.rules, service.bundle_sha256
                 raw = scorer._engine.decide(*events.args(), k=k, min_score=min_score, ingest=ingest)
                 if service.generation == before and before % 2 == 0:
                     break
-                if ingest:
+                if ingest or attempt == 2:  # stored, or swaps kept racing: say the codes are unknown
                     rules = rules if rules == service.rules else None
                     break
             reasons = _reason_lists(scorer, raw[6:]) if k else None
