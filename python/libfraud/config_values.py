@@ -4,7 +4,20 @@ line converted to each field's type), one rule for every parameter dataclass."""
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import typing
+from pathlib import Path
+
+
+def read_toml(path, label: str, missing: str = "no such file") -> dict:
+    """A TOML file's tables; a missing file or bad TOML raises naming ``label`` (how the user gave
+    the file, e.g. ``--config run.toml``)."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{label}: {missing}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{label}: not valid TOML: {e}") from None
 
 
 def dataclass_from_mapping(cls, values: dict, source: str, aliases: dict | None = None):

@@ -19,9 +19,10 @@ when, column 19: unknown name 'amout' ...".
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from .config_values import read_toml
 
 __all__ = ["check_rules", "load_rules"]
 
@@ -37,12 +38,7 @@ def load_rules(path: str | Path | None = None, *, review_from: float | None = No
     doc: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        try:
-            doc = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{p}: no such rules file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{p}: not valid TOML: {e}") from None
+        doc = read_toml(p, str(p), "no such rules file")
         unknown = sorted(set(doc) - {"decision", "rule"})
         if unknown:
             raise ValueError(f"{p}: unknown key {unknown[0]!r}; a rules file holds a [decision] table and "

@@ -24,9 +24,10 @@ Every table is optional::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .config_values import read_toml
 
 TABLES = ("periods", "xgboost", "gnn", "sampler", "decision", "evaluation", "tuning", "tracking", "model")
 TOP_KEYS = ("schema", "features", "preset", "history")
@@ -54,12 +55,7 @@ def load_run_config(path: str | None) -> RunConfig:
     if path is None:
         return RunConfig()
     p = Path(path)
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--config {p}: no such file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"--config {p}: not valid TOML: {e}") from None
+    doc = read_toml(p, f"--config {p}")
     top, tables = {}, {}
     for key, value in doc.items():
         if key in TABLES:
